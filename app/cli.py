@@ -1,0 +1,281 @@
+"""The `nodeloom` command: run, validate, nodes, schema, edit, render-graph.
+
+Exit codes: 0 done; 2 usage error (bad flag, bad --set); 3 the graph file or graph is invalid;
+4 a node failed while running; 130 cancelled. A user mistake never prints a traceback.
+torch is never imported here: nodes import it inside their run functions when a run needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.engine.context import CancelToken, RunSettings
+from app.engine.executor import Executor
+from app.engine.plan import validate
+from app.engine.store import DEFAULT_DISK_BYTES, DiskStore
+from app.files import FileProblem, FileResolver
+from app.fsutil import user_cache_dir
+from app.graph import serialize
+from app.graph.model import Graph
+from app.graph.schema import graph_schema
+from app.registry import Registry, RegistryError, default_registry
+
+EXIT_OK, EXIT_USAGE, EXIT_INVALID, EXIT_RUNTIME, EXIT_CANCELLED = 0, 2, 3, 4, 130
+
+
+class UsageError(Exception):
+    """A command-line mistake (exit 2)."""
+
+
+class InvalidGraph(Exception):
+    """A graph that cannot be loaded or fails validation (exit 3)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nodeloom", description="Node-graph diffusion: run, check and edit graphs."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a graph headless (a .json file or a PNG made by Save Image)")
+    run.add_argument("graph", help="graph file (.json, or .png carrying a graph)")
+    run.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NODE.PARAM=VALUE",
+        help="override a param (repeatable); the value is parsed by the param's type",
+    )
+    run.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="NODE",
+        help="run this node (and what it needs) instead of the output nodes (repeatable)",
+    )
+    run.add_argument(
+        "-o",
+        "--output",
+        default="output",
+        metavar="OUTDIR",
+        help="folder for written files (default: ./output)",
+    )
+    run.add_argument(
+        "--json-events", action="store_true", help="print every event as one JSON object per line"
+    )
+    run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    run.add_argument(
+        "--cache-dir", help="on-disk result cache folder (default: $NODELOOM_CACHE_DIR or the user cache dir)"
+    )
+    run.add_argument("--no-disk-cache", action="store_true", help="keep results in memory only")
+
+    check = commands.add_parser("validate", help="report every problem of a graph without running it")
+    check.add_argument("graph")
+    check.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE")
+    check.add_argument("--json", action="store_true", help="print the problems as JSON")
+
+    listing = commands.add_parser("nodes", help="list the node types")
+    listing.add_argument("--json", action="store_true", help="print full specs as JSON")
+
+    commands.add_parser("schema", help="print the JSON Schema of graph files")
+
+    edit = commands.add_parser("edit", help="open the editor")
+    edit.add_argument("graph", nargs="?")
+
+    render = commands.add_parser("render-graph", help="draw a graph's canvas to a PNG, headless")
+    render.add_argument("graph")
+    render.add_argument("-o", "--output", required=True, metavar="PNG")
+    render.add_argument("--width", type=int, default=1600)
+    render.add_argument("--height", type=int, default=1000)
+    return parser
+
+
+def load_graph(path: str, registry: Registry, sets: list[str]) -> Graph:
+    """Load a graph file and apply --set overrides (raises InvalidGraph / UsageError)."""
+    try:
+        graph = serialize.load(path, registry)
+    except serialize.GraphFileError as error:
+        raise InvalidGraph(str(error)) from None
+    for item in sets:
+        apply_set(graph, registry, item)
+    return graph
+
+
+def apply_set(graph: Graph, registry: Registry, item: str) -> None:
+    """Apply one `NODE.PARAM=VALUE` override, parsing VALUE by the param's declared type."""
+    target, sep, text = item.partition("=")
+    node_id, dot, name = target.partition(".")
+    if not sep or not dot or not node_id or not name:
+        raise UsageError(f"--set {item!r}: expected NODE.PARAM=VALUE")
+    if node_id not in graph.nodes:
+        raise UsageError(
+            f"--set {item!r}: the graph has no node {node_id!r} (nodes: {', '.join(graph.nodes)})"
+        )
+    spec = registry.get(graph.nodes[node_id].type)
+    param = spec.param(name) if spec else None
+    if param is None:
+        known = ", ".join(p.name for p in spec.params) if spec else "unknown node type"
+        raise UsageError(f"--set {item!r}: node {node_id!r} has no param {name!r} (params: {known})")
+    if graph.input_edge(node_id, name) is not None:
+        raise UsageError(f"--set {item!r}: {node_id}.{name} is fed by a link; set the node it comes from")
+    try:
+        value = param.parse(text)
+    except ValueError as error:
+        raise UsageError(f"--set {item!r}: {error}") from None
+    problem = param.check(value)
+    if problem:
+        raise UsageError(f"--set {item!r}: {problem}")
+    graph.set_param(node_id, name, value)
+
+
+def _resolver(graph_path: str) -> FileResolver:
+    return FileResolver(base_dirs=(Path.cwd(), Path(graph_path).resolve().parent))
+
+
+def _jsonable(event: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in event.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        out[key] = value
+    return out
+
+
+class _Printer:
+    """Human output: a one-line progress bar on stderr and a summary."""
+
+    def __init__(self, verbose_errors: bool = False) -> None:
+        self.written: list[str] = []
+        self.verbose_errors = verbose_errors
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind, node = event["event"], event.get("node")
+        if kind == "progress":
+            done = int(20 * event["step"] / max(event["total"], 1))
+            print(
+                f"\r  {node}: [{'#' * done}{'.' * (20 - done)}] {event['step']}/{event['total']}",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif kind == "finished":
+            extra = "".join(f", {k} {v}" for k, v in event.items() if k not in ("event", "node", "duration"))
+            print(f"\r  ran {node} in {event['duration']:.2f}s{extra}" + " " * 20, file=sys.stderr)
+        elif kind == "output":
+            self.written.append(event["path"])
+        elif kind == "error":
+            print(f"\r  error in node '{node}': {event['message']}", file=sys.stderr)
+        elif kind in ("blocked", "warning"):
+            print(
+                f"\r  {kind} {node}: {event.get('message') or 'after ' + ', '.join(event['by'])}",
+                file=sys.stderr,
+            )
+
+
+def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
+    graph = load_graph(args.graph, registry, args.sets)
+    disk = None
+    if not args.no_disk_cache:
+        root = Path(args.cache_dir).expanduser() if args.cache_dir else user_cache_dir() / "results"
+        cap = int(float(os.environ.get("NODELOOM_DISK_CACHE_MB", DEFAULT_DISK_BYTES / 2**20)) * 2**20)
+        disk = DiskStore(root, cap)
+    settings = RunSettings(
+        device=args.device,
+        output_dir=Path(args.output),
+        graph_json=serialize.dumps(graph),
+        resolver=_resolver(args.graph),
+    )
+    printer = _Printer()
+    if args.json_events:
+
+        def emit(event: dict[str, Any]) -> None:
+            print(json.dumps(_jsonable(event)), flush=True)
+    else:
+        emit = printer
+    token = CancelToken()
+    try:
+        result = Executor(registry, disk=disk).run(graph, args.target or None, settings, emit, token)
+    except KeyboardInterrupt:
+        print("\ncancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    if result.status == "invalid":
+        raise InvalidGraph(_problems_text(args.graph, result.problems))
+    if not args.json_events:
+        if result.cached:
+            print(f"from cache: {', '.join(result.cached)}", file=sys.stderr)
+        for path in printer.written:
+            print(path)
+    if result.status == "error":
+        return EXIT_RUNTIME
+    return EXIT_CANCELLED if result.status == "cancelled" else EXIT_OK
+
+
+def _problems_text(path: str, problems) -> str:
+    lines = [f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''}"]
+    lines += [f"  - {p}" for p in problems]
+    return "\n".join(lines)
+
+
+def cmd_validate(args: argparse.Namespace, registry: Registry) -> int:
+    graph = load_graph(args.graph, registry, args.sets)
+    problems = validate(graph, registry, _resolver(args.graph))
+    if args.json:
+        print(json.dumps({"valid": not problems, "problems": [p.to_json() for p in problems]}, indent=2))
+    elif problems:
+        print(_problems_text(args.graph, problems), file=sys.stderr)
+    else:
+        print(f"{args.graph}: valid ({len(graph.nodes)} nodes, {len(graph.edges)} links)")
+    return EXIT_INVALID if problems else EXIT_OK
+
+
+def cmd_nodes(args: argparse.Namespace, registry: Registry) -> int:
+    specs = registry.specs()
+    if args.json:
+        print(json.dumps([s.to_json() for s in specs], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    width = max(len(s.type) for s in specs)
+    for spec in specs:
+        print(f"{spec.type:<{width}}  {spec.category:<12} {spec.title}")
+    return EXIT_OK
+
+
+def cmd_ui(args: argparse.Namespace, registry: Registry) -> int:
+    try:
+        from app.ui import launch
+    except ImportError as error:
+        raise UsageError(f"the editor is not available in this install ({error})") from None
+    return launch.main(args, registry)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        registry = default_registry()
+        handler = {
+            "run": cmd_run,
+            "validate": cmd_validate,
+            "nodes": cmd_nodes,
+            "edit": cmd_ui,
+            "render-graph": cmd_ui,
+        }.get(args.command)
+        if args.command == "schema":
+            print(json.dumps(graph_schema([s.type for s in registry.specs()]), indent=2))
+            return EXIT_OK
+        return handler(args, registry)
+    except UsageError as error:
+        print(f"nodeloom: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (InvalidGraph, FileProblem) as error:
+        print(f"nodeloom: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except RegistryError as error:
+        print(f"nodeloom: {error}", file=sys.stderr)
+        return EXIT_RUNTIME

@@ -1,0 +1,223 @@
+"""The executor: runs what the requested outputs need, reusing cached results, emitting events.
+
+One run: effective graph (bypass/mute) -> validation of what the targets need -> keys -> walk back
+from the targets, stopping at results found in memory or on disk -> run the rest in dependency order.
+Events: started, progress, preview, cached, finished (with `duration`), error, blocked, cancelled,
+output. A failing node keeps every upstream result cached and blocks only what depends on it.
+Never import torch or Qt here.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.engine.context import Cancelled, CancelToken, Context, EventSink, NodeError, RunSettings
+from app.engine.keys import KeyParts, compute_keys
+from app.engine.plan import (
+    Index,
+    Problem,
+    ancestors,
+    default_targets,
+    effective_graph,
+    param_values,
+    topological_order,
+    validate,
+)
+from app.engine.store import DiskStore, MemoryStore
+from app.graph.model import Graph
+from app.registry import Registry
+
+_CANCELLED = object()  # _run_node's answer when the node stopped on a cancel
+
+
+@dataclass
+class RunResult:
+    """What happened: `status` is ok, invalid, error or cancelled."""
+
+    status: str
+    problems: list[Problem] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # target node -> its outputs
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+class Executor:
+    """Holds the result stores across runs; `run` one graph at a time."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        memory: MemoryStore | None = None,
+        disk: DiskStore | None = None,
+    ) -> None:
+        self.registry = registry
+        self.memory = memory if memory is not None else MemoryStore()
+        self.disk = disk
+        self.last_parts: dict[str, KeyParts] = {}
+
+    def plan_keys(self, graph: Graph, settings: RunSettings) -> tuple[dict[str, str], dict[str, KeyParts]]:
+        """Keys of every valid node of `graph` as it would run now (for editor badges)."""
+        runnable, _ = effective_graph(graph, self.registry)
+        index = Index(runnable)
+        order = topological_order(runnable, index) or []
+        bad = {p.node for p in validate(runnable, self.registry, settings.resolver)}
+        blocked = set(bad)
+        for node_id in order:
+            if any(e.src in blocked for e in index.incoming[node_id].values()):
+                blocked.add(node_id)
+        good = [n for n in order if n not in blocked]
+        return compute_keys(runnable, self.registry, good, settings.resolver, index=index)
+
+    def is_cached(self, key: str) -> bool:
+        return key in self.memory or (self.disk is not None and self.disk.has(key))
+
+    def run(
+        self,
+        graph: Graph,
+        targets: list[str] | None = None,
+        settings: RunSettings | None = None,
+        on_event: EventSink | None = None,
+        token: CancelToken | None = None,
+    ) -> RunResult:
+        settings = settings or RunSettings()
+        emit = on_event or (lambda event: None)
+        token = token or CancelToken()
+        runnable, problems = effective_graph(graph, self.registry)
+        index = Index(runnable)
+        wanted = list(targets) if targets else default_targets(runnable, self.registry)
+        missing = [t for t in wanted if t not in runnable.nodes]
+        if missing:
+            problems.append(Problem(missing[0], None, "no such node to run (is it muted or bypassed?)"))
+        if not wanted:
+            problems.append(
+                Problem(
+                    None,
+                    None,
+                    "nothing to run: the graph has no output node (Save/Preview); name a node to run with --target",
+                )
+            )
+        needed = ancestors(index, [t for t in wanted if t in runnable.nodes])
+        problems += validate(runnable, self.registry, settings.resolver, only=needed)
+        if problems:
+            return RunResult("invalid", problems=problems)
+        order = [n for n in topological_order(runnable, index) or [] if n in needed]
+        keys, parts = compute_keys(runnable, self.registry, order, settings.resolver, uuid.uuid4().hex, index)
+        self.last_parts.update(parts)
+        result = RunResult("ok", keys=keys)
+        values, to_run = self._gather(runnable, index, wanted, keys)
+        for node_id in order:
+            if node_id in values:
+                result.cached.append(node_id)
+                emit({"event": "cached", "node": node_id, "source": values[node_id][1]})
+        values = {k: v for k, (v, _) in values.items()}
+        failed: set[str] = set()
+        for node_id in order:
+            if node_id not in to_run:
+                continue
+            upstream_failed = {e.src for e in index.incoming[node_id].values()} & failed
+            if upstream_failed:
+                failed.add(node_id)
+                emit({"event": "blocked", "node": node_id, "by": sorted(upstream_failed)})
+                continue
+            if token.cancelled():
+                emit({"event": "cancelled", "node": node_id})
+                result.status = "cancelled"
+                break
+            outcome = self._run_node(runnable, index, node_id, keys[node_id], values, settings, emit, token)
+            if outcome is _CANCELLED:
+                result.status = "cancelled"
+                break
+            if isinstance(outcome, str):
+                failed.add(node_id)
+                result.errors[node_id] = outcome
+                result.status = "error"
+            else:
+                result.ran.append(node_id)
+        result.outputs = {t: values[t] for t in wanted if t in values}
+        return result
+
+    def _gather(self, graph: Graph, index: Index, wanted: list[str], keys: dict[str, str]):
+        """Walk back from the targets: cached results stop the walk; the rest must run."""
+        found: dict[str, tuple[dict[str, Any], str]] = {}
+        to_run: set[str] = set()
+        stack = list(wanted)
+        while stack:
+            node_id = stack.pop()
+            if node_id in found or node_id in to_run:
+                continue
+            spec = self.registry.get(graph.nodes[node_id].type)
+            if not (spec.output or spec.volatile):
+                hit = self._lookup(keys[node_id])
+                if hit is not None:
+                    found[node_id] = hit
+                    continue
+            to_run.add(node_id)
+            stack.extend(edge.src for edge in index.incoming[node_id].values())
+        return found, to_run
+
+    def _lookup(self, key: str) -> tuple[dict[str, Any], str] | None:
+        value = self.memory.get(key)
+        if value is not None:
+            return value, "memory"
+        if self.disk is not None:
+            value = self.disk.get(key)
+            if value is not None:
+                self.memory.put(key, value)
+                return value, "disk"
+        return None
+
+    def _run_node(self, graph, index, node_id, key, values, settings, emit, token) -> Any:
+        """Run one node: its outputs (dict), its error message (str), or _CANCELLED."""
+        node = graph.nodes[node_id]
+        spec = self.registry.get(node.type)
+        incoming = index.incoming[node_id]
+        kwargs, problems = param_values(spec, node_id, node.params, incoming, settings.resolver)
+        if problems:  # validated already; a file that vanished since then lands here
+            emit({"event": "error", "node": node_id, "message": str(problems[0])})
+            return str(problems[0])
+        for port in spec.inputs:
+            kwargs[port.name] = None
+        for name, edge in incoming.items():
+            kwargs[name] = values[edge.src][edge.src_port]
+        ctx = Context(node_id=node_id, settings=settings, emit_event=emit, token=token)
+        emit({"event": "started", "node": node_id, "type": spec.type})
+        start = time.perf_counter()
+        try:
+            outputs = spec.run(ctx, **kwargs)
+            outputs = self._check_outputs(spec, outputs or {})
+        except Cancelled:
+            emit({"event": "cancelled", "node": node_id})
+            return _CANCELLED
+        except NodeError as error:
+            emit({"event": "error", "node": node_id, "message": str(error)})
+            return str(error)
+        except Exception as error:  # a bug or a resource failure inside the node: keep the traceback
+            message = f"{type(error).__name__}: {error}"
+            emit({"event": "error", "node": node_id, "message": message, "traceback": traceback.format_exc()})
+            return message
+        duration = time.perf_counter() - start
+        values[node_id] = outputs
+        if not spec.output:
+            self.memory.put(key, outputs)
+            if self.disk is not None and spec.disk_cache and not spec.volatile:
+                try:
+                    self.disk.put(key, outputs)
+                except OSError as error:  # a full or read-only cache folder must not fail the run
+                    emit({"event": "warning", "node": node_id, "message": f"disk cache not written: {error}"})
+        emit({"event": "finished", "node": node_id, "duration": round(duration, 6), **ctx.reported})
+        return outputs
+
+    @staticmethod
+    def _check_outputs(spec, outputs: Any) -> dict[str, Any]:
+        if not isinstance(outputs, dict):
+            raise TypeError(f"{spec.type} returned {type(outputs).__name__}, expected a dict of outputs")
+        missing = [p.name for p in spec.outputs if p.name not in outputs]
+        if missing:
+            raise TypeError(f"{spec.type} returned no value for output(s) {', '.join(missing)}")
+        return outputs

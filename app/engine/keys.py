@@ -1,0 +1,102 @@
+"""Cache keys: a Merkle hash per node, computed in one pass in dependency order.
+
+key(node) = sha256(type, type version, canonical params, [(input, upstream key, upstream port)],
+                   fingerprints (path, size, mtime) of files the node reads, nonce if volatile)
+
+Keys never contain node ids, so identical chains share results and survive renaming and copy/paste.
+A change anywhere upstream changes every key downstream. The parts are kept so the editor can say
+why a node will re-run. Never import torch or Qt here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from app.engine.plan import Index, resolved_params
+from app.files import FileResolver, fingerprint
+from app.graph.model import Graph
+from app.registry import Registry
+
+
+@dataclass(frozen=True)
+class KeyParts:
+    """What a node's key is made of, for explaining a re-run."""
+
+    type: str
+    version: int
+    params: dict[str, Any]
+    inputs: dict[str, tuple[str, str]]  # input name -> (upstream key, upstream port)
+    files: dict[str, Any]
+    nonce: str
+
+    def digest(self) -> str:
+        text = json.dumps(
+            [self.type, self.version, self.params, sorted(self.inputs.items()), self.files, self.nonce],
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=repr,
+        )
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def compute_keys(
+    graph: Graph,
+    registry: Registry,
+    order: list[str],
+    resolver: FileResolver,
+    nonce: str = "",
+    index: Index | None = None,
+) -> tuple[dict[str, str], dict[str, KeyParts]]:
+    """Keys (and their parts) for the nodes in `order`, which must be dependency-ordered and valid."""
+    index = index or Index(graph)
+    keys: dict[str, str] = {}
+    parts: dict[str, KeyParts] = {}
+    for node_id in order:
+        node = graph.nodes[node_id]
+        spec = registry.get(node.type)
+        assert spec is not None, f"node {node_id} has no spec; validate before keying"
+        incoming = index.incoming[node_id]
+        params = resolved_params(spec, node.params, incoming)
+        files: dict[str, Any] = {}
+        for name, value in params.items():
+            param = spec.param(name)
+            if param is not None and param.reads_file:
+                files[name] = fingerprint(resolver.resolve(param.path or "", value))
+        part = KeyParts(
+            type=spec.type,
+            version=spec.version,
+            params=params,
+            inputs={name: (keys[edge.src], edge.src_port) for name, edge in incoming.items()},
+            files=files,
+            nonce=nonce if spec.volatile else "",
+        )
+        parts[node_id] = part
+        keys[node_id] = part.digest()
+    return keys, parts
+
+
+def explain(old: KeyParts | None, new: KeyParts, upstream: dict[str, str] | None = None) -> str:
+    """A short sentence saying why a node whose key changed will run again."""
+    if old is None:
+        return "never ran"
+    if new.nonce:
+        return "volatile: runs every time"
+    if (old.type, old.version) != (new.type, new.version):
+        return f"node type changed ({old.type} v{old.version} -> {new.type} v{new.version})"
+    changed = sorted(k for k in set(old.params) | set(new.params) if old.params.get(k) != new.params.get(k))
+    if changed:
+        return "param changed: " + ", ".join(
+            f"{k} {old.params.get(k)!r} -> {new.params.get(k)!r}" for k in changed
+        )
+    files = sorted(k for k in set(old.files) | set(new.files) if old.files.get(k) != new.files.get(k))
+    if files:
+        return "file changed: " + ", ".join(files)
+    inputs = sorted(k for k in set(old.inputs) | set(new.inputs) if old.inputs.get(k) != new.inputs.get(k))
+    if inputs:
+        names = [f"{k} (from {upstream[k]})" if upstream and k in upstream else k for k in inputs]
+        return "input changed: " + ", ".join(names)
+    return "not in the cache"

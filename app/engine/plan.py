@@ -1,0 +1,271 @@
+"""Planning: the graph that will really run (bypass/mute applied), its order, and every problem at once.
+
+`validate` reports ALL problems it finds, each naming the node and the port or param: unknown node
+types, missing required inputs, type and model-family mismatches, bad param values, cycles, missing
+files. Nothing here runs a node or imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+
+from app.files import FileProblem, FileResolver
+from app.graph import types as T
+from app.graph.model import Edge, Graph
+from app.graph.spec import NodeSpec
+from app.registry import Registry
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem: which node, which port or param, and what is wrong."""
+
+    node: str | None
+    where: str | None
+    message: str
+
+    def __str__(self) -> str:
+        if self.node is None:
+            return self.message
+        place = f"node '{self.node}'" + (f" '{self.where}'" if self.where else "")
+        return f"{place}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node, "where": self.where, "message": self.message}
+
+
+class Index:
+    """Incoming edges per node, built once (graph.incoming is O(edges) per call)."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.incoming: dict[str, dict[str, Edge]] = {node_id: {} for node_id in graph.nodes}
+        self.children: dict[str, list[str]] = {node_id: [] for node_id in graph.nodes}
+        for edge in graph.edges:
+            if edge.dst in self.incoming and edge.src in self.children:
+                self.incoming[edge.dst][edge.dst_port] = edge
+                self.children[edge.src].append(edge.dst)
+
+
+def effective_graph(graph: Graph, registry: Registry) -> tuple[Graph, list[Problem]]:
+    """The graph as it runs: muted nodes removed, bypassed nodes replaced by pass-through links.
+
+    A bypassed node passes, for each output, its first connected input of a compatible type.
+    """
+    if all(node.mode == "normal" for node in graph):
+        return graph, []
+    problems: list[Problem] = []
+    result = graph.copy()
+    index = Index(graph)
+    for node in graph:
+        if node.mode == "normal":
+            continue
+        spec = registry.get(node.type)
+        replacement: dict[str, Edge] = {}
+        if node.mode == "bypass" and spec is not None:
+            for port in spec.outputs:
+                source = next(
+                    (
+                        e
+                        for name, e in index.incoming[node.id].items()
+                        if spec.input_type(name) and T.compatible(spec.input_type(name), port.type)
+                    ),
+                    None,
+                )
+                if source is not None:
+                    replacement[port.name] = source
+        for edge in [e for e in result.edges if e.src == node.id]:
+            result.edges.remove(edge)
+            passed = replacement.get(edge.src_port)
+            if passed is not None:
+                result.edges.append(Edge(passed.src, passed.src_port, edge.dst, edge.dst_port))
+            else:
+                verb = "muted" if node.mode == "mute" else "bypassed and has no input to pass on as"
+                problems.append(
+                    Problem(
+                        edge.dst,
+                        edge.dst_port,
+                        f"comes from node '{node.id}', which is {verb} {edge.src_port}",
+                    )
+                )
+        result.edges = [e for e in result.edges if e.dst != node.id]
+        del result.nodes[node.id]
+    return result, problems
+
+
+def topological_order(graph: Graph, index: Index | None = None) -> list[str] | None:
+    """Node ids in dependency order (ties keep file order), or None when there is a cycle."""
+    index = index or Index(graph)
+    waiting = {node_id: len(edges) for node_id, edges in index.incoming.items()}
+    ready = [node_id for node_id in graph.nodes if waiting[node_id] == 0]
+    ready.reverse()
+    order: list[str] = []
+    while ready:
+        current = ready.pop()
+        order.append(current)
+        for child in reversed(index.children[current]):
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                ready.append(child)
+    return order if len(order) == len(graph.nodes) else None
+
+
+def ancestors(index: Index, targets: Iterable[str]) -> set[str]:
+    """`targets` and every node they depend on."""
+    seen: set[str] = set()
+    stack = list(targets)
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        stack.extend(edge.src for edge in index.incoming.get(current, {}).values())
+    return seen
+
+
+def default_targets(graph: Graph, registry: Registry) -> list[str]:
+    """The output nodes (Save, Preview, ...): what a plain run produces."""
+    return [n.id for n in graph if (spec := registry.get(n.type)) is not None and spec.output]
+
+
+def resolved_params(spec: NodeSpec, params: dict[str, Any], linked: Iterable[str]) -> dict[str, Any]:
+    """Every param of `spec` that is not fed by a link: the node's value, else the default."""
+    skip = set(linked)
+    return {p.name: p.normalise(params.get(p.name, p.default)) for p in spec.params if p.name not in skip}
+
+
+def param_values(
+    spec: NodeSpec, node_id: str, params: dict[str, Any], linked: Iterable[str], resolver: FileResolver
+) -> tuple[dict[str, Any], list[Problem]]:
+    """The values a run function gets for its params (file params as absolute paths), and problems."""
+    values = resolved_params(spec, params, linked)
+    problems: list[Problem] = []
+    for name, value in values.items():
+        param = spec.param(name)
+        problem = param.check(value)
+        if problem:
+            problems.append(Problem(node_id, name, problem))
+        elif param.reads_file:
+            try:
+                values[name] = str(resolver.resolve(param.path or "", value))
+            except FileProblem as error:
+                problems.append(Problem(node_id, name, str(error)))
+    return values, problems
+
+
+def validate(
+    graph: Graph,
+    registry: Registry,
+    resolver: FileResolver | None = None,
+    only: set[str] | None = None,
+) -> list[Problem]:
+    """Every problem of `graph` (restricted to the nodes in `only` when given), all at once."""
+    resolver = resolver or FileResolver()
+    problems: list[Problem] = []
+    index = Index(graph)
+    order = topological_order(graph, index)
+    if order is None:
+        cycle = nx.find_cycle(nx.DiGraph([(e.src, e.dst) for e in graph.edges]))
+        loop = " -> ".join([a for a, _ in cycle] + [cycle[0][0]])
+        problems.append(Problem(cycle[0][0], None, f"the graph has a cycle: {loop}"))
+        order = list(graph.nodes)
+    families: dict[str, str | None] = {}
+    for node_id in order:
+        node = graph.nodes[node_id]
+        spec = registry.get(node.type)
+        check = only is None or node_id in only
+        if spec is None:
+            families[node_id] = None
+            if check:
+                problems.append(
+                    Problem(
+                        node_id,
+                        None,
+                        f"unknown node type '{node.type}' (its data is kept; install the node family or remove the node)",
+                    )
+                )
+            continue
+        incoming = index.incoming[node_id]
+        input_families = {name: families.get(edge.src) for name, edge in incoming.items()}
+        if check:
+            problems.extend(
+                _node_problems(graph, registry, resolver, node_id, spec, incoming, input_families)
+            )
+        families[node_id] = _family(spec, resolved_params(spec, node.params, incoming), input_families)
+    return problems
+
+
+def _node_problems(graph, registry, resolver, node_id, spec, incoming, input_families) -> list[Problem]:
+    node = graph.nodes[node_id]
+    found: list[Problem] = []
+    if node.version > spec.version:
+        found.append(
+            Problem(
+                node_id,
+                None,
+                f"saved by a newer Nodeloom ({spec.type} v{node.version}; this one knows v{spec.version})",
+            )
+        )
+    for name in node.params:
+        if spec.param(name) is None:
+            found.append(Problem(node_id, name, f"unknown param for {spec.title}"))
+    for port in spec.inputs:
+        if not port.optional and port.name not in incoming:
+            found.append(Problem(node_id, port.name, f"required input ({port.type}) is not connected"))
+    for edge in incoming.values():
+        found.extend(_edge_problems(graph, registry, spec, edge))
+    values, param_problems = param_values(spec, node_id, node.params, incoming, resolver)
+    found.extend(param_problems)
+    try:
+        T.families_agree(list(input_families.values()))
+    except ValueError as error:
+        detail = ", ".join(f"{name}: {fam}" for name, fam in sorted(input_families.items()) if fam)
+        found.append(Problem(node_id, None, f"{error} ({detail})"))
+    if spec.validate is not None and not found:
+        found.extend(Problem(node_id, None, text) for text in spec.validate(values, input_families))
+    return found
+
+
+def _edge_problems(graph: Graph, registry: Registry, spec: NodeSpec, edge: Edge) -> list[Problem]:
+    dst_type = spec.input_type(edge.dst_port)
+    if dst_type is None:
+        return [
+            Problem(
+                edge.dst,
+                edge.dst_port,
+                f"{spec.title} has no input '{edge.dst_port}' (link from {edge.src}.{edge.src_port})",
+            )
+        ]
+    src_spec = registry.get(graph.nodes[edge.src].type)
+    if src_spec is None:
+        return []  # the unknown source node is reported on its own
+    src_port = src_spec.output_port(edge.src_port)
+    if src_port is None:
+        return [
+            Problem(
+                edge.dst,
+                edge.dst_port,
+                f"linked from '{edge.src}.{edge.src_port}', which is not an output of {src_spec.title}",
+            )
+        ]
+    if not T.compatible(src_port.type, dst_type):
+        return [
+            Problem(
+                edge.dst,
+                edge.dst_port,
+                f"takes {dst_type} but '{edge.src}.{edge.src_port}' gives {src_port.type}",
+            )
+        ]
+    return []
+
+
+def _family(spec: NodeSpec, params: dict[str, Any], input_families: dict[str, str | None]) -> str | None:
+    try:
+        if spec.family is not None:
+            return spec.family(params, input_families)
+        return T.families_agree(list(input_families.values()))
+    except Exception:  # a family hook must never break validation; the mismatch is reported elsewhere
+        return None

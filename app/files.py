@@ -1,0 +1,121 @@
+"""Where files named by params live: input files and models under the configured model roots.
+
+Model roots follow ComfyUI's layout (`<root>/checkpoints`, `<root>/vae`, `<root>/controlnet`, ...) and
+A1111's folder names (`Stable-diffusion`, `VAE`, `ControlNet`, `Lora`), so an existing models folder
+just works. A root may also hold models directly (the shipped `assets/models`). Roots come from, in
+order: `$NODELOOM_MODEL_ROOTS` (os.pathsep-separated), the `model_roots` list of the config file
+(`$NODELOOM_CONFIG`, default `~/.config/nodeloom/config.json`), `./models`, and `assets/models`.
+A model name may not escape its root ("../x" and absolute paths outside every root are refused).
+
+Pure Python: never import Qt or torch here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+MODEL_FOLDERS: dict[str, tuple[str, ...]] = {
+    "checkpoints": ("checkpoints", "Stable-diffusion", "diffusers"),
+    "vae": ("vae", "VAE"),
+    "controlnet": ("controlnet", "ControlNet"),
+    "loras": ("loras", "Lora"),
+    "embeddings": ("embeddings",),
+}
+
+
+class FileProblem(ValueError):
+    """A file param that does not resolve; the message says what was looked for and where."""
+
+
+def configured_model_roots() -> list[Path]:
+    roots: list[Path] = []
+    env = os.environ.get("NODELOOM_MODEL_ROOTS", "")
+    roots.extend(Path(p).expanduser() for p in env.split(os.pathsep) if p)
+    config = Path(os.environ.get("NODELOOM_CONFIG", "~/.config/nodeloom/config.json")).expanduser()
+    if config.is_file():
+        try:
+            listed = json.loads(config.read_text("utf-8")).get("model_roots", [])
+        except (OSError, ValueError, AttributeError) as error:
+            raise FileProblem(f"config file {config}: cannot read model_roots ({error})") from None
+        roots.extend(Path(p).expanduser() for p in listed if isinstance(p, str))
+    roots.extend([Path.cwd() / "models", ASSETS / "models"])
+    unique: list[Path] = []
+    for root in roots:
+        resolved = Path(os.path.normpath(root.absolute()))
+        if resolved not in unique:
+            unique.append(resolved)
+    return unique
+
+
+@dataclass(frozen=True)
+class FileResolver:
+    """Resolves file params: input files against base folders, models against model roots."""
+
+    base_dirs: tuple[Path, ...] = ()
+    model_roots: tuple[Path, ...] = field(default_factory=lambda: tuple(configured_model_roots()))
+
+    def model_dirs(self, kind: str) -> list[Path]:
+        """Folders searched for models of `kind`, best first (existing ones only)."""
+        names = MODEL_FOLDERS.get(kind, (kind,))
+        found = [root / name for root in self.model_roots for name in names]
+        found.extend(self.model_roots)
+        return [d for d in found if d.is_dir()]
+
+    def list_models(self, kind: str) -> list[str]:
+        """Model names of `kind` (files with a model extension, or diffusers folders) for pickers."""
+        names: list[str] = []
+        for folder in self.model_dirs(kind):
+            for entry in sorted(folder.iterdir()):
+                is_model = entry.suffix in (".safetensors", ".ckpt", ".pt", ".pth", ".bin") or (
+                    entry.is_dir() and any((entry / f).is_file() for f in ("model_index.json", "config.json"))
+                )
+                if is_model and entry.name not in names:
+                    names.append(entry.name)
+        return names
+
+    def resolve(self, path_kind: str, value: str) -> Path:
+        """The absolute path a file param names (raises FileProblem saying where it looked)."""
+        if not value:
+            raise FileProblem("no file given")
+        if path_kind.startswith("model:"):
+            return self._model(path_kind.split(":", 1)[1], value)
+        candidate = Path(value).expanduser()
+        if candidate.is_absolute():
+            if candidate.exists():
+                return candidate
+            raise FileProblem(f"file not found: {candidate}")
+        bases = self.base_dirs or (Path.cwd(),)
+        for base in bases:
+            if (base / candidate).exists():
+                return (base / candidate).resolve()
+        raise FileProblem(f"file not found: {value} (looked in {', '.join(str(b) for b in bases)})")
+
+    def _model(self, kind: str, value: str) -> Path:
+        folders = self.model_dirs(kind)
+        for folder in folders:
+            candidate = Path(os.path.normpath(folder / value))  # lexical: user symlinks stay allowed
+            inside = any(candidate.is_relative_to(root) for root in self.model_roots)
+            if not inside:
+                raise FileProblem(
+                    f"model path {value!r} leaves the model roots; only names inside them are allowed"
+                )
+            if candidate.exists():
+                return candidate
+        where = ", ".join(str(f) for f in folders) or ", ".join(str(r) for r in self.model_roots)
+        raise FileProblem(f"{kind} model {value!r} not found (looked in {where})")
+
+
+def fingerprint(path: Path) -> list[object]:
+    """(path, size, mtime) of a file, or of every file in a folder: cheap, and changes when it does."""
+    if path.is_dir():
+        parts: list[object] = [str(path)]
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            stat = child.stat()
+            parts.append([str(child.relative_to(path)), stat.st_size, stat.st_mtime_ns])
+        return parts
+    stat = path.stat()
+    return [str(path), stat.st_size, stat.st_mtime_ns]

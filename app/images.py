@@ -1,0 +1,66 @@
+"""Image conventions and file I/O shared by nodes, the CLI and the editor.
+
+IMAGE values are numpy float32 arrays shaped (batch, height, width, 3), RGB, 0..1.
+MASK values are numpy float32 arrays shaped (batch, height, width), 0..1 (1 = keep/opaque).
+numpy + opencv only: never import torch or Qt here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+class ImageFileError(ValueError):
+    """An image file that cannot be read or written; the message names it."""
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """float 0..1 -> uint8 0..255 (rounded, clipped)."""
+    return np.clip(np.rint(np.asarray(image, np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def from_uint8(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float32) / 255.0
+
+
+def read(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read an image file as (IMAGE with batch 1, MASK with batch 1 from alpha or all ones)."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if raw is None:
+        raise ImageFileError(f"{path}: not an image opencv can read")
+    scale = 65535.0 if raw.dtype == np.uint16 else 255.0
+    pixels = raw.astype(np.float32) / scale
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    channels = pixels.shape[-1]
+    if channels == 1:
+        rgb, alpha = np.repeat(pixels, 3, axis=-1), None
+    elif channels == 4:
+        rgb, alpha = pixels[..., 2::-1], pixels[..., 3]
+    else:
+        rgb, alpha = pixels[..., 2::-1], None
+    mask = alpha if alpha is not None else np.ones(rgb.shape[:2], np.float32)
+    return np.ascontiguousarray(rgb)[None], np.ascontiguousarray(mask)[None]
+
+
+def encode_png(image: np.ndarray, compression: int = 4) -> bytes:
+    """One HxWx3 float or uint8 RGB image -> PNG bytes."""
+    pixels = image if image.dtype == np.uint8 else to_uint8(image)
+    ok, data = cv2.imencode(
+        ".png", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, compression]
+    )
+    if not ok:
+        raise ImageFileError("PNG encoding failed")
+    return data.tobytes()
+
+
+def next_free_name(folder: Path, prefix: str, suffix: str = ".png") -> Path:
+    """`<prefix>_00001.png`, or the next number not used yet in `folder`."""
+    stem = Path(prefix).name or "image"
+    taken = [p.stem[len(stem) + 1 :] for p in folder.glob(f"{stem}_*{suffix}")] if folder.is_dir() else []
+    numbers = [int(t) for t in taken if t.isdigit()]
+    return folder / f"{stem}_{(max(numbers) + 1) if numbers else 1:05d}{suffix}"
