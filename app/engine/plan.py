@@ -83,14 +83,13 @@ def effective_graph(graph: Graph, registry: Registry) -> tuple[Graph, list[Probl
             if passed is not None:
                 result.edges.append(Edge(passed.src, passed.src_port, edge.dst, edge.dst_port))
             else:
-                verb = "muted" if node.mode == "mute" else "bypassed and has no input to pass on as"
-                problems.append(
-                    Problem(
-                        edge.dst,
-                        edge.dst_port,
-                        f"comes from node '{node.id}', which is {verb} {edge.src_port}",
-                    )
+                why = (
+                    "is muted"
+                    if node.mode == "mute"
+                    else "is bypassed and has no input of that type to pass on"
                 )
+                message = f"comes from '{node.id}.{edge.src_port}', but node '{node.id}' {why}"
+                problems.append(Problem(edge.dst, edge.dst_port, message))
         result.edges = [e for e in result.edges if e.dst != node.id]
         del result.nodes[node.id]
     return result, problems

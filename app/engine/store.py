@@ -93,8 +93,8 @@ class DiskStore:
             return value
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError):
-            shutil.rmtree(folder, ignore_errors=True)  # an unreadable entry is a miss, and goes
+        except Exception:  # noqa: BLE001 - any unreadable entry (truncated, corrupt, old) is a miss, and goes
+            shutil.rmtree(folder, ignore_errors=True)
             return None
 
     def put(self, key: str, outputs: dict[str, Any]) -> bool:

@@ -1,0 +1,137 @@
+"""The nodeloom command in real subprocesses: events, exit codes, --set, disk cache across processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SHAPES = ROOT / "graphs" / "shapes.json"
+
+
+def nodeloom(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args], cwd=cwd or ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def events(process: subprocess.CompletedProcess) -> list[dict]:
+    return [json.loads(line) for line in process.stdout.splitlines() if line.strip()]
+
+
+def test_rerun_in_a_new_process_recomputes_nothing_but_outputs(tmp_path):
+    cache, out = str(tmp_path / "cache"), str(tmp_path / "out")
+    first = nodeloom("run", str(SHAPES), "--json-events", "--cache-dir", cache, "-o", out)
+    assert first.returncode == 0, first.stderr
+    assert [(e["event"], e["node"]) for e in events(first) if e["event"] in ("started", "cached")] == [
+        ("started", "shape"),
+        ("started", "save"),
+    ]
+    second = nodeloom("run", str(SHAPES), "--json-events", "--cache-dir", cache, "-o", out)
+    kinds = [(e["event"], e["node"]) for e in events(second) if e["event"] in ("started", "cached")]
+    assert kinds == [("cached", "shape"), ("started", "save")]
+    outputs = [e["path"] for e in events(second) if e["event"] == "output"]
+    assert len(outputs) == 1 and Path(outputs[0]).is_file() and outputs[0].endswith("shape_00002.png")
+    finished = [e for e in events(first) if e["event"] == "finished"]
+    assert all(isinstance(e["duration"], float) for e in finished)
+
+
+def test_set_changes_only_what_it_dirties_and_png_reopens_as_the_graph(tmp_path):
+    cache, out = str(tmp_path / "cache"), str(tmp_path / "out")
+    nodeloom("run", str(SHAPES), "--cache-dir", cache, "-o", out)
+    changed = nodeloom(
+        "run", str(SHAPES), "--json-events", "--cache-dir", cache, "-o", out, "--set", "shape.colour=green"
+    )
+    assert [e["node"] for e in events(changed) if e["event"] == "started"] == ["shape", "save"]
+    png = next(e["path"] for e in events(changed) if e["event"] == "output")
+    again = nodeloom("run", png, "--json-events", "--cache-dir", cache, "-o", out)
+    assert again.returncode == 0, again.stderr
+    assert [e["node"] for e in events(again) if e["event"] == "cached"] == ["shape"]  # same graph, green
+
+
+def test_plain_output_lists_files_and_a_summary(tmp_path):
+    run = nodeloom("run", str(SHAPES), "--no-disk-cache", "-o", str(tmp_path))
+    assert run.returncode == 0
+    assert run.stdout.strip().endswith("shape_00001.png")
+    assert "ran shape" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--set", "shape.colour=pink"], 2, "'pink' is not one of"),
+        (["--set", "shape.width=wide"], 2, "expected a whole number"),
+        (["--set", "nobody.x=1"], 2, "has no node 'nobody'"),
+        (["--set", "shape.nope=1"], 2, "has no param 'nope'"),
+        (["--set", "colour"], 2, "expected NODE.PARAM=VALUE"),
+        (["--set", "shape.width=4"], 2, "below the minimum 8"),
+        (["--target", "ghost"], 3, "no such node to run"),
+    ],
+)
+def test_user_mistakes_get_clear_messages_and_distinct_exit_codes(args, code, message, tmp_path):
+    run = nodeloom("run", str(SHAPES), "--no-disk-cache", "-o", str(tmp_path), *args)
+    assert run.returncode == code and message in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_invalid_graphs_exit_3_with_every_problem(tmp_path):
+    graph = json.loads(SHAPES.read_text())
+    graph["nodes"]["shape"]["params"]["size"] = 9.0
+    graph["nodes"]["mystery"] = {"type": "vendor.thing", "version": 1, "params": {}}
+    graph["nodes"]["load"] = {"type": "image.load", "version": 1, "params": {"path": "absent.png"}}
+    graph["nodes"]["save2"] = {"type": "image.save", "version": 1, "params": {}}
+    graph["edges"].append({"from": ["load", "image"], "to": ["save2", "image"]})
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(graph))
+    run = nodeloom("validate", str(path))
+    assert run.returncode == 3
+    assert "3 problems" in run.stderr
+    for text in (
+        "node 'shape' 'size': 9.0 is above the maximum 0.5",
+        "unknown node type 'vendor.thing'",
+        "node 'load' 'path': file not found: absent.png",
+    ):
+        assert text in run.stderr
+    as_json = json.loads(nodeloom("validate", str(path), "--json").stdout)
+    assert as_json["valid"] is False and len(as_json["problems"]) == 3
+    run = nodeloom("run", str(path), "-o", str(tmp_path))
+    assert run.returncode == 3 and "node 'shape' 'size'" in run.stderr and "Traceback" not in run.stderr
+    (tmp_path / "broken.json").write_text("{nope")
+    run = nodeloom("run", str(tmp_path / "broken.json"))
+    assert run.returncode == 3 and "invalid JSON" in run.stderr
+
+
+def test_runtime_errors_exit_4_naming_the_node(tmp_path):
+    (tmp_path / "fake.png").write_bytes(b"not an image at all")
+    graph = {
+        "schema_version": 1,
+        "nodes": {
+            "load": {"type": "image.load", "params": {"path": str(tmp_path / "fake.png")}},
+            "save": {"type": "image.save"},
+        },
+        "edges": [{"from": ["load", "image"], "to": ["save", "image"]}],
+    }
+    (tmp_path / "g.json").write_text(json.dumps(graph))
+    run = nodeloom("run", str(tmp_path / "g.json"), "--no-disk-cache", "-o", str(tmp_path))
+    assert run.returncode == 4
+    assert (
+        "error in node 'load'" in run.stderr
+        and "not an image" in run.stderr
+        and "Traceback" not in run.stderr
+    )
+
+
+def test_nodes_schema_and_validate_commands():
+    listing = json.loads(nodeloom("nodes", "--json").stdout)
+    draw = next(n for n in listing if n["type"] == "shapes.draw")
+    assert draw["params"][0]["choices"] == ["circle", "square", "triangle"]
+    assert "shapes.draw" in nodeloom("nodes").stdout
+    schema = json.loads(nodeloom("schema").stdout)
+    assert schema["properties"]["schema_version"]["maximum"] == 1
+    assert nodeloom("validate", str(SHAPES)).returncode == 0
+    usage = nodeloom("frobnicate")
+    assert usage.returncode == 2

@@ -1,0 +1,40 @@
+"""House rules that hold in a fresh interpreter: no Qt or torch in the graph/engine layers or at CLI start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+HEAVY = ("torch", "diffusers", "transformers", "PySide6")
+
+
+def _loaded_after(code: str) -> list[str]:
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    run = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.split()
+
+
+def test_graph_and_engine_import_no_qt_and_no_torch():
+    code = (
+        "import app.graph.model, app.graph.serialize, app.graph.schema, app.engine.executor, app.engine.keys"
+    )
+    assert _loaded_after(code) == []
+
+
+def test_cli_and_every_node_family_import_without_torch_or_qt():
+    code = "import app.cli\nfrom app.registry import default_registry\nassert len(default_registry()) > 5"
+    assert _loaded_after(code) == []
+
+
+def test_no_source_file_under_graph_or_engine_imports_qt_or_torch():
+    """Also the lazy imports inside functions (the subprocess tests only see module level)."""
+    for folder in ("app/graph", "app/engine"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for line in path.read_text().splitlines():
+                words = line.split()
+                if len(words) >= 2 and words[0] in ("import", "from"):
+                    assert words[1].split(".")[0] not in HEAVY, f"{path}: {line.strip()}"
