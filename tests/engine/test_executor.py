@@ -209,3 +209,29 @@ def test_corrupt_disk_entries_are_misses(tmp_path):
     store.put("k", {"x": np.ones(3, np.float32)})
     (tmp_path / "k" / "k" / "arrays.safetensors").write_bytes(b"garbage")
     assert store.get("k") is None and not store.has("k")
+
+
+def test_editing_a_read_file_reruns_its_reader(tmp_path):
+    import os
+
+    from app.engine.context import RunSettings
+    from app.files import FileResolver
+    from app.images import encode_png
+    from app.registry import default_registry
+
+    picture = tmp_path / "in.png"
+    picture.write_bytes(encode_png(np.zeros((4, 4, 3), np.float32)))
+    graph = Graph()
+    graph.add_node(Node("load", "image.load", params={"path": "in.png"}))
+    graph.add_node(Node("save", "image.save"))
+    graph.connect(Edge("load", "image", "save", "image"))
+    settings = RunSettings(output_dir=tmp_path / "out", resolver=FileResolver(base_dirs=(tmp_path,)))
+    executor = Executor(default_registry())
+    assert executor.run(graph, settings=settings).ran == ["load", "save"]
+    assert executor.run(graph, settings=settings).cached == ["load"]
+    picture.write_bytes(encode_png(np.ones((4, 4, 3), np.float32)))
+    os.utime(picture, ns=(1, 1))  # a new mtime even on coarse clocks
+    result = executor.run(graph, settings=settings)
+    assert result.ran == ["load", "save"]
+    saved = sorted((tmp_path / "out").glob("*.png"))
+    assert len(saved) == 3
