@@ -59,19 +59,20 @@ def effective_graph(graph: Graph, registry: Registry) -> tuple[Graph, list[Probl
         return graph, []
     problems: list[Problem] = []
     result = graph.copy()
-    index = Index(graph)
     for node in graph:
         if node.mode == "normal":
             continue
         spec = registry.get(node.type)
         replacement: dict[str, Edge] = {}
         if node.mode == "bypass" and spec is not None:
+            # the current edges, so a chain of bypassed nodes passes through all of them
+            incoming = [e for e in result.edges if e.dst == node.id]
             for port in spec.outputs:
                 source = next(
                     (
                         e
-                        for name, e in index.incoming[node.id].items()
-                        if spec.input_type(name) and T.compatible(spec.input_type(name), port.type)
+                        for e in incoming
+                        if (kind := spec.input_type(e.dst_port)) and T.compatible(kind, port.type)
                     ),
                     None,
                 )

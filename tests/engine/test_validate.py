@@ -97,3 +97,18 @@ def test_bypass_passes_inputs_through_and_mute_blocks(counting):
     assert [str(p) for p in problems] == [
         "node 'sink' 'value': comes from 'mid.value', but node 'mid' is muted"
     ]
+
+
+def test_a_chain_of_bypassed_nodes_passes_through_all_of_them(counting):
+    graph = Graph()
+    graph.add_node(Node("src", "test.source"))
+    graph.add_node(Node("one", "test.add", mode="bypass"))
+    graph.add_node(Node("two", "test.add", mode="bypass"))
+    graph.add_node(Node("sink", "test.sink"))
+    graph.connect(Edge("src", "value", "one", "a"))
+    graph.connect(Edge("one", "value", "two", "a"))
+    graph.connect(Edge("two", "value", "sink", "value"))
+    for order in (["src", "one", "two", "sink"], ["sink", "two", "one", "src"]):
+        graph.nodes = {k: graph.nodes[k] for k in order}
+        runnable, problems = effective_graph(graph, counting.registry)
+        assert problems == [] and [(e.src, e.dst) for e in runnable.edges] == [("src", "sink")]
