@@ -167,7 +167,7 @@ class _Printer:
                 flush=True,
             )
         elif kind == "finished":
-            extra = "".join(f", {k} {v}" for k, v in event.items() if k not in ("event", "node", "duration"))
+            extra = "".join(f", {k} {v}" for k, v in event.items() if k not in ("event", "node", "duration", "key"))
             print(f"\r  ran {node} in {event['duration']:.2f}s{extra}" + " " * 20, file=sys.stderr)
         elif kind == "output":
             self.written.append(event["path"])

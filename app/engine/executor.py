@@ -114,7 +114,7 @@ class Executor:
         for node_id in order:
             if node_id in values:
                 result.cached.append(node_id)
-                emit({"event": "cached", "node": node_id, "source": values[node_id][1]})
+                emit({"event": "cached", "node": node_id, "source": values[node_id][1], "key": keys[node_id]})
         values = {k: v for k, (v, _) in values.items()}
         failed: set[str] = set()
         for node_id in order:
@@ -210,7 +210,7 @@ class Executor:
                     self.disk.put(key, outputs)
                 except OSError as error:  # a full or read-only cache folder must not fail the run
                     emit({"event": "warning", "node": node_id, "message": f"disk cache not written: {error}"})
-        emit({"event": "finished", "node": node_id, "duration": round(duration, 6), **ctx.reported})
+        emit({"event": "finished", "node": node_id, "duration": round(duration, 6), "key": key, **ctx.reported})
         return outputs
 
     @staticmethod

@@ -1,0 +1,183 @@
+"""Runs graphs in a worker process, so the editor never blocks and Cancel can always stop a run.
+
+Why a process and not a thread:
+- a node that ignores `cancelled()` (one long torch call) can still be hard-stopped: `kill()` ends the
+  process and the next run starts a fresh one, which finds earlier results in the disk cache;
+- torch, CUDA and model weights live in the worker; a native crash there does not take the editor down;
+- the editor process never imports torch.
+The price: the memory store lives in the worker, so the editor learns which keys are cached from the
+`key` field of `cached`/`finished` events (keys are pure and cheap to recompute in the editor).
+
+The worker is started with the "spawn" method (never fork a process that runs Qt). Jobs and events are
+plain data: graph JSON in, event dicts out (previews carry small numpy arrays, at most ~4 per second per
+node). Never import torch or Qt here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import queue
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_REGISTRY = "app.registry:default_registry"
+PREVIEW_INTERVAL = 0.25  # seconds between step previews of one node
+
+
+class _FlagToken:
+    """The executor's cancel token over a multiprocessing Event."""
+
+    def __init__(self, flag: Any) -> None:
+        self._flag = flag
+
+    def cancel(self) -> None:
+        self._flag.set()
+
+    def cancelled(self) -> bool:
+        return self._flag.is_set()
+
+
+def _load_registry(spec: str):
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)()
+
+
+def _serve(jobs: Any, events: Any, flag: Any, options: dict[str, Any]) -> None:
+    from app.engine.context import RunSettings
+    from app.engine.executor import Executor
+    from app.engine.store import DiskStore, MemoryStore
+    from app.files import FileResolver
+    from app.graph import serialize
+
+    registry = _load_registry(options["registry"])
+    disk = DiskStore(options["cache_dir"], options["disk_cap"]) if options.get("cache_dir") else None
+    executor = Executor(registry, memory=MemoryStore(options["memory_budget"]), disk=disk)
+    events.put({"event": "worker_ready"})
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        flag.clear()
+        run_id = job["run"]
+        last_preview: dict[str, float] = {}
+
+        def emit(event: dict[str, Any], run_id: int = run_id, last_preview: dict = last_preview) -> None:
+            if event["event"] == "preview":
+                now = time.monotonic()
+                final = event.get("step") is not None and event.get("step") == event.get("total")
+                if not final and now - last_preview.get(event["node"], -1.0) < PREVIEW_INTERVAL:
+                    return
+                last_preview[event["node"]] = now
+            events.put({**event, "run": run_id})
+
+        try:
+            graph = serialize.loads(job["graph"], registry, source=job.get("source", "<editor>"))
+            settings = RunSettings(
+                device=job.get("device", "auto"),
+                output_dir=Path(job.get("output_dir", "output")),
+                graph_json=job["graph"],
+                resolver=FileResolver(base_dirs=tuple(Path(p) for p in job.get("base_dirs", [Path.cwd()]))),
+            )
+            result = executor.run(graph, job.get("targets"), settings, emit, _FlagToken(flag))
+            done = {
+                "status": result.status,
+                "problems": [p.to_json() for p in result.problems],
+                "errors": result.errors,
+            }
+        except Exception as error:  # a bug in the engine itself: report it, keep serving
+            done = {"status": "error", "problems": [], "errors": {"": f"{type(error).__name__}: {error}"}}
+        events.put({"event": "run_done", "run": run_id, **done})
+
+
+class Worker:
+    """Client side: `submit` graphs, `cancel` (cooperative), `kill` (hard), `events` to drain."""
+
+    def __init__(
+        self,
+        cache_dir: str | Path | None = None,
+        disk_cap: int = 2 * 1024**3,
+        memory_budget: int = 4 * 1024**3,
+        registry: str = DEFAULT_REGISTRY,
+    ) -> None:
+        self._context = mp.get_context("spawn")
+        self._options = {
+            "cache_dir": str(cache_dir) if cache_dir else None,
+            "disk_cap": disk_cap,
+            "memory_budget": memory_budget,
+            "registry": registry,
+        }
+        self._process: Any = None
+        self._runs = 0
+        self.running: int | None = None
+
+    def _start(self) -> None:
+        self._jobs = self._context.Queue()
+        self._events = self._context.Queue()
+        self._flag = self._context.Event()
+        self._process = self._context.Process(
+            target=_serve,
+            args=(self._jobs, self._events, self._flag, self._options),
+            daemon=True,
+            name="nodeloom-worker",
+        )
+        self._process.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def submit(self, graph_json: str, targets: list[str] | None = None, **settings: Any) -> int:
+        """Queue a run; returns its id (events carry it as `run`)."""
+        if not self.alive:
+            self._start()
+        self._runs += 1
+        self.running = self._runs
+        self._jobs.put({"run": self._runs, "graph": graph_json, "targets": targets, **settings})
+        return self._runs
+
+    def cancel(self) -> None:
+        """Ask the run in flight to stop at its next node or step boundary."""
+        if self.alive:
+            self._flag.set()
+
+    def kill(self) -> list[dict[str, Any]]:
+        """End the worker now (for a node that ignores cancel); the next submit starts a new one."""
+        if self._process is None:
+            return []
+        self._process.terminate()
+        self._process.join(5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._process = None
+        stopped = [
+            {"event": "run_done", "run": self.running, "status": "killed", "problems": [], "errors": {}}
+        ]
+        self.running = None
+        return stopped
+
+    def events(self, timeout: float = 0.0) -> list[dict[str, Any]]:
+        """Every event available now (waiting up to `timeout` seconds for the first one)."""
+        if self._process is None:
+            return []
+        found: list[dict[str, Any]] = []
+        try:
+            found.append(self._events.get(timeout=timeout) if timeout else self._events.get_nowait())
+            while True:
+                found.append(self._events.get_nowait())
+        except queue.Empty:
+            pass
+        for event in found:
+            if event["event"] == "run_done" and event.get("run") == self.running:
+                self.running = None
+        return found
+
+    def close(self) -> None:
+        if self.alive:
+            self._jobs.put(None)
+            self._process.join(5)
+        if self._process is not None and self._process.is_alive():
+            self.kill()
+        self._process = None
