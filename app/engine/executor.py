@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.engine.context import Cancelled, CancelToken, Context, EventSink, NodeError, RunSettings
-from app.engine.keys import KeyParts, compute_keys
+from app.engine.keys import compute_keys
 from app.engine.plan import (
     Index,
     Problem,
@@ -59,20 +59,6 @@ class Executor:
         self.registry = registry
         self.memory = memory if memory is not None else MemoryStore()
         self.disk = disk
-        self.last_parts: dict[str, KeyParts] = {}
-
-    def plan_keys(self, graph: Graph, settings: RunSettings) -> tuple[dict[str, str], dict[str, KeyParts]]:
-        """Keys of every valid node of `graph` as it would run now (for editor badges)."""
-        runnable, _ = effective_graph(graph, self.registry)
-        index = Index(runnable)
-        order = topological_order(runnable, index) or []
-        bad = {p.node for p in validate(runnable, self.registry, settings.resolver)}
-        blocked = set(bad)
-        for node_id in order:
-            if any(e.src in blocked for e in index.incoming[node_id].values()):
-                blocked.add(node_id)
-        good = [n for n in order if n not in blocked]
-        return compute_keys(runnable, self.registry, good, settings.resolver, index=index)
 
     def is_cached(self, key: str) -> bool:
         return key in self.memory or (self.disk is not None and self.disk.has(key))
@@ -107,8 +93,7 @@ class Executor:
         if problems:
             return RunResult("invalid", problems=problems)
         order = [n for n in topological_order(runnable, index) or [] if n in needed]
-        keys, parts = compute_keys(runnable, self.registry, order, settings.resolver, uuid.uuid4().hex, index)
-        self.last_parts.update(parts)
+        keys, _ = compute_keys(runnable, self.registry, order, settings.resolver, uuid.uuid4().hex, index)
         result = RunResult("ok", keys=keys)
         values, to_run = self._gather(runnable, index, wanted, keys)
         for node_id in order:
@@ -210,7 +195,9 @@ class Executor:
                     self.disk.put(key, outputs)
                 except OSError as error:  # a full or read-only cache folder must not fail the run
                     emit({"event": "warning", "node": node_id, "message": f"disk cache not written: {error}"})
-        emit({"event": "finished", "node": node_id, "duration": round(duration, 6), "key": key, **ctx.reported})
+        emit(
+            {"event": "finished", "node": node_id, "duration": round(duration, 6), "key": key, **ctx.reported}
+        )
         return outputs
 
     @staticmethod
