@@ -64,3 +64,33 @@ def next_free_name(folder: Path, prefix: str, suffix: str = ".png") -> Path:
     taken = [p.stem[len(stem) + 1 :] for p in folder.glob(f"{stem}_*{suffix}")] if folder.is_dir() else []
     numbers = [int(t) for t in taken if t.isdigit()]
     return folder / f"{stem}_{(max(numbers) + 1) if numbers else 1:05d}{suffix}"
+
+
+FIT_MODES = ("stretch", "crop", "pad")
+
+
+def fit(image: np.ndarray, width: int, height: int, mode: str = "crop", pad_value: float = 0.0) -> np.ndarray:
+    """Resize one HxWxC image to width x height: `stretch`, `crop` (fill, keep aspect, centre crop) or
+    `pad` (fit inside, keep aspect, centre on `pad_value`). Area filter when shrinking, cubic when growing."""
+    h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image
+    if mode == "stretch":
+        return _resize(image, width, height)
+    scale = max(width / w, height / h) if mode == "crop" else min(width / w, height / h)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    resized = _resize(image, new_w, new_h)
+    if mode == "crop":
+        top, left = (new_h - height) // 2, (new_w - width) // 2
+        return resized[top : top + height, left : left + width]
+    canvas = np.full((height, width, *image.shape[2:]), pad_value, image.dtype)
+    top, left = (height - new_h) // 2, (width - new_w) // 2
+    canvas[top : top + new_h, left : left + new_w] = resized
+    return canvas
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    shrinking = width * height < image.shape[0] * image.shape[1]
+    out = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+    out = out.reshape(height, width, *image.shape[2:])
+    return np.clip(out, 0.0, 1.0) if out.dtype != np.uint8 else out
