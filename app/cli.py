@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from app.engine.context import CancelToken, RunSettings
 from app.engine.executor import Executor
 from app.engine.plan import validate
-from app.engine.store import DEFAULT_DISK_BYTES, DiskStore
+from app.engine.store import DEFAULT_DISK_BYTES, DEFAULT_MEMORY_BYTES, DiskStore, MemoryStore
 from app.files import FileProblem, FileResolver
 from app.fsutil import user_cache_dir
 from app.graph import serialize
@@ -69,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--json-events", action="store_true", help="print every event as one JSON object per line"
     )
-    run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    run.add_argument(
+        "--device", default="auto", type=_device, help="auto | cpu | cuda | cuda:N | mps (default: auto)"
+    )
     run.add_argument(
         "--cache-dir", help="on-disk result cache folder (default: $NODELOOM_CACHE_DIR or the user cache dir)"
     )
@@ -94,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--width", type=int, default=1600)
     render.add_argument("--height", type=int, default=1000)
     return parser
+
+
+def _device(text: str) -> str:
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: use auto, cpu, cuda, cuda:N or mps")
+    return text
 
 
 def load_graph(path: str, registry: Registry, sets: list[str]) -> Graph:
@@ -167,7 +176,9 @@ class _Printer:
                 flush=True,
             )
         elif kind == "finished":
-            extra = "".join(f", {k} {v}" for k, v in event.items() if k not in ("event", "node", "duration", "key"))
+            extra = "".join(
+                f", {k} {v}" for k, v in event.items() if k not in ("event", "node", "duration", "key")
+            )
             print(f"\r  ran {node} in {event['duration']:.2f}s{extra}" + " " * 20, file=sys.stderr)
         elif kind == "output":
             self.written.append(event["path"])
@@ -180,13 +191,23 @@ class _Printer:
             )
 
 
+def _megabytes(variable: str, default: int) -> int:
+    text = os.environ.get(variable)
+    if text is None:
+        return default
+    try:
+        return int(float(text) * 2**20)
+    except ValueError:
+        raise UsageError(f"${variable}={text!r} is not a number of megabytes") from None
+
+
 def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     graph = load_graph(args.graph, registry, args.sets)
     disk = None
     if not args.no_disk_cache:
         root = Path(args.cache_dir).expanduser() if args.cache_dir else user_cache_dir() / "results"
-        cap = int(float(os.environ.get("NODELOOM_DISK_CACHE_MB", DEFAULT_DISK_BYTES / 2**20)) * 2**20)
-        disk = DiskStore(root, cap)
+        disk = DiskStore(root, _megabytes("NODELOOM_DISK_CACHE_MB", DEFAULT_DISK_BYTES))
+    memory = MemoryStore(_megabytes("NODELOOM_MEMORY_CACHE_MB", DEFAULT_MEMORY_BYTES))
     settings = RunSettings(
         device=args.device,
         output_dir=Path(args.output),
@@ -202,7 +223,9 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         emit = printer
     token = CancelToken()
     try:
-        result = Executor(registry, disk=disk).run(graph, args.target or None, settings, emit, token)
+        result = Executor(registry, memory=memory, disk=disk).run(
+            graph, args.target or None, settings, emit, token
+        )
     except KeyboardInterrupt:
         print("\ncancelled", file=sys.stderr)
         return EXIT_CANCELLED

@@ -70,6 +70,7 @@ def test_plain_output_lists_files_and_a_summary(tmp_path):
         (["--set", "colour"], 2, "expected NODE.PARAM=VALUE"),
         (["--set", "shape.width=4"], 2, "below the minimum 8"),
         (["--target", "ghost"], 3, "no such node to run"),
+        (["--device", "gpu0"], 2, "'gpu0' is not a device"),
     ],
 )
 def test_user_mistakes_get_clear_messages_and_distinct_exit_codes(args, code, message, tmp_path):
