@@ -141,8 +141,11 @@ class Graph:
         self._emit("node_removed", node=node)
         return node, removed
 
-    def connect(self, edge: Edge) -> Edge:
-        """Add a link. Checks only that both nodes exist and the input is free; see `can_connect`."""
+    def connect(self, edge: Edge, index: int | None = None) -> Edge:
+        """Add a link (at `index` in the edge order when given, for undo).
+
+        Checks only that both nodes exist and the input is free; see `can_connect`.
+        """
         self.node(edge.src)
         self.node(edge.dst)
         taken = self.input_edge(edge.dst, edge.dst_port)
@@ -150,7 +153,10 @@ class Graph:
             raise ValueError(
                 f"input {edge.dst}.{edge.dst_port} is already linked from {taken.src}.{taken.src_port}"
             )
-        self.edges.append(edge)
+        if index is None:
+            self.edges.append(edge)
+        else:
+            self.edges.insert(index, edge)
         self._emit("edge_added", edge=edge)
         return edge
 
@@ -164,6 +170,13 @@ class Graph:
         old = node.params.get(name)
         node.params[name] = value
         self._emit("param_changed", node=node, name=name, value=value, old=old)
+        return old
+
+    def remove_param(self, node_id: str, name: str) -> Any:
+        """Drop a param so the spec default applies again (undo of setting an absent param)."""
+        node = self.node(node_id)
+        old = node.params.pop(name)
+        self._emit("param_changed", node=node, name=name, value=None, old=old)
         return old
 
     def set_mode(self, node_id: str, mode: str) -> str:
@@ -187,6 +200,24 @@ class Graph:
         else:
             self.layout[key] = value
         self._emit("layout_changed", key=key, value=value, old=old)
+        return old
+
+    def set_layout_item(self, key: str, item: str, value: Any, index: int | None = None) -> Any:
+        """Set `layout[key][item]` (None removes it; a new item goes at `index` when given, for undo).
+
+        Creates the `key` section when missing; returns the previous value (absent -> None).
+        """
+        section = self.layout.setdefault(key, {})
+        old = section.get(item)
+        if value is None:
+            section.pop(item, None)
+        elif item in section or index is None or index >= len(section):
+            section[item] = value
+        else:
+            entries = list(section.items())
+            entries.insert(index, (item, value))
+            self.layout[key] = dict(entries)
+        self._emit("layout_changed", key=key, item=item, value=value, old=old)
         return old
 
     def copy(self) -> Graph:
