@@ -99,6 +99,11 @@ class History:
         self._clean = len(self._done)
         self._changed()
 
+    def mark_dirty(self) -> None:
+        """No point of the history matches the file (e.g. a graph restored from a recovery file)."""
+        self._clean = None
+        self._changed()
+
     @property
     def is_clean(self) -> bool:
         return self._clean == len(self._done)

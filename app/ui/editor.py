@@ -1,0 +1,226 @@
+"""Editor: the graph being edited, its history, scene and view, and the edit actions of the canvas.
+
+Every action (copy, paste, duplicate, delete, bypass, mute, frame, search-and-add) becomes a command
+pushed on the history; a refused edit shows its reason as a status message and a tooltip. Action
+names match assets/keymap.json. Imports Qt only; never torch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, QPointF, QRectF, Signal
+from PySide6.QtGui import QGuiApplication, QMouseEvent
+from PySide6.QtWidgets import QToolTip
+
+from app.graph.commands import (
+    AddFrame,
+    AddNode,
+    Command,
+    CommandError,
+    Connect,
+    Paste,
+    Remove,
+    SetMode,
+    copy_nodes,
+    is_clip,
+)
+from app.graph.history import History
+from app.graph.model import Edge, Graph
+from app.graph.ops import Recorder
+from app.registry import Registry
+from app.ui.items import EdgeItem, FrameItem, NodeItem, RerouteItem
+from app.ui.scene import GraphScene
+from app.ui.search import SearchPopup
+from app.ui.view import GraphView
+
+
+class AddLinked(Command):
+    """Add a node and link it to the port a dragged link came from (one undo step)."""
+
+    label = "Add node"
+
+    def __init__(self, type_id: str, pos: QPointF, link: tuple[str, str, bool, str]) -> None:
+        super().__init__()
+        self.add = AddNode(type_id, (round(pos.x()), round(pos.y())))
+        self.link = link
+
+    def build(self, rec: Recorder) -> None:
+        self.add.build(rec)
+        node_id, port, from_output, _ = self.link
+        spec = rec.specs(self.add.type_id)
+        if from_output:
+            names = [p.name for p in spec.inputs] + [p.name for p in spec.params if p.linkable]
+            candidates = [Edge(node_id, port, self.add.node_id, name) for name in names]
+        else:
+            candidates = [Edge(self.add.node_id, p.name, node_id, port) for p in spec.outputs]
+        for edge in candidates:
+            try:
+                Connect(edge).build(rec)
+                return
+            except CommandError:
+                continue
+
+
+class Editor(QObject):
+    """Owns the open graph's history and scene; the window adds files and menus around it."""
+
+    message = Signal(str)
+    graph_replaced = Signal()
+
+    def __init__(self, registry: Registry, graph: Graph | None = None) -> None:
+        super().__init__()
+        self.registry = registry
+        self.graph = graph if graph is not None else Graph()
+        self.history = History(self.graph, registry)
+        self.scene = GraphScene(self.graph, registry)
+        self.view = GraphView(self.scene, self)
+        self.search = SearchPopup(self.view, registry.specs)
+        self.search.chosen.connect(self._add_chosen)
+        self._search_at = QPointF()
+        self._search_link: tuple[str, str, bool, str] | None = None
+        self.actions: dict[str, Callable[[], object]] = {
+            "search": lambda: self.open_search(self.view.cursor_scene_pos()),
+            "undo": self.history.undo,
+            "redo": self.history.redo,
+            "copy": self.copy,
+            "cut": self.cut,
+            "paste": self.paste,
+            "duplicate": self.duplicate,
+            "delete": self.delete,
+            "bypass": lambda: self.toggle_mode("bypass"),
+            "mute": lambda: self.toggle_mode("mute"),
+            "frame_nodes": self.frame_nodes,
+            "frame_selected": self.view.frame_selected,
+            "frame_all": self.view.frame_all,
+            "minimap": self.view.minimap.toggle,
+            "select_all": self.select_all,
+        }
+
+    def set_graph(self, graph: Graph) -> None:
+        """Edit another graph (New/Open/recovery): a fresh history, the scene rebuilt."""
+        self.graph = graph
+        self.history.graph = graph
+        self.history.clear()
+        self.scene.set_graph(graph)
+        self.graph_replaced.emit()
+
+    # -- pushing edits ------------------------------------------------------------------------------
+    def push(self, command: Command) -> bool:
+        try:
+            self.history.push(command)
+        except CommandError as error:
+            self.message.emit(str(error))
+            return False
+        return True
+
+    def refuse(self, reason: str, event: QMouseEvent | None = None) -> None:
+        self.message.emit(reason)
+        if event is not None:
+            QToolTip.showText(event.globalPosition().toPoint(), reason, self.view)
+
+    # -- selection ----------------------------------------------------------------------------------
+    def selected(self, kind: type) -> list:
+        return [item for item in self.scene.selectedItems() if isinstance(item, kind)]
+
+    def selected_nodes(self) -> list[str]:
+        return [item.node_id for item in self.selected(NodeItem)]
+
+    def select_nodes(self, node_ids: list[str]) -> None:
+        self.scene.clearSelection()
+        for node_id in node_ids:
+            if node_id in self.scene.nodes:
+                self.scene.nodes[node_id].setSelected(True)
+
+    def select_all(self) -> None:
+        for item in self.scene.nodes.values():
+            item.setSelected(True)
+
+    # -- search -------------------------------------------------------------------------------------
+    def open_search(self, pos: QPointF, link: tuple[str, str, bool, str] | None = None) -> None:
+        """Open the node search at scene `pos`; with `link`, filtered to nodes that fit it."""
+        self._search_at, self._search_link = pos, link
+        prefix = ""
+        if link is not None:
+            prefix = f"in:{link[3]}" if link[2] else f"out:{link[3]}"
+        self.search.open_at(self.view.mapFromScene(pos), prefix)
+
+    def _add_chosen(self, type_id: str) -> None:
+        if self._search_link is not None:
+            command: Command = AddLinked(type_id, self._search_at, self._search_link)
+            new_id = lambda: command.add.node_id  # noqa: E731
+        else:
+            command = AddNode(type_id, (round(self._search_at.x()), round(self._search_at.y())))
+            new_id = lambda: command.node_id  # noqa: E731
+        self._search_link = None
+        if self.push(command):
+            self.select_nodes([new_id()])
+        self.view.setFocus()
+
+    # -- clipboard and edits ------------------------------------------------------------------------
+    def copy(self) -> bool:
+        nodes = self.selected_nodes()
+        if not nodes:
+            return False
+        QGuiApplication.clipboard().setText(json.dumps(copy_nodes(self.graph, nodes), indent=1))
+        return True
+
+    def cut(self) -> None:
+        if self.copy():
+            command = Remove(nodes=self.selected_nodes())
+            command.label = "Cut"
+            self.push(command)
+
+    def paste(self) -> None:
+        try:
+            data = json.loads(QGuiApplication.clipboard().text())
+        except ValueError:
+            data = None
+        if not is_clip(data):
+            self.message.emit("the clipboard holds no Nodeloom nodes")
+            return
+        command = Paste(
+            data, (round(self.view.cursor_scene_pos().x()), round(self.view.cursor_scene_pos().y()))
+        )
+        if self.push(command):
+            self.select_nodes(list(command.new_ids.values()))
+
+    def duplicate(self) -> None:
+        nodes = self.selected_nodes()
+        if not nodes:
+            return
+        positions = self.graph.layout.get("positions", {})
+        left = min(positions.get(n, (0, 0))[0] for n in nodes)
+        top = min(positions.get(n, (0, 0))[1] for n in nodes)
+        command = Paste(copy_nodes(self.graph, nodes), (left + 40, top + 40))
+        command.label = "Duplicate"
+        if self.push(command):
+            self.select_nodes(list(command.new_ids.values()))
+
+    def delete(self) -> None:
+        command = Remove(
+            nodes=self.selected_nodes(),
+            edges=[item.edge for item in self.selected(EdgeItem)],
+            frames=[item.frame_id for item in self.selected(FrameItem)],
+            reroutes=[(item.key, item.index) for item in self.selected(RerouteItem)],
+        )
+        if command.nodes or command.edges or command.frames or command.reroutes:
+            self.push(command)
+
+    def toggle_mode(self, mode: str) -> None:
+        nodes = self.selected_nodes()
+        if nodes:
+            every = all(self.graph.nodes[n].mode == mode for n in nodes)
+            self.push(SetMode(nodes, "normal" if every else mode))
+
+    def frame_nodes(self) -> None:
+        """Put a frame around the selected nodes (Ctrl+J)."""
+        items = self.selected(NodeItem)
+        if not items:
+            return
+        rect = QRectF()
+        for item in items:
+            rect = rect.united(item.mapRectToScene(item.rect()))
+        rect = rect.adjusted(-30, -50, 30, 30)
+        self.push(AddFrame((round(rect.x()), round(rect.y()), round(rect.width()), round(rect.height()))))

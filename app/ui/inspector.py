@@ -1,0 +1,291 @@
+"""Inspector: the side panel for the selected node, generated from its spec.
+
+Bounded numbers get a slider and a spin box, choices a combo, multi-line text a text box, file and
+model params a picker (models listed from the model roots), seeds a number field; descriptions are
+tooltips. Every edit is a SetParam command; one slider drag, or one typing burst in a field, shares a
+gesture token and so is one undo step. Linkable params can be turned into input sockets and back.
+Imports Qt only; never torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QScrollArea,
+    QSlider,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.files import FileResolver
+from app.graph import types as T
+from app.graph.commands import ConvertParam, SetMode, SetParam, SetTitle
+from app.graph.spec import ParamSpec
+from app.ui.editor import Editor
+
+SLIDER_STEPS = 1000
+
+
+class _Gesture:
+    """A token shared by the edits of one gesture; `end()` starts a new one."""
+
+    def __init__(self) -> None:
+        self.token = object()
+
+    def end(self) -> None:
+        self.token = object()
+
+
+class Inspector(QScrollArea):
+    def __init__(self, editor: Editor) -> None:
+        super().__init__()
+        self.editor = editor
+        self.setWidgetResizable(True)
+        self.node_id: str | None = None
+        self.widgets: dict[str, QWidget] = {}
+        self.resolver = FileResolver()
+        self._pushing = False
+        self._unsubscribe = lambda: None
+        editor.scene.selectionChanged.connect(self._selection_changed)
+        editor.graph_replaced.connect(self._watch)
+        self._watch()
+
+    def _watch(self) -> None:
+        self._unsubscribe()
+        self._unsubscribe = self.editor.graph.subscribe(self._on_event)
+        self.show_node(None)
+
+    def _selection_changed(self) -> None:
+        nodes = self.editor.selected_nodes()
+        self.show_node(nodes[0] if len(nodes) == 1 else None)
+
+    def _on_event(self, kind: str, data: dict[str, Any]) -> None:
+        if self._pushing or self.node_id is None:
+            return
+        if kind == "node_removed" and data["node"].id == self.node_id:
+            self.show_node(None)
+        elif kind in ("param_changed", "node_changed") and data["node"].id == self.node_id:
+            self.show_node(self.node_id)
+        elif kind in ("edge_added", "edge_removed") and data["edge"].dst == self.node_id:
+            self.show_node(self.node_id)
+        elif kind == "layout_changed" and data["key"] == "sockets":
+            self.show_node(self.node_id)
+
+    def _push(self, command) -> None:
+        self._pushing = True
+        try:
+            self.editor.push(command)
+        finally:
+            self._pushing = False
+
+    # -- building the form ------------------------------------------------------------------------
+    def show_node(self, node_id: str | None) -> None:
+        self.node_id, self.widgets = node_id, {}
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        if node_id is None or node_id not in self.editor.graph.nodes:
+            self.node_id = None
+            hint = QLabel("Select one node to edit its values.")
+            hint.setWordWrap(True)
+            layout.addWidget(hint)
+            layout.addStretch()
+            self.setWidget(page)
+            return
+        node = self.editor.graph.nodes[node_id]
+        spec = self.editor.registry.get(node.type)
+        heading = QLabel(f"<b>{spec.title if spec else node.type}</b>  <small>{node_id}</small>")
+        heading.setToolTip(spec.description if spec else f"unknown node type {node.type}")
+        layout.addWidget(heading)
+        form = QFormLayout()
+        layout.addLayout(form)
+        title = QLineEdit(node.title)
+        title.setPlaceholderText(spec.title if spec else node.type)
+        title.editingFinished.connect(lambda: self._push(SetTitle(node_id, title.text())))
+        form.addRow("Title", title)
+        self.widgets["@title"] = title
+        mode = QComboBox()
+        mode.addItems(["normal", "bypass", "mute"])
+        mode.setCurrentText(node.mode)
+        mode.currentTextChanged.connect(lambda text: self._push(SetMode([node_id], text)))
+        form.addRow("Mode", mode)
+        incoming = self.editor.graph.incoming(node_id)
+        sockets = self.editor.graph.layout.get("sockets", {}).get(node_id, [])
+        for param in spec.params if spec else ():
+            value = node.params.get(param.name, param.default)
+            edge = incoming.get(param.name)
+            if edge is not None:
+                field: QWidget = QLabel(f"linked from {edge.src}.{edge.src_port}")
+            else:
+                field = self._field(node_id, param, value)
+            field.setToolTip(param.description)
+            if param.linkable:
+                field = self._with_convert(node_id, param, field, param.name in sockets or edge is not None)
+            label = QLabel(param.name)
+            label.setToolTip(param.description)
+            form.addRow(label, field)
+        layout.addStretch()
+        self.setWidget(page)
+
+    def _with_convert(self, node_id: str, param: ParamSpec, field: QWidget, is_socket: bool) -> QWidget:
+        box = QWidget()
+        row = QHBoxLayout(box)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(field, 1)
+        button = QToolButton()
+        button.setText("⇠" if not is_socket else "✕")
+        button.setToolTip("Show as an input socket" if not is_socket else "Back to a value (unlinks it)")
+        button.clicked.connect(lambda: self._push(ConvertParam(node_id, param.name, not is_socket)))
+        row.addWidget(button)
+        self.widgets[f"@convert:{param.name}"] = button
+        return box
+
+    def _field(self, node_id: str, param: ParamSpec, value: Any) -> QWidget:
+        name = param.name
+        set_value = lambda v, token=None: self._push(SetParam(node_id, name, v, gesture=token))  # noqa: E731
+        if param.type == T.BOOL:
+            box = QCheckBox()
+            box.setChecked(bool(value))
+            box.toggled.connect(lambda checked: set_value(checked))
+            self.widgets[name] = box
+            return box
+        if param.choices:
+            combo = QComboBox()
+            combo.addItems(list(param.choices))
+            combo.setCurrentText(str(value))
+            combo.currentTextChanged.connect(lambda text: set_value(text))
+            self.widgets[name] = combo
+            return combo
+        if param.type in (T.INT, T.FLOAT):
+            return self._number(param, value, set_value)
+        if param.path is not None:
+            return self._path(param, value, set_value)
+        gesture = _Gesture()
+        if param.multiline or param.type != T.STRING:
+            text = QPlainTextEdit(str(value)) if param.multiline else QLineEdit(str(value))
+            if param.multiline:
+                text.setMaximumHeight(90)
+                text.textChanged.connect(lambda: set_value(text.toPlainText(), gesture.token))
+                text.installEventFilter(_FocusOut(text, gesture.end))
+            else:
+                text.textEdited.connect(lambda t: self._typed(param, t, set_value, gesture))
+                text.editingFinished.connect(gesture.end)
+            self.widgets[name] = text
+            return text
+        line = QLineEdit(str(value))
+        line.textEdited.connect(lambda t: set_value(t, gesture.token))
+        line.editingFinished.connect(gesture.end)
+        self.widgets[name] = line
+        return line
+
+    def _typed(self, param: ParamSpec, text: str, set_value, gesture: _Gesture) -> None:
+        try:
+            value = param.parse(text)
+        except ValueError as error:
+            self.editor.message.emit(f"{param.name}: {error}")
+            return
+        set_value(value, gesture.token)
+
+    def _number(self, param: ParamSpec, value: Any, set_value) -> QWidget:
+        is_int = param.type == T.INT
+        spin = QSpinBox() if is_int else QDoubleSpinBox()
+        low = param.min if param.min is not None else (-(2**31) + 1 if is_int else -1e9)
+        high = param.max if param.max is not None else (2**31 - 1 if is_int else 1e9)
+        if not is_int:
+            spin.setDecimals(4)
+            spin.setSingleStep(param.step or 0.1)
+        elif param.step:
+            spin.setSingleStep(int(param.step))
+        spin.setRange(int(low) if is_int else float(low), int(high) if is_int else float(high))
+        spin.setValue(value)
+        typing = _Gesture()
+        spin.valueChanged.connect(lambda v: set_value(v, typing.token))
+        spin.editingFinished.connect(typing.end)
+        self.widgets[param.name] = spin
+        if param.min is None or param.max is None:
+            return spin
+        slider = QSlider(Qt.Orientation.Horizontal)
+        slider.setRange(0, SLIDER_STEPS)
+        span = (high - low) or 1.0
+        slider.setValue(round((value - low) / span * SLIDER_STEPS))
+        drag = _Gesture()
+
+        def slid(position: int) -> None:
+            raw = low + span * position / SLIDER_STEPS
+            if param.step:
+                raw = low + round((raw - low) / param.step) * param.step
+            new = int(round(raw)) if is_int else round(float(raw), 6)
+            spin.blockSignals(True)
+            spin.setValue(new)
+            spin.blockSignals(False)
+            set_value(new, drag.token)
+
+        slider.valueChanged.connect(slid)
+        slider.sliderReleased.connect(drag.end)
+        self.widgets[f"{param.name}@slider"] = slider
+        box = QWidget()
+        row = QHBoxLayout(box)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(slider, 2)
+        row.addWidget(spin, 1)
+        return box
+
+    def _path(self, param: ParamSpec, value: Any, set_value) -> QWidget:
+        box = QWidget()
+        row = QHBoxLayout(box)
+        row.setContentsMargins(0, 0, 0, 0)
+        browse = QToolButton()
+        browse.setText("…")
+        if param.path.startswith("model:"):
+            combo = QComboBox()
+            combo.setEditable(True)
+            combo.addItems(self.resolver.list_models(param.path.split(":", 1)[1]))
+            combo.setCurrentText(str(value))
+            typing = _Gesture()
+            combo.currentTextChanged.connect(lambda text: set_value(text, typing.token))
+            combo.activated.connect(lambda _: typing.end())
+            self.widgets[param.name] = combo
+            row.addWidget(combo, 1)
+            setter = combo.setCurrentText
+        else:
+            line = QLineEdit(str(value))
+            gesture = _Gesture()
+            line.textEdited.connect(lambda t: set_value(t, gesture.token))
+            line.editingFinished.connect(gesture.end)
+            self.widgets[param.name] = line
+            row.addWidget(line, 1)
+            setter = lambda text: (line.setText(text), set_value(text))  # noqa: E731
+
+        def pick() -> None:
+            path, _ = QFileDialog.getOpenFileName(self, f"Choose {param.name}")
+            if path:
+                setter(path)
+
+        browse.clicked.connect(pick)
+        row.addWidget(browse)
+        return box
+
+
+class _FocusOut(QObject):
+    """Ends a typing gesture when a text box loses focus."""
+
+    def __init__(self, parent: QObject, callback) -> None:
+        super().__init__(parent)
+        self.callback = callback
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.FocusOut:
+            self.callback()
+        return False

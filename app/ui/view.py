@@ -1,0 +1,237 @@
+"""GraphView: the canvas widget. Zoom at the cursor, pan, rubber band, framing, grid, minimap.
+
+Mouse gestures that edit (drag a link, move nodes, knife, reroute) live in app.ui.gestures; this
+module routes events to them and keeps navigation. Imports Qt only; never torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeyEvent, QMouseEvent, QPainter, QPen, QWheelEvent
+from PySide6.QtWidgets import QGraphicsView, QWidget
+
+from app.ui import theme
+from app.ui.gestures import Gestures
+from app.ui.items import EdgeItem
+from app.ui.minimap import Minimap
+from app.ui.scene import GraphScene
+
+if TYPE_CHECKING:
+    from app.ui.editor import Editor
+
+MIN_SCALE, MAX_SCALE = 0.03, 4.0
+GRID = 20.0
+
+
+class GraphView(QGraphicsView):
+    """The canvas; every edit it makes goes through `editor.push` as a command."""
+
+    def __init__(self, scene: GraphScene, editor: Editor, parent: QWidget | None = None) -> None:
+        super().__init__(scene, parent)
+        self.editor = editor
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
+        self.setDragMode(QGraphicsView.DragMode.RubberBandDrag)
+        self.setRubberBandSelectionMode(Qt.ItemSelectionMode.IntersectsItemShape)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setOptimizationFlag(QGraphicsView.OptimizationFlag.DontSavePainterState, True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMouseTracking(True)
+        self.gestures = Gestures(self)
+        self._pan_from: QPoint | None = None
+        self._space = False
+        self.minimap = Minimap(self)
+        self.minimap.hide()
+        self.on_drop_file: Callable[[str], None] | None = None
+        self.setAcceptDrops(True)
+
+    @property
+    def graph_scene(self) -> GraphScene:
+        return self.scene()  # type: ignore[return-value]
+
+    # -- navigation -------------------------------------------------------------------------------
+    def zoom(self) -> float:
+        return self.transform().m11()
+
+    def zoom_by(self, factor: float, anchor: QPoint | None = None) -> None:
+        """Zoom by `factor`, keeping the scene point under `anchor` (view coords) where it is."""
+        anchor = anchor if anchor is not None else self.viewport().rect().center()
+        factor = max(MIN_SCALE / self.zoom(), min(MAX_SCALE / self.zoom(), factor))
+        before = self.mapToScene(anchor)
+        self.scale(factor, factor)
+        after = self.mapToScene(anchor)
+        self._shift(before - after)
+        self.minimap.update()
+
+    def _shift(self, delta: QPointF) -> None:
+        """Move what the view shows by `delta` scene units."""
+        zoom = self.zoom()
+        for bar, amount in ((self.horizontalScrollBar(), delta.x()), (self.verticalScrollBar(), delta.y())):
+            bar.setValue(bar.value() + round(amount * zoom))
+
+    def pan_pixels(self, dx: float, dy: float) -> None:
+        """Drag the canvas by (dx, dy) pixels: the content follows the mouse."""
+        self._shift(QPointF(-dx / self.zoom(), -dy / self.zoom()))
+
+    def frame_rect(self, rect: QRectF) -> None:
+        if rect.isEmpty():
+            return
+        rect = rect.adjusted(-40, -40, 40, 40)
+        port = self.viewport().rect()
+        scale = min(port.width() / rect.width(), port.height() / rect.height(), 1.5)
+        scale = max(MIN_SCALE, min(MAX_SCALE, scale))
+        self.resetTransform()
+        self.scale(scale, scale)
+        self.centerOn(rect.center())
+        self.minimap.update()
+
+    def frame_all(self) -> None:
+        self.frame_rect(self.graph_scene.content_rect())
+
+    def frame_selected(self) -> None:
+        rect = QRectF()
+        for item in self.graph_scene.selectedItems():
+            rect = rect.united(item.mapRectToScene(item.boundingRect()))
+        self.frame_rect(rect if not rect.isEmpty() else self.graph_scene.content_rect())
+
+    def cursor_scene_pos(self) -> QPointF:
+        local = self.viewport().mapFromGlobal(self.cursor().pos())
+        if not self.viewport().rect().contains(local):
+            local = self.viewport().rect().center()
+        return self.mapToScene(local)
+
+    # -- events -----------------------------------------------------------------------------------
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        steps = event.angleDelta().y() / 120.0
+        if steps:
+            self.zoom_by(1.15**steps, event.position().toPoint())
+        event.accept()
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        button = event.button()
+        if button == Qt.MouseButton.MiddleButton or (button == Qt.MouseButton.LeftButton and self._space):
+            self._pan_from = event.position().toPoint()
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+            event.accept()
+            return
+        if self.gestures.press(event):
+            event.accept()
+            return
+        super().mousePressEvent(event)
+        self.gestures.after_press(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        if self._pan_from is not None:
+            now = event.position().toPoint()
+            delta = now - self._pan_from
+            self._pan_from = now
+            self.pan_pixels(delta.x(), delta.y())
+            event.accept()
+            return
+        if self.gestures.move(event):
+            event.accept()
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if self._pan_from is not None and event.button() in (
+            Qt.MouseButton.MiddleButton,
+            Qt.MouseButton.LeftButton,
+        ):
+            self._pan_from = None
+            self.viewport().unsetCursor()
+            event.accept()
+            return
+        if self.gestures.release(event):
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        pos = self.mapToScene(event.position().toPoint())
+        hit = self.itemAt(event.position().toPoint())
+        if event.button() == Qt.MouseButton.LeftButton and isinstance(hit, EdgeItem):
+            self.gestures.add_reroute(hit, pos)
+        elif event.button() == Qt.MouseButton.LeftButton and hit is None:
+            self.editor.open_search(pos)
+        else:
+            super().mouseDoubleClickEvent(event)
+        event.accept()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = True
+            event.accept()
+            return
+        if event.key() == Qt.Key.Key_Escape and self.gestures.cancel():
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = False
+            event.accept()
+            return
+        super().keyReleaseEvent(event)
+
+    def focusNextPrevChild(self, next: bool) -> bool:
+        return False  # Tab opens the node search on the canvas; it never moves focus away
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.minimap.place()
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:
+        super().scrollContentsBy(dx, dy)
+        self.minimap.update()
+
+    # -- dropped files (a graph JSON or a PNG carrying a graph) ------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls() and self.on_drop_file is not None:
+            event.acceptProposedAction()
+        else:
+            super().dragEnterEvent(event)
+
+    def dragMoveEvent(self, event) -> None:
+        if event.mimeData().hasUrls() and self.on_drop_file is not None:
+            event.acceptProposedAction()
+        else:
+            super().dragMoveEvent(event)
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        files = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if files and self.on_drop_file is not None:
+            event.acceptProposedAction()
+            self.on_drop_file(files[0])
+        else:
+            super().dropEvent(event)
+
+    # -- painting ---------------------------------------------------------------------------------
+    def drawBackground(self, painter: QPainter, rect: QRectF) -> None:
+        painter.fillRect(rect, theme.BACKGROUND)
+        zoom = self.zoom()
+        if zoom < 0.3:
+            return
+        step = GRID if zoom >= 0.6 else GRID * 5
+        left, top = math.floor(rect.left() / step) * step, math.floor(rect.top() / step) * step
+        minor, major = QPen(theme.GRID_MINOR, 0), QPen(theme.GRID_MAJOR, 0)
+        x = left
+        while x < rect.right():
+            painter.setPen(major if round(x / step) % 5 == 0 else minor)
+            painter.drawLine(QPointF(x, rect.top()), QPointF(x, rect.bottom()))
+            x += step
+        y = top
+        while y < rect.bottom():
+            painter.setPen(major if round(y / step) % 5 == 0 else minor)
+            painter.drawLine(QPointF(rect.left(), y), QPointF(rect.right(), y))
+            y += step
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+        self.gestures.paint_overlay(painter)

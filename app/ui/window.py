@@ -1,0 +1,233 @@
+"""MainWindow: canvas, inspector dock, menus from the keymap, and files (new, open, save, recent,
+autosave with crash recovery, dropped graph files and PNGs). The title shows unsaved changes.
+
+Dialogs go through small methods (`ask_save_changes`, `ask_recover`, `choose_open_path`, ...) so
+tests can answer them. Imports Qt only; never torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox
+
+from app.graph import serialize
+from app.graph.model import Graph
+from app.registry import Registry
+from app.ui import document
+from app.ui.editor import Editor
+from app.ui.inspector import Inspector
+from app.ui.keymap import load_keymap
+
+AUTOSAVE_MS = 60_000
+GRAPH_FILTER = "Graphs (*.json *.png);;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, registry: Registry, graph: Graph | None = None, path: Path | None = None) -> None:
+        super().__init__()
+        self.registry = registry
+        self.path = path
+        self.source_note = ""
+        self.editor = Editor(registry, graph)
+        self.view = self.editor.view
+        self.view.on_drop_file = self.open_path
+        self.setCentralWidget(self.view)
+        self.inspector = Inspector(self.editor)
+        dock = QDockWidget("Inspector", self)
+        dock.setObjectName("inspector")
+        dock.setWidget(self.inspector)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.editor.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.editor.history.subscribe(self.update_title)
+        self.actions_by_name: dict[str, QAction] = {}
+        self._build_actions()
+        self._build_menus()
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setInterval(AUTOSAVE_MS)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self.autosave_timer.start()
+        self.resize(1400, 860)
+        self.update_title()
+
+    # -- actions and menus ------------------------------------------------------------------------
+    def _build_actions(self) -> None:
+        keymap = load_keymap()
+        handlers = {
+            **self.editor.actions,
+            "new": self.new,
+            "open": self.open_dialog,
+            "save": self.save,
+            "save_as": self.save_as,
+            "quit": self.close,
+        }
+        for scope, entries in keymap.items():
+            owner = self.view if scope == "canvas" else self
+            for name, keys in entries.items():
+                if name not in handlers:
+                    continue
+                action = QAction(name.replace("_", " ").capitalize(), owner)
+                action.setShortcuts([QKeySequence(k) for k in keys])
+                if scope == "canvas":
+                    action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+                action.triggered.connect(lambda _=False, run=handlers[name]: run())
+                owner.addAction(action)
+                self.actions_by_name[name] = action
+
+    def _build_menus(self) -> None:
+        menus = self.menuBar()
+        files = menus.addMenu("&File")
+        for name in ("new", "open", "save", "save_as"):
+            files.addAction(self.actions_by_name[name])
+        self.recent_menu = files.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        files.addSeparator()
+        files.addAction(self.actions_by_name["quit"])
+        edit = menus.addMenu("&Edit")
+        for name in ("undo", "redo", None, "cut", "copy", "paste", "duplicate", "delete", None, "select_all"):
+            edit.addSeparator() if name is None else edit.addAction(self.actions_by_name[name])
+        node = menus.addMenu("&Node")
+        for name in ("search", "bypass", "mute", "frame_nodes"):
+            node.addAction(self.actions_by_name[name])
+        view = menus.addMenu("&View")
+        for name in ("frame_selected", "frame_all", "minimap"):
+            view.addAction(self.actions_by_name[name])
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in document.recent_files():
+            self.recent_menu.addAction(str(path), lambda p=path: self.open_path(str(p)))
+        if self.recent_menu.isEmpty():
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def update_title(self) -> None:
+        name = self.path.name if self.path else (self.source_note or "untitled")
+        dirty = "" if self.editor.history.is_clean else "*"
+        self.setWindowTitle(f"{name}{dirty} — Nodeloom")
+        self.setWindowModified(not self.editor.history.is_clean)
+        self.actions_by_name["undo"].setEnabled(self.editor.history.can_undo)
+        self.actions_by_name["redo"].setEnabled(self.editor.history.can_redo)
+
+    # -- dialogs (tests replace these) ------------------------------------------------------------------
+    def ask_save_changes(self) -> str:
+        """'save', 'discard' or 'cancel'."""
+        buttons = QMessageBox.StandardButton
+        answer = QMessageBox.question(
+            self,
+            "Unsaved changes",
+            "Save the changes to this graph first?",
+            buttons.Save | buttons.Discard | buttons.Cancel,
+        )
+        return {buttons.Save: "save", buttons.Discard: "discard"}.get(answer, "cancel")
+
+    def ask_recover(self, document_path: Path | None) -> bool:
+        where = f" of {document_path}" if document_path else ""
+        text = f"Nodeloom did not close cleanly. Restore the unsaved graph{where}?"
+        return QMessageBox.question(self, "Recover unsaved work", text) == QMessageBox.StandardButton.Yes
+
+    def choose_open_path(self) -> str | None:
+        return QFileDialog.getOpenFileName(self, "Open graph", "", GRAPH_FILTER)[0] or None
+
+    def choose_save_path(self) -> str | None:
+        return QFileDialog.getSaveFileName(self, "Save graph", "", "Graphs (*.json)")[0] or None
+
+    def warn(self, text: str) -> None:
+        self.statusBar().showMessage(text, 15000)
+        QMessageBox.warning(self, "Nodeloom", text)
+
+    # -- files --------------------------------------------------------------------------------------
+    def _maybe_save(self) -> bool:
+        """Whether the current graph may be replaced or closed (asks when there are unsaved changes)."""
+        if self.editor.history.is_clean:
+            return True
+        answer = self.ask_save_changes()
+        if answer == "save":
+            return self.save()
+        return answer == "discard"
+
+    def _show(self, graph: Graph, path: Path | None, note: str = "", clean: bool = True) -> None:
+        self.editor.set_graph(graph)
+        self.path, self.source_note = path, note
+        if clean:
+            self.editor.history.mark_clean()
+        else:
+            self.editor.history.mark_dirty()
+        self.view.frame_all()
+        self.update_title()
+
+    def new(self) -> None:
+        if self._maybe_save():
+            self._show(Graph(), None)
+
+    def open_dialog(self) -> None:
+        path = self.choose_open_path()
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str) -> bool:
+        """Open a graph file, or the graph a PNG carries (that one is saved elsewhere, never over the PNG)."""
+        if not self._maybe_save():
+            return False
+        try:
+            graph = serialize.load(path, self.registry)
+        except serialize.GraphFileError as error:
+            self.warn(str(error))
+            return False
+        source = Path(path)
+        if source.suffix.lower() == ".png":
+            self._show(graph, None, note=f"{source.name} (graph from image)")
+        else:
+            self._show(graph, source)
+            document.add_recent(source)
+        self.statusBar().showMessage(f"opened {path}", 5000)
+        return True
+
+    def save(self) -> bool:
+        if self.path is None:
+            return self.save_as()
+        try:
+            serialize.save(self.editor.graph, self.path)
+        except OSError as error:
+            self.warn(f"could not save {self.path}: {error.strerror or error}")
+            return False
+        self.editor.history.mark_clean()
+        document.clear_recovery()
+        document.add_recent(self.path)
+        self.statusBar().showMessage(f"saved {self.path}", 5000)
+        self.update_title()
+        return True
+
+    def save_as(self) -> bool:
+        chosen = self.choose_save_path()
+        if not chosen:
+            return False
+        path = Path(chosen)
+        self.path = path if path.suffix else path.with_suffix(".json")
+        return self.save()
+
+    def autosave(self) -> None:
+        if not self.editor.history.is_clean:
+            document.write_recovery(self.editor.graph, self.path)
+
+    def offer_recovery(self) -> bool:
+        """After a crash: offer the autosaved graph; either way the recovery file is then removed."""
+        found = document.read_recovery(self.registry)
+        if found is None:
+            return False
+        graph, path = found
+        accepted = self.ask_recover(path)
+        document.clear_recovery()
+        if accepted:
+            self._show(graph, path, note="recovered", clean=False)
+        return accepted
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._maybe_save():
+            event.ignore()
+            return
+        self.autosave_timer.stop()
+        document.clear_recovery()
+        self.editor.scene.detach()
+        event.accept()
