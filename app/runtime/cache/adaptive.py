@@ -1,0 +1,91 @@
+"""Calibrating an adaptive DeepCache plan: full passes where the deep feature moves most.
+
+In the spirit of "Block-wise Adaptive Caching for Accelerating Diffusion Policy" (BAC): instead of a fixed
+interval, one short uncached run records the UNet's deep feature (the one DeepCache would reuse) at every
+step. Reusing step r's feature at a later step i costs about ||F_i - F_r|| / ||F_i||; `plan_refreshes`
+picks, by dynamic programming, the `budget` refresh steps that make the summed cost smallest. The result is an `AdaptiveCache`
+policy: plain data that a graph saves, so a shared graph reproduces the plan without calibrating again.
+
+`plan_refreshes` is pure Python; `calibrate` needs torch and diffusers (runtime layer). Never import Qt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from app.runtime.cache.policy import AdaptiveCache, CacheError
+
+
+def plan_refreshes(cost: Sequence[Sequence[float]], budget: int) -> tuple[int, ...]:
+    """Choose `budget` refresh steps (step 0 always one) minimising the summed reuse cost.
+
+    Args:
+        cost: cost[r][i] = error of using step r's cached feature at step i (only r < i is read).
+        budget: how many steps run in full; clipped to the number of steps.
+    """
+    steps = len(cost)
+    budget = max(1, min(budget, steps))
+    # segment[r][j]: total cost when step r refreshes and steps r+1 .. j-1 reuse its feature.
+    segment = [[0.0] * (steps + 1) for _ in range(steps)]
+    for r in range(steps):
+        for j in range(r + 2, steps + 1):
+            segment[r][j] = segment[r][j - 1] + cost[r][j - 1]
+    inf = float("inf")
+    # best[k][j]: least cost covering steps 0 .. j-1 with k refreshes, the last segment ending at j.
+    best = [[inf] * (steps + 1) for _ in range(budget + 1)]
+    choice = [[0] * (steps + 1) for _ in range(budget + 1)]
+    for j in range(1, steps + 1):
+        best[1][j] = segment[0][j]
+    for k in range(2, budget + 1):
+        for j in range(k, steps + 1):
+            for r in range(k - 1, j):
+                value = best[k - 1][r] + segment[r][j]
+                if value < best[k][j]:
+                    best[k][j], choice[k][j] = value, r
+    plan, end = [], steps
+    for k in range(budget, 1, -1):
+        end = choice[k][end]
+        plan.append(end)
+    return tuple([0, *reversed(plan)])
+
+
+def calibrate(
+    unet: Any,
+    timesteps: Sequence[Any],
+    sample: Any,
+    encoder_hidden_states: Any,
+    step: Callable[[Any, Any, Any], Any],
+    budget: int,
+    branch: int = 0,
+    **unet_kwargs: Any,
+) -> AdaptiveCache:
+    """Run the loop once uncached, measure where the deep feature at `branch` moves, and plan `budget` refreshes.
+
+    Args:
+        unet: a UNet2DConditionModel (only read).
+        timesteps: the loop's timesteps, one model call each.
+        sample: the starting latents (already scaled for the scheduler's first step).
+        encoder_hidden_states: text embeddings (a CFG batch is fine; the sample's batch must match).
+        step: `step(prediction, timestep, sample) -> next sample`, e.g. a scheduler's step.
+        budget: how many steps may run in full (e.g. ceil(steps / interval)).
+        branch: the DeepCache branch the plan is for.
+    """
+    import torch
+
+    from app.runtime.cache.deepcache import UNetWalk
+
+    walk = UNetWalk(unet)
+    walk.check_branch(branch)
+    if budget < 1:
+        raise CacheError(f"budget must be at least 1, got {budget}")
+    features = []
+    with torch.no_grad():
+        for t in timesteps:
+            prediction, feature = walk.full(branch, sample, t, encoder_hidden_states, **unet_kwargs)
+            features.append(feature.float().flatten())
+            sample = step(prediction, t, sample)
+        stacked = torch.stack(features)
+        distance = torch.cdist(stacked[None], stacked[None])[0]
+        cost = (distance / stacked.norm(dim=1).clamp_min(1e-12)[None, :]).tolist()
+    return AdaptiveCache(plan=plan_refreshes(cost, budget), plan_steps=len(timesteps), branch=branch)

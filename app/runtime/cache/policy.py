@@ -1,0 +1,196 @@
+"""Cache policies: plain-data descriptions of which work a denoising loop may skip, and at which steps.
+
+A policy is a frozen dataclass, one class per strategy, so a graph can save it, the engine can key it, and
+new strategies (the DiT ones: FirstBlockCache, TaylorSeer, MagCache, Δ-DiT, RAS) slot in as one more class
+plus one applier module. Every schedule is keyed by the step index of the loop (0 .. total_steps - 1), never
+by timestep values, so it means the same thing under every scheduler.
+
+The Sampler uses a policy like this (the loaded model is only borrowed, never changed for good):
+
+    with policy.apply(unet, total_steps) as denoise:
+        for i, t in enumerate(timesteps):
+            eps = denoise(i, latents_in, t, text_embeddings, **controlnet_residuals)
+    ctx.report(skipped_blocks=denoise.skipped_blocks)
+
+Pure data: never import torch, diffusers or Qt at module level here (`apply` imports its runner lazily).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+SCHEDULES = ("uniform", "non_uniform")
+
+
+class CacheError(ValueError):
+    """A policy cannot be used as given (bad params, or a model the strategy does not support)."""
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """Base of all strategies; on its own it skips nothing (strategy "none")."""
+
+    strategy: ClassVar[str] = "none"
+
+    def apply(self, model: Any, total_steps: int) -> AbstractContextManager[Any]:
+        """A context that yields `denoise(step_index, sample, timestep, encoder_hidden_states, **kwargs)`.
+
+        `denoise` returns the model's prediction tensor and counts `skipped_blocks` / `total_blocks`.
+        Whatever it hooks into `model` is removed on exit, also when the loop raises.
+        """
+        from app.runtime.cache import runners
+
+        _check_steps(total_steps)
+        return runners.open_runner(self, model, total_steps)
+
+
+@dataclass(frozen=True)
+class NoCache(CachePolicy):
+    """Skips nothing: the plain model call. Lets users A/B a cache by switching one param."""
+
+    strategy: ClassVar[str] = "none"
+
+
+@dataclass(frozen=True)
+class DeepCache(CachePolicy):
+    """DeepCache (Ma et al. 2023, arXiv 2312.00858): reuse a UNet's deep up-path feature across steps.
+
+    Args:
+        interval (int, default 3): one full UNet pass every `interval` steps; 1 = no caching.
+        branch (int, default 0): which skip connection the shallow branch keeps (0 = only conv_in's; each
+            UNet layer deeper keeps one more). Deeper = more work on cached steps, better quality.
+        schedule (str, default "uniform"): "uniform" refreshes every `interval` steps; "non_uniform" spends
+            the same number of full passes, placed denser near both ends of the step range.
+        start (int, default 0): caching is off for the first `start` steps.
+        end (int, default 0): caching is off for the last `end` steps.
+    """
+
+    strategy: ClassVar[str] = "deepcache"
+    interval: int = 3
+    branch: int = 0
+    schedule: str = "uniform"
+    start: int = 0
+    end: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("interval", self.interval, 1)
+        _check_int("branch", self.branch, 0)
+        _check_int("start", self.start, 0)
+        _check_int("end", self.end, 0)
+        if self.schedule not in SCHEDULES:
+            raise CacheError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+
+    def full_steps(self, total_steps: int) -> frozenset[int]:
+        """The step indices that run the whole UNet (and refresh the cache); all others are shallow."""
+        _check_steps(total_steps)
+        first, stop = self.start, max(self.start, total_steps - self.end)
+        outside = set(range(0, first)) | set(range(stop, total_steps))
+        length = stop - first
+        if length == 0:
+            return frozenset(outside)
+        if self.schedule == "uniform":
+            inside = {first + k for k in range(0, length, self.interval)}
+        else:
+            inside = {first + k for k in _dense_at_ends(length, math.ceil(length / self.interval))}
+        return frozenset(outside | inside)
+
+
+@dataclass(frozen=True)
+class AdaptiveCache(CachePolicy):
+    """DeepCache with a calibrated refresh plan (in the spirit of Block-wise Adaptive Caching, BAC).
+
+    A short uncached calibration run measures how much the deep feature moves at each step; the full
+    passes go where it moves most (see `app.runtime.cache.adaptive.calibrate`). The plan is plain data, so
+    a shared graph reproduces it without calibrating again.
+
+    Args:
+        plan (tuple[int, ...]): step indices that run the whole UNet, for a loop of `plan_steps` steps.
+        plan_steps (int): the loop length the plan was made for; other lengths rescale it proportionally.
+        branch (int, default 0): as in DeepCache.
+    """
+
+    strategy: ClassVar[str] = "adaptive"
+    plan: tuple[int, ...] = (0,)
+    plan_steps: int = 1
+    branch: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("plan_steps", self.plan_steps, 1)
+        _check_int("branch", self.branch, 0)
+        plan = tuple(sorted(set(self.plan)))
+        if not plan or plan[0] != 0 or plan[-1] >= self.plan_steps:
+            raise CacheError(
+                f"plan must start at step 0 and stay below {self.plan_steps}, got {list(self.plan)}"
+            )
+        object.__setattr__(self, "plan", plan)
+
+    def full_steps(self, total_steps: int) -> frozenset[int]:
+        """The plan, rescaled from `plan_steps` to `total_steps` when they differ."""
+        _check_steps(total_steps)
+        if total_steps == self.plan_steps or self.plan_steps == 1:
+            return frozenset(s for s in self.plan if s < total_steps) | {0}
+        scale = (total_steps - 1) / (self.plan_steps - 1)
+        return frozenset(round(s * scale) for s in self.plan)
+
+
+@dataclass(frozen=True)
+class PyramidBroadcast(CachePolicy):
+    """Pyramid Attention Broadcast (Zhao et al. 2024, arXiv 2408.12588) via diffusers' hook, on UNet attention.
+
+    Args:
+        self_interval (int, default 2): self-attention is computed every `self_interval` calls, reused between.
+        cross_interval (int, default 4): the same for cross-attention (text changes least across steps).
+        start (int, default 2): no broadcasting in the first `start` steps.
+        end (int, default 2): no broadcasting in the last `end` steps.
+    """
+
+    strategy: ClassVar[str] = "pab"
+    self_interval: int = 2
+    cross_interval: int = 4
+    start: int = 2
+    end: int = 2
+
+    def __post_init__(self) -> None:
+        _check_int("self_interval", self.self_interval, 1)
+        _check_int("cross_interval", self.cross_interval, 1)
+        _check_int("start", self.start, 0)
+        _check_int("end", self.end, 0)
+
+
+STRATEGIES: dict[str, type[CachePolicy]] = {
+    cls.strategy: cls for cls in (NoCache, DeepCache, PyramidBroadcast, AdaptiveCache)
+}
+
+
+def make_policy(strategy: str, **params: Any) -> CachePolicy:
+    """Build the policy for `strategy` from the params that strategy knows (others are ignored)."""
+    cls = STRATEGIES.get(strategy)
+    if cls is None:
+        raise CacheError(f"unknown cache strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    known = {name: value for name, value in params.items() if name in cls.__dataclass_fields__}
+    return cls(**known)
+
+
+def _dense_at_ends(length: int, count: int) -> list[int]:
+    """`count` distinct indices in [0, length), spaced like a cosine so they crowd at both ends."""
+    count = min(count, length)
+    if count == 1:
+        return [0]
+    picks: list[int] = []
+    for k in range(count):
+        spot = round((1 - math.cos(math.pi * k / (count - 1))) / 2 * (length - 1))
+        lowest = picks[-1] + 1 if picks else 0
+        picks.append(min(max(spot, lowest), length - (count - k)))
+    return picks
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise CacheError(f"{name} must be a whole number >= {low}, got {value!r}")
+
+
+def _check_steps(total_steps: int) -> None:
+    _check_int("total_steps", total_steps, 1)
