@@ -1,0 +1,150 @@
+"""What a checkpoint is, read from its files without loading weights: layout, config skeleton, family.
+
+A checkpoint is a diffusers folder (model_index.json + unet/ vae/ text_encoder/ tokenizer/ scheduler/) or
+one .safetensors file in the original (LDM) key layout. A single file needs a config skeleton: a weight-free
+diffusers folder (model_index.json and the component configs) naming the architecture. Skeletons are looked
+up by name in `<model root>/configs/` and then in the shipped `assets/configs/`; "auto" picks one from the
+file's keys (sd15, sd2, sdxl). The family names what a model is compatible with: sd15, sd2, sdxl for the
+standard architectures, "tiny-<name>" for anything else (each small test/embedded model is its own family).
+
+Pure Python (json + the safetensors header): never import torch or Qt here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+
+from app.files import ASSETS, FileResolver, fingerprint
+
+SHIPPED_CONFIGS = ASSETS / "configs"
+
+# A key that only the text encoder of each original layout has.
+LAYOUT_KEYS = {
+    "sdxl": "conditioner.embedders.1.model.ln_final.weight",
+    "sd2": "cond_stage_model.model.ln_final.weight",
+    "sd15": "cond_stage_model.transformer.text_model.final_layer_norm.weight",
+}
+SUPPORTED_FAMILIES = ("sd15", "sd2")
+
+
+class CheckpointProblem(ValueError):
+    """A checkpoint that cannot be used; the message says which file and what is missing."""
+
+
+def is_diffusers_folder(path: Path) -> bool:
+    return path.is_dir() and (path / "model_index.json").is_file()
+
+
+def safetensors_keys(path: Path) -> list[str]:
+    """The tensor names in a .safetensors file (reads only its JSON header)."""
+    with path.open("rb") as handle:
+        head = handle.read(8)
+        if len(head) != 8:
+            raise CheckpointProblem(f"{path}: not a safetensors file (too short)")
+        (length,) = struct.unpack("<Q", head)
+        if length > 100_000_000:
+            raise CheckpointProblem(f"{path}: not a safetensors file (header size {length})")
+        try:
+            header = json.loads(handle.read(length))
+        except ValueError:
+            raise CheckpointProblem(f"{path}: not a safetensors file (unreadable header)") from None
+    return [key for key in header if key != "__metadata__"]
+
+
+def detect_layout(path: Path) -> str | None:
+    """sd15, sd2 or sdxl from a single file's keys, or None when it is none of them."""
+    keys = set(safetensors_keys(path))
+    return next((name for name, key in LAYOUT_KEYS.items() if key in keys), None)
+
+
+def config_dirs(resolver: FileResolver | None = None) -> list[Path]:
+    """Folders holding config skeletons, best first."""
+    resolver = resolver or FileResolver()
+    return [*resolver.model_dirs("configs"), SHIPPED_CONFIGS]
+
+
+def find_skeleton(path: Path, config: str, resolver: FileResolver | None = None) -> Path:
+    """The skeleton folder for a single-file checkpoint (raises CheckpointProblem saying where it looked)."""
+    if path.suffix != ".safetensors":
+        raise CheckpointProblem(
+            f"{path.name}: only .safetensors single files are loaded (pickled .ckpt files can run code)"
+        )
+    name = config
+    if config == "auto":
+        name = detect_layout(path) or ""
+        if not name:
+            raise CheckpointProblem(
+                f"{path.name}: its keys match no known layout (sd15, sd2, sdxl); "
+                "name a config skeleton in the loader's 'config' param"
+            )
+    folders = config_dirs(resolver)
+    for folder in folders:
+        candidate = folder / name
+        if (candidate / "model_index.json").is_file():
+            return candidate
+    where = ", ".join(str(f) for f in folders)
+    raise CheckpointProblem(f"{path.name}: config skeleton {name!r} not found (looked in {where})")
+
+
+def _unet_config(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "unet" / "config.json").read_text("utf-8"))
+    except (OSError, ValueError) as error:
+        raise CheckpointProblem(f"{folder}: cannot read unet/config.json ({error})") from None
+
+
+def family_of_config(folder: Path, name: str) -> str:
+    """sd15 / sd2 / sdxl for the standard UNets, else "tiny-<name>"."""
+    unet = _unet_config(folder)
+    channels = list(unet.get("block_out_channels", []))
+    if unet.get("addition_embed_type") == "text_time":
+        return "sdxl" if channels == [320, 640, 1280] else _tiny(name)
+    if channels == [320, 640, 1280, 1280]:
+        dim = unet.get("cross_attention_dim")
+        if dim == 768:
+            return "sd15"
+        if dim == 1024:
+            return "sd2"
+    return _tiny(name)
+
+
+def _tiny(name: str) -> str:
+    stem = name.removesuffix(".safetensors")
+    return stem if stem.startswith("tiny-") else f"tiny-{stem}"
+
+
+def family_of(path: Path, config: str = "auto", resolver: FileResolver | None = None) -> str:
+    """The family of the checkpoint at `path` (a diffusers folder or a single file)."""
+    if is_diffusers_folder(path):
+        return family_of_config(path, path.name)
+    skeleton = find_skeleton(path, config, resolver)
+    if config == "auto":
+        return skeleton.name
+    return family_of_config(skeleton, path.name)
+
+
+def weights_fingerprint(path: Path) -> str:
+    """sha256 of the (path, size, mtime) of every file of a checkpoint: cheap, changes when they do."""
+    text = json.dumps(fingerprint(path), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_CONTENT_HASHES: dict[str, str] = {}
+
+
+def content_hash(path: Path) -> str:
+    """sha256 of a checkpoint's weight bytes (all weight files of a folder, in name order), cached per
+    process by fingerprint. Reads every byte once: about a second per GB."""
+    key = weights_fingerprint(path)
+    if key not in _CONTENT_HASHES:
+        digest = hashlib.sha256()
+        files = sorted(path.rglob("*.safetensors")) if path.is_dir() else [path]
+        for item in files:
+            with item.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+        _CONTENT_HASHES[key] = digest.hexdigest()
+    return _CONTENT_HASHES[key]

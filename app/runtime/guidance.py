@@ -1,0 +1,262 @@
+"""Guidance methods for the Sampler: how many model passes a step needs and how their predictions combine.
+
+This is the ONE module that touches diffusers' guiders (`diffusers.guiders`, experimental in 0.42.1 and
+pinned with it): `cfg` and the residual CFG variants are ours; every other method wraps the diffusers guider
+class and drives it exactly as diffusers' modular denoise loop does (set_state -> prepare_inputs -> per batch
+prepare_models / model / cleanup_models -> guider(batches)). If the guider API changes, only this file does.
+
+A guide is made fresh for every sampling run (guiders keep per-run state, e.g. APG's momentum), and every
+hook a guider attaches to the UNet for one pass is removed right after that pass.
+
+Methods that perturb attention layers (pag, skip_layer, seg, auto_guidance) need a UNet with transformer
+blocks at the given layer path; they refuse non-UNet families at validation. Residual CFG (StreamDiffusion,
+Kodaira et al. 2023, arXiv 2312.12491: "RCFG leads to speeds up to 2.05x higher than the conventional CFG")
+replaces the negative prediction by a virtual residual noise: `rcfg_self` never runs the negative prompt,
+`rcfg_onetime` runs it once at the first step.
+
+torch/diffusers are imported inside the functions; never import Qt here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.runtime.values import Guider
+
+DEFAULT_LAYERS = "mid_block.attentions.0.transformer_blocks:0"
+
+
+@dataclass(frozen=True)
+class Method:
+    cls: str | None  # diffusers.guiders class, or None for our own
+    layers: bool = False  # perturbs attention layers of a UNet
+    description: str = ""
+
+
+METHODS: dict[str, Method] = {
+    "cfg": Method(None, description="classifier-free guidance (Ho & Salimans 2022), one batched pass"),
+    "cfg_zero_star": Method("ClassifierFreeZeroStarGuidance", description="CFG-Zero* (arXiv 2503.18886)"),
+    "tangential": Method("TangentialClassifierFreeGuidance", description="tangential CFG (arXiv 2503.18137)"),
+    "apg": Method("AdaptiveProjectedGuidance", description="adaptive projected guidance (arXiv 2410.02416)"),
+    "pag": Method("PerturbedAttentionGuidance", True, "perturbed-attention guidance (arXiv 2403.17377)"),
+    "skip_layer": Method("SkipLayerGuidance", True, "skip-layer guidance (STG, arXiv 2411.18664)"),
+    "seg": Method("SmoothedEnergyGuidance", True, "smoothed energy guidance (arXiv 2408.00760)"),
+    "auto_guidance": Method(
+        "AutoGuidance", True, "autoguidance with a layer-skipped 'bad' model (arXiv 2406.02507)"
+    ),
+    "rcfg_self": Method(None, description="residual CFG, self-negative: one model pass per step"),
+    "rcfg_onetime": Method(None, description="residual CFG, negative prompt run once at the first step"),
+}
+UNET_FAMILIES = ("sd15", "sd2", "sdxl")
+
+
+def guider_problems(guider: Guider, family: str | None) -> list[str]:
+    """Why a guider cannot run on a model family (torch-free), for validation."""
+    method = METHODS.get(guider.method)
+    if method is None:
+        return [f"unknown guidance method {guider.method!r}; known: {', '.join(METHODS)}"]
+    problems = []
+    if method.layers and family and family not in UNET_FAMILIES and not family.startswith("tiny-"):
+        problems.append(
+            f"{guider.method} perturbs UNet attention layers; a {family} model has none it can use"
+        )
+    if method.layers:
+        try:
+            parse_layers(guider.options.get("layers", DEFAULT_LAYERS))
+        except ValueError as error:
+            problems.append(str(error))
+    return problems
+
+
+def parse_layers(text: str) -> tuple[str, list[int]]:
+    """ "mid_block.attentions.0.transformer_blocks:0,1" -> (path, [0, 1])."""
+    path, _, indices = text.partition(":")
+    try:
+        numbers = [int(i) for i in indices.split(",") if i.strip()] or [0]
+    except ValueError:
+        numbers = []
+    if not path or not numbers:
+        raise ValueError(f"layers must look like 'mid_block.attentions.0.transformer_blocks:0', got {text!r}")
+    return path, numbers
+
+
+@dataclass
+class Pass:
+    """One model pass of a step: its label (pred_cond, pred_uncond, ...), text embeddings, and the diffusers
+    batch state when a diffusers guider made it (such passes run one by one inside prepare/cleanup)."""
+
+    label: str
+    embeddings: Any
+    state: Any = None
+
+
+class ClassicCfg:
+    """uncond + scale * (cond - uncond); the passes run as one batch like StableDiffusionPipeline."""
+
+    batched = True
+
+    def __init__(self, scale: float, rescale: float) -> None:
+        self.scale, self.rescale = scale, rescale
+
+    def passes(self, step: int, total: int, t: Any, cond: Any, uncond: Any) -> list[Pass]:
+        if self.scale <= 1.0:
+            return [Pass("pred_cond", cond)]
+        return [Pass("pred_uncond", uncond), Pass("pred_cond", cond)]
+
+    def combine(self, preds: list[Any], step: int, x_in: Any, scheduler: Any) -> Any:
+        if len(preds) == 1:
+            return preds[0]
+        uncond, cond = preds
+        guided = uncond + self.scale * (cond - uncond)
+        return _rescale(guided, cond, self.rescale) if self.rescale > 0 else guided
+
+
+def _rescale(guided: Any, cond: Any, amount: float) -> Any:
+    """Guidance rescale (Lin et al. 2023, arXiv 2305.08891): match the std of the conditional prediction."""
+    dims = list(range(1, cond.ndim))
+    factor = cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True)
+    return amount * (guided * factor) + (1 - amount) * guided
+
+
+class ResidualCfg:
+    """StreamDiffusion's RCFG: the negative prediction is delta * the virtual residual noise
+    (x_t - sqrt(abar_t) * x0_prev) / sqrt(1 - abar_t), x0_prev being the previous step's denoised estimate.
+    The first step uses the initial noise (self) or one real negative pass (onetime)."""
+
+    batched = True
+
+    def __init__(self, scale: float, delta: float, onetime: bool, prediction_type: str) -> None:
+        self.scale, self.delta, self.onetime = scale, delta, onetime
+        self.prediction_type = prediction_type
+        self.x0 = None
+
+    def passes(self, step: int, total: int, t: Any, cond: Any, uncond: Any) -> list[Pass]:
+        if step == 0 and self.onetime:
+            return [Pass("pred_uncond", uncond), Pass("pred_cond", cond)]
+        return [Pass("pred_cond", cond)]
+
+    def combine(self, preds: list[Any], step: int, x_in: Any, scheduler: Any) -> Any:
+        abar = _alpha_bar(scheduler, step)
+        cond = _as_epsilon(preds[-1], x_in, abar, self.prediction_type)
+        if len(preds) == 2:
+            negative = _as_epsilon(preds[0], x_in, abar, self.prediction_type)
+        else:  # before any estimate exists, x0 = 0: the virtual noise is the (scaled) initial noise
+            previous = self.x0 if self.x0 is not None else 0.0
+            negative = self.delta * (x_in - abar**0.5 * previous) / (1 - abar) ** 0.5
+        eps = negative + self.scale * (cond - negative)
+        self.x0 = (x_in - (1 - abar) ** 0.5 * eps) / abar**0.5
+        return _from_epsilon(eps, x_in, abar, self.prediction_type)
+
+
+def _alpha_bar(scheduler: Any, step: int) -> float:
+    """Cumulative alpha of the current step, from sigmas where the scheduler has them, else alphas_cumprod."""
+    sigmas = getattr(scheduler, "sigmas", None)
+    index = getattr(scheduler, "step_index", None)
+    if index is None:
+        index = (getattr(scheduler, "begin_index", None) or 0) + step
+    if sigmas is not None and len(sigmas) > index:
+        return float(1 / (1 + sigmas[index] ** 2))
+    t = int(scheduler.timesteps[min(index, len(scheduler.timesteps) - 1)])
+    return float(scheduler.alphas_cumprod[t])
+
+
+def _as_epsilon(pred: Any, x: Any, abar: float, kind: str) -> Any:
+    return abar**0.5 * pred + (1 - abar) ** 0.5 * x if kind == "v_prediction" else pred
+
+
+def _from_epsilon(eps: Any, x: Any, abar: float, kind: str) -> Any:
+    if kind != "v_prediction":
+        return eps
+    return (eps - (1 - abar) ** 0.5 * x) / abar**0.5
+
+
+class DiffusersGuide:
+    """Drives a diffusers guider through its protocol; each pass runs alone between prepare and cleanup."""
+
+    batched = False
+
+    def __init__(self, guider: Any) -> None:
+        self.guider = guider
+
+    def passes(self, step: int, total: int, t: Any, cond: Any, uncond: Any) -> list[Pass]:
+        self.guider.set_state(step=step, num_inference_steps=total, timestep=t)
+        batches = self.guider.prepare_inputs({"encoder_hidden_states": (cond, uncond)})
+        return [Pass(b.__guidance_identifier__, b.encoder_hidden_states, b) for b in batches]
+
+    def enter(self, unet: Any) -> None:
+        self.guider.prepare_models(unet)
+
+    def leave(self, unet: Any) -> None:
+        self.guider.cleanup_models(unet)
+
+    def combine(self, preds: list[Any], step: int, x_in: Any, scheduler: Any) -> Any:
+        return self.guider([p.state for p in preds]).pred
+
+
+def make_guide(guider: Guider, prediction_type: str = "epsilon") -> Any:
+    """A fresh guide object for one sampling run."""
+    options = guider.options
+    if guider.method == "cfg":
+        return ClassicCfg(guider.scale, float(options.get("rescale", 0.0)))
+    if guider.method in ("rcfg_self", "rcfg_onetime"):
+        delta = float(options.get("delta", 1.0))
+        return ResidualCfg(guider.scale, delta, guider.method == "rcfg_onetime", prediction_type)
+    return DiffusersGuide(diffusers_guider(guider))
+
+
+def diffusers_guider(guider: Guider) -> Any:
+    """The diffusers guider instance a GUIDER value describes (also used by tests as the reference)."""
+    from diffusers import guiders
+    from diffusers.hooks import LayerSkipConfig, SmoothedEnergyGuidanceConfig
+
+    method = METHODS[guider.method]
+    options = guider.options
+    common = {
+        "guidance_scale": guider.scale,
+        "guidance_rescale": float(options.get("rescale", 0.0)),
+        "start": float(options.get("start", 0.0)),
+        "stop": float(options.get("stop", 1.0)),
+    }
+    cls = getattr(guiders, method.cls)
+    if not method.layers:
+        return cls(**common)
+    path, indices = parse_layers(options.get("layers", DEFAULT_LAYERS))
+    perturbed = float(options.get("perturbed_scale", 2.8))
+    if guider.method == "pag":
+        config = LayerSkipConfig(
+            indices, fqn=path, skip_attention=False, skip_attention_scores=True, skip_ff=False
+        )
+        return cls(
+            perturbed_guidance_scale=perturbed,
+            perturbed_guidance_config=config,
+            **_window("perturbed_guidance", options),
+            **common,
+        )
+    if guider.method == "skip_layer":
+        config = LayerSkipConfig(indices, fqn=path)
+        return cls(
+            skip_layer_guidance_scale=perturbed,
+            skip_layer_config=config,
+            **_window("skip_layer_guidance", options),
+            **common,
+        )
+    if guider.method == "seg":
+        config = SmoothedEnergyGuidanceConfig(indices, fqn=path)
+        return cls(
+            seg_guidance_scale=perturbed,
+            seg_guidance_config=config,
+            **_window("seg_guidance", options),
+            **common,
+        )
+    config = LayerSkipConfig(indices, fqn=path, dropout=float(options.get("dropout", 1.0)))
+    return cls(auto_guidance_config=config, **common)
+
+
+def _window(prefix: str, options: dict[str, Any]) -> dict[str, float]:
+    """The perturbed branch's own start/stop fractions, when given."""
+    found = {}
+    for name in ("start", "stop"):
+        if f"perturbed_{name}" in options:
+            found[f"{prefix}_{name}"] = float(options[f"perturbed_{name}"])
+    return found

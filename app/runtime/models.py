@@ -1,0 +1,194 @@
+"""The model manager: every checkpoint is loaded once per process and shared by all nodes that use it.
+
+Loaded weights are keyed by (path, fingerprint, precision): editing a file on disk loads it again; the
+same file used on CPU (fp32) and CUDA (fp16) is two entries. A component goes to the device when a node
+asks for it (`Loaded.on`); on CUDA, components of other checkpoints are moved back to the CPU when the
+free GPU memory would not fit it, and beyond `max_loaded` checkpoints (default 2, `$NODELOOM_MAX_MODELS`)
+the least recently used one is freed. Nodes only read the modules; anything a node attaches for one run
+(guidance hooks) it removes itself. Load, offload and free are reported to listeners as events
+`{"event": "model", "action": "load"|"offload"|"free", "path": ..., ...}` so the CLI and editor can show them.
+
+torch, diffusers and transformers are imported inside the functions; never import Qt here.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.runtime.device import Precision, dtype, precision_for
+from app.runtime.values import CheckpointSource
+
+Listener = Callable[[dict[str, Any]], None]
+PARTS = ("unet", "text_encoder", "vae")
+
+
+@dataclass
+class Loaded:
+    """One checkpoint's components in one precision (modules live on the CPU until `on` moves them)."""
+
+    source: CheckpointSource
+    precision: Precision
+    unet: Any
+    text_encoder: Any
+    vae: Any
+    tokenizer: Any
+    scheduler_config: dict[str, Any]
+    manager: ModelManager
+    cache: dict[str, Any] = field(default_factory=dict)  # derived data, e.g. the preview colour map
+
+    def on(self, part: str, device: Any) -> Any:
+        """The component `part` on `device` (moved there if needed, making room on the GPU first)."""
+        return self.manager.place(self, part, device)
+
+
+class ModelManager:
+    def __init__(self, max_loaded: int | None = None) -> None:
+        self.max_loaded = max_loaded or int(os.environ.get("NODELOOM_MAX_MODELS", "2"))
+        self._loaded: OrderedDict[tuple, Loaded] = OrderedDict()
+        self._listeners: list[Listener] = []
+        self._lock = threading.RLock()
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _emit(self, action: str, source: CheckpointSource, **fields: Any) -> None:
+        for listener in list(self._listeners):
+            listener({"event": "model", "action": action, "path": source.path, **fields})
+
+    def load(self, source: CheckpointSource, device: Any) -> Loaded:
+        """The checkpoint's components in the precision `device` uses (loaded on first use)."""
+        precision = precision_for(device)
+        key = (source.path, source.fingerprint, source.config, precision.name)
+        with self._lock:
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]
+            start = time.perf_counter()
+            loaded = _read(source, precision, self)
+            self._loaded[key] = loaded
+            self._emit(
+                "load", source, precision=precision.name, seconds=round(time.perf_counter() - start, 3)
+            )
+            while len(self._loaded) > self.max_loaded:
+                _, old = self._loaded.popitem(last=False)
+                self._emit("free", old.source, precision=old.precision.name)
+            return loaded
+
+    def place(self, loaded: Loaded, part: str, device: Any) -> Any:
+        module = getattr(loaded, part)
+        current = next(module.parameters()).device
+        if current == device:
+            return module
+        with self._lock:
+            if getattr(device, "type", "") == "cuda":
+                self._make_room(device, _nbytes(module), keep=loaded)
+            return module.to(device)
+
+    def _make_room(self, device: Any, needed: int, keep: Loaded) -> None:
+        """Move other checkpoints' components back to the CPU until `needed` bytes fit on `device`."""
+        import torch
+
+        margin = 512 * 2**20
+        for loaded in list(self._loaded.values()):
+            if torch.cuda.mem_get_info(device)[0] > needed + margin:
+                return
+            if loaded is keep:
+                continue
+            for part in PARTS:
+                module = getattr(loaded, part)
+                if next(module.parameters()).device.type == "cuda":
+                    module.to("cpu")
+                    self._emit("offload", loaded.source, part=part)
+            torch.cuda.empty_cache()
+
+    def free(self, source: CheckpointSource | None = None) -> None:
+        """Forget loaded weights (of one checkpoint, or all)."""
+        with self._lock:
+            for key in [k for k, v in self._loaded.items() if source is None or v.source == source]:
+                old = self._loaded.pop(key)
+                self._emit("free", old.source, precision=old.precision.name)
+
+    def loaded(self) -> list[CheckpointSource]:
+        return [entry.source for entry in self._loaded.values()]
+
+
+def _nbytes(module: Any) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def _read(source: CheckpointSource, precision: Precision, manager: ModelManager) -> Loaded:
+    """Load a diffusers folder component by component, or a single file through its config skeleton."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    path = Path(source.path)
+    if not source.config:
+        common = {"local_files_only": True}
+        unet = UNet2DConditionModel.from_pretrained(
+            path, subfolder="unet", torch_dtype=dtype(precision.unet), **common
+        )
+        text_encoder = CLIPTextModel.from_pretrained(
+            path, subfolder="text_encoder", torch_dtype=dtype(precision.text_encoder), **common
+        )
+        vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype(precision.vae), **common)
+        tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **common)
+        scheduler_config = _scheduler_config(path)
+    else:
+        from diffusers import StableDiffusionPipeline
+
+        skeleton = Path(source.config)
+        extra = {}
+        if (skeleton / "tokenizer").is_dir():
+            extra["tokenizer"] = CLIPTokenizer.from_pretrained(
+                skeleton, subfolder="tokenizer", local_files_only=True
+            )
+        else:
+            raise FileNotFoundError(
+                f"config skeleton {skeleton} has no tokenizer/ folder: copy the CLIP tokenizer files "
+                "(vocab.json, merges.txt, tokenizer_config.json) of this model family there"
+            )
+        pipe = StableDiffusionPipeline.from_single_file(
+            str(path),
+            config=str(skeleton),
+            local_files_only=True,
+            torch_dtype=dtype(precision.unet),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            **extra,
+        )
+        unet, text_encoder, tokenizer = pipe.unet, pipe.text_encoder, pipe.tokenizer
+        vae = pipe.vae.to(dtype(precision.vae))
+        scheduler_config = _scheduler_config(skeleton)
+    for module in (unet, text_encoder, vae):
+        module.eval().requires_grad_(False)
+    return Loaded(source, precision, unet, text_encoder, vae, tokenizer, scheduler_config, manager)
+
+
+def _scheduler_config(folder: Path) -> dict[str, Any]:
+    import json
+
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text("utf-8"))
+    return {k: v for k, v in config.items() if not k.startswith("_")}
+
+
+_MANAGER: ModelManager | None = None
+
+
+def manager() -> ModelManager:
+    """The process-wide model manager."""
+    global _MANAGER
+    if _MANAGER is None:
+        _MANAGER = ModelManager()
+    return _MANAGER

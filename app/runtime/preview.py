@@ -1,0 +1,40 @@
+"""Cheap latent -> RGB previews: a per-VAE linear map (4 latent channels + bias -> RGB).
+
+The map is fitted by least squares on a few small random latents decoded once with the model's own VAE
+(block-averaged down to latent resolution), so it works for any SD-class VAE without shipped tables.
+Fitting costs one tiny VAE decode per loaded VAE; applying it is one small matrix product per preview.
+torch is imported inside the functions; never import Qt here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def fit_rgb_map(vae: Any, scaling_factor: float, scale_factor: int) -> Any:
+    """(C + 1, 3) float32 tensor: [latent channels, 1] @ map ~ RGB in 0..1 at latent resolution."""
+    import torch
+
+    channels = vae.config.latent_channels
+    generator = torch.Generator("cpu").manual_seed(0)
+    latents = torch.randn((4, channels, 8, 8), generator=generator)
+    param = next(vae.parameters())
+    with torch.inference_mode():
+        decoded = vae.decode((latents / scaling_factor).to(param.device, param.dtype)).sample.float().cpu()
+    rgb = torch.nn.functional.avg_pool2d((decoded / 2 + 0.5).clamp(0, 1), scale_factor)
+    inputs = torch.cat([latents, torch.ones_like(latents[:, :1])], dim=1)
+    rows = inputs.permute(0, 2, 3, 1).reshape(-1, channels + 1)
+    targets = rgb.permute(0, 2, 3, 1).reshape(-1, 3)
+    return torch.linalg.lstsq(rows, targets).solution
+
+
+def latent_to_rgb(latents: Any, rgb_map: Any) -> np.ndarray:
+    """The first latent of a batch as a uint8 (h, w, 3) preview image."""
+    import torch
+
+    first = latents[0].detach().float().cpu()
+    rows = torch.cat([first, torch.ones_like(first[:1])]).permute(1, 2, 0)
+    image = (rows @ rgb_map).clamp(0, 1)
+    return (image.numpy() * 255).round().astype(np.uint8)

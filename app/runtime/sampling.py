@@ -1,0 +1,120 @@
+"""The denoising loop the Sampler node runs. Read it top to bottom:
+
+    noise from the seed -> timesteps -> for each step:
+        scale input -> guidance batches -> model -> combine -> scheduler step -> progress/preview -> cancel check
+
+It matches StableDiffusionPipeline / StableDiffusionImg2ImgPipeline for the same components, scheduler,
+seed and settings (oracle tests in tests/nodes): the same noise (one CPU generator, see seeding.py), the same
+generator handed to stochastic scheduler steps, the same CFG batch order ([uncond, cond]) and img2img start.
+
+torch is imported inside the functions; never import Qt here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from app.engine.context import NodeError
+from app.runtime import schedulers, seeding
+from app.runtime.guidance import Pass
+from app.runtime.values import Schedule
+
+PREVIEWS_PER_RUN = 5
+
+
+@dataclass
+class Hooks:
+    """What the loop tells the outside world, and asks it: progress, previews, cancellation."""
+
+    progress: Callable[[int, int], None] = lambda step, total: None
+    preview: Callable[[Any, int, int], None] | None = None  # (latents, step, total)
+    check_cancelled: Callable[[], None] = lambda: None
+
+
+def sample(
+    unet: Any,
+    scheduler: Any,
+    schedule: Schedule,
+    guide: Any,
+    cond: Any,
+    uncond: Any,
+    latents: Any,
+    seed: int,
+    hooks: Hooks | None = None,
+) -> Any:
+    """Denoise `latents` (B, C, h, w); returns the final latents. `cond`/`uncond` are (1 or B, T, dim) text
+    embeddings of equal length (see text.even_out)."""
+    import torch
+
+    hooks = hooks or Hooks()
+    param = next(unet.parameters())
+    device, dtype = param.device, param.dtype
+    model = lambda step, x, t, emb: unet(x, t, encoder_hidden_states=emb, return_dict=False)[0]
+    batch = latents.shape[0]
+    cond, uncond = _repeat(cond, batch, device, dtype), _repeat(uncond, batch, device, dtype)
+    generator = seeding.cpu_generator(seed)
+    timesteps, _ = schedulers.timesteps(scheduler, schedule, device)
+    total = len(timesteps)
+    if total == 0:
+        raise NodeError(
+            f"denoise {schedule.denoise} leaves no steps out of {schedule.steps}; raise denoise or steps"
+        )
+    noise = seeding.initial_noise(tuple(latents.shape), generator, device, dtype)
+    if schedule.denoise >= 1.0:
+        x = noise * scheduler.init_noise_sigma
+    else:
+        x = scheduler.add_noise(latents.to(device, dtype), noise, timesteps[:1].repeat(batch))
+    step_kwargs = _step_kwargs(scheduler, generator)
+    every = max(1, total // PREVIEWS_PER_RUN)
+    with torch.inference_mode():
+        for i, t in enumerate(timesteps):
+            x_in = scheduler.scale_model_input(x, t)
+            passes = guide.passes(i, total, t, cond, uncond)
+            preds = _run_passes(model, unet, guide, i, x_in, t, passes)
+            eps = guide.combine(preds, i, x_in, scheduler)
+            x = scheduler.step(eps, t, x, **step_kwargs, return_dict=False)[0]
+            hooks.progress(i + 1, total)
+            if hooks.preview is not None and ((i + 1) % every == 0 or i + 1 == total):
+                hooks.preview(x, i + 1, total)
+            hooks.check_cancelled()
+    return x
+
+
+def _run_passes(model, unet, guide, step: int, x_in: Any, t: Any, passes: list[Pass]) -> list[Any]:
+    """Model predictions for the passes, in order: one batched call when the guide allows it."""
+    import torch
+
+    if guide.batched:
+        embeddings = torch.cat([p.embeddings for p in passes]) if len(passes) > 1 else passes[0].embeddings
+        x = torch.cat([x_in] * len(passes)) if len(passes) > 1 else x_in
+        return list(model(step, x, t, embeddings).chunk(len(passes)))
+    for p in passes:
+        guide.enter(unet)
+        try:
+            p.state.noise_pred = model(step, x_in, t, p.embeddings)
+        finally:
+            guide.leave(unet)
+    return passes
+
+
+def _repeat(embeddings: Any, batch: int, device: Any, dtype: Any) -> Any:
+    embeddings = embeddings.to(device, dtype)
+    if embeddings.shape[0] == batch:
+        return embeddings
+    if embeddings.shape[0] != 1:
+        raise ValueError(f"conditioning has batch {embeddings.shape[0]}, latents have {batch}")
+    return embeddings.repeat(batch, 1, 1)
+
+
+def _step_kwargs(scheduler: Any, generator: Any) -> dict[str, Any]:
+    """eta=0 and the generator, for the schedulers whose step takes them (as the pipelines do)."""
+    accepted = set(inspect.signature(scheduler.step).parameters)
+    kwargs: dict[str, Any] = {}
+    if "eta" in accepted:
+        kwargs["eta"] = 0.0
+    if "generator" in accepted:
+        kwargs["generator"] = generator
+    return kwargs

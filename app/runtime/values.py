@@ -1,0 +1,101 @@
+"""The values that flow along diffusion sockets: frozen dataclasses, never mutated once made.
+
+MODEL, CLIP and VAE are handles: they name a checkpoint (path + fingerprint) that the model manager loads
+once per process; they are never written to the disk cache (the loader node has disk_cache=False).
+CONDITIONING, LATENT, SCHEDULE and GUIDER are registered with the result codec, so they are cached on disk
+and a disk hit is bit-identical to a fresh run. Tensor fields hold torch tensors on the CPU or the device.
+
+No torch import here (fields are typed Any); never import Qt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.engine.codec import persistable
+
+
+@dataclass(frozen=True)
+class CheckpointSource:
+    """Where a model's weights are: a diffusers folder, or a single file plus its config skeleton folder."""
+
+    path: str
+    fingerprint: str  # sha256 of (path, size, mtime) of every weight file: changes when they do
+    config: str = ""  # skeleton folder for a single-file checkpoint; "" for a diffusers folder
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """MODEL: the denoiser (UNet) of a checkpoint and how it was trained to predict."""
+
+    source: CheckpointSource
+    family: str
+    prediction_type: str = "epsilon"
+    scheduler_config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClipHandle:
+    """CLIP: the tokenizer and text encoder of a checkpoint."""
+
+    source: CheckpointSource
+    family: str
+
+
+@dataclass(frozen=True)
+class VaeHandle:
+    """VAE: the autoencoder; `scale_factor` = image pixels per latent pixel, `scaling_factor` = latent scale."""
+
+    source: CheckpointSource
+    family: str
+    scale_factor: int = 8
+    latent_channels: int = 4
+    scaling_factor: float = 0.18215
+
+
+@persistable
+@dataclass(frozen=True)
+class Conditioning:
+    """CONDITIONING: text embeddings (B, tokens, dim), optional pooled embedding (SDXL-class models),
+    `pad` = the embedding of one empty 77-token chunk (to even out prompts of different lengths, A1111-style),
+    and `hints` reserved for ControlNet hints attached by later nodes."""
+
+    embeddings: Any
+    family: str | None = None
+    pooled: Any = None
+    pad: Any = None
+    hints: tuple = ()
+
+
+@persistable
+@dataclass(frozen=True)
+class Latent:
+    """LATENT: samples (B, C, h, w) already multiplied by the VAE's scaling factor, and their family."""
+
+    samples: Any
+    family: str | None = None
+
+
+@persistable
+@dataclass(frozen=True)
+class Schedule:
+    """SCHEDULE: which diffusers scheduler, how many steps (or which explicit timesteps), karras sigmas,
+    and the denoise strength (1.0 = from pure noise; below 1 = img2img from the input latent)."""
+
+    scheduler: str = "euler"
+    steps: int = 20
+    denoise: float = 1.0
+    karras: bool = False
+    timesteps: tuple[int, ...] = ()
+
+
+@persistable
+@dataclass(frozen=True)
+class Guider:
+    """GUIDER: a guidance method, its scale and method options (see app.runtime.guidance.METHODS)."""
+
+    method: str = "cfg"
+    scale: float = 7.5
+    options: dict[str, Any] = field(default_factory=dict)
+    family: str | None = None

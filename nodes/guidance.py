@@ -1,0 +1,103 @@
+"""Guidance: how the Sampler steers towards the prompt (CFG and its variants) -> GUIDER."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.graph import types as T
+from app.graph.spec import Input, Output, Param, node
+from app.runtime.guidance import DEFAULT_LAYERS, METHODS, guider_problems
+from app.runtime.values import Guider
+
+OPTIONS = ("rescale", "start", "stop", "perturbed_scale", "layers", "delta")
+
+
+def _guider(params: dict[str, Any], family: str | None = None) -> Guider:
+    return Guider(params["method"], params["scale"], {k: params[k] for k in OPTIONS}, family)
+
+
+def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str]:
+    return guider_problems(_guider(params), inputs.get("model"))
+
+
+@node(
+    "sampling.guidance",
+    title="Guidance",
+    category="sampling",
+    inputs=[Input("model", T.MODEL, "The model this guidance is for (methods that patch layers check it).")],
+    outputs=[Output("guider", T.GUIDER, "For the Sampler.")],
+    params=[
+        Param(
+            "method",
+            T.STRING,
+            "cfg",
+            choices=tuple(METHODS),
+            description="; ".join(f"{name}: {m.description}" for name, m in METHODS.items()),
+        ),
+        Param(
+            "scale",
+            T.FLOAT,
+            7.5,
+            min=0.0,
+            max=100.0,
+            step=0.1,
+            description="Guidance scale (1 = off for cfg).",
+        ),
+        Param(
+            "rescale",
+            T.FLOAT,
+            0.0,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            description="Guidance rescale (arXiv 2305.08891); 0 = off.",
+        ),
+        Param(
+            "start",
+            T.FLOAT,
+            0.0,
+            min=0.0,
+            max=0.99,
+            step=0.01,
+            description="Diffusers guiders: fraction of steps before guidance starts.",
+        ),
+        Param(
+            "stop",
+            T.FLOAT,
+            1.0,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            description="Diffusers guiders: fraction of steps after which guidance stops.",
+        ),
+        Param(
+            "perturbed_scale",
+            T.FLOAT,
+            2.8,
+            min=0.0,
+            max=100.0,
+            step=0.1,
+            description="pag, skip_layer, seg: scale of the perturbed-branch term.",
+        ),
+        Param(
+            "layers",
+            T.STRING,
+            DEFAULT_LAYERS,
+            description="pag, skip_layer, seg, auto_guidance: UNet block path and indices, 'path:0,1'.",
+        ),
+        Param(
+            "delta",
+            T.FLOAT,
+            1.0,
+            min=0.0,
+            max=2.0,
+            step=0.05,
+            description="rcfg_*: scale of the virtual negative noise (StreamDiffusion's delta).",
+        ),
+    ],
+    validate=_validate,
+)
+def guidance(ctx, model, method, scale, rescale, start, stop, perturbed_scale, layers, delta):
+    """Classifier-free guidance by default; also CFG-Zero*, tangential CFG, APG, PAG, skip-layer, SEG and
+    autoguidance (diffusers' guiders) and StreamDiffusion's residual CFG. Params a method does not use are ignored."""
+    return {"guider": _guider(locals(), model.family)}

@@ -1,0 +1,87 @@
+"""Latents: Empty Latent, VAE Encode (IMAGE -> LATENT) and VAE Decode (LATENT -> IMAGE)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.engine.context import NodeError
+from app.graph import types as T
+from app.graph.spec import Input, Output, Param, node
+from app.runtime.values import Latent
+from nodes._diffusion import inference, load
+
+
+@node(
+    "latent.empty",
+    title="Empty Latent",
+    category="latent",
+    inputs=[
+        Input("vae", T.VAE, "Says how many pixels one latent pixel covers and how many channels it has.")
+    ],
+    outputs=[Output("latent", T.LATENT, "Zeros, to be filled with noise by the Sampler (denoise 1).")],
+    params=[
+        Param("width", T.INT, 512, min=8, max=8192, step=8, description="Image width in pixels."),
+        Param("height", T.INT, 512, min=8, max=8192, step=8, description="Image height in pixels."),
+        Param("batch", T.INT, 1, min=1, max=64, description="Images per run (one generator, see Sampler)."),
+    ],
+)
+def empty_latent(ctx, vae, width, height, batch):
+    """An empty latent batch for an image of width x height (multiples of the VAE's scale factor)."""
+    import torch
+
+    factor = vae.scale_factor
+    if width % factor or height % factor:
+        raise NodeError(f"width and height must be multiples of {factor} for this VAE, got {width}x{height}")
+    shape = (batch, vae.latent_channels, height // factor, width // factor)
+    return {"latent": Latent(torch.zeros(shape), vae.family)}
+
+
+@node(
+    "latent.vae_encode",
+    title="VAE Encode",
+    category="latent",
+    inputs=[Input("image", T.IMAGE, "RGB images, 0..1."), Input("vae", T.VAE, "The autoencoder.")],
+    outputs=[Output("latent", T.LATENT, "The images' latents (for img2img: Sampler with denoise < 1).")],
+)
+def vae_encode(ctx, image, vae):
+    """Encodes images to latents: the mean of the VAE's latent distribution (deterministic, so it caches),
+    times the VAE's scaling factor. Sizes that are not multiples of the VAE's scale factor are cropped."""
+    loaded, device = load(ctx, vae.source)
+    factor = vae.scale_factor
+    height, width = (image.shape[1] // factor) * factor, (image.shape[2] // factor) * factor
+    if not height or not width:
+        raise NodeError(f"image {image.shape[2]}x{image.shape[1]} is smaller than the VAE's {factor}px cell")
+    import torch
+
+    with inference():
+        module = loaded.on("vae", device)
+        pixels = torch.from_numpy(np.ascontiguousarray(image[:, :height, :width])).permute(0, 3, 1, 2)
+        pixels = (pixels * 2 - 1).to(device, next(module.parameters()).dtype)
+        latents = module.encode(pixels).latent_dist.mode() * vae.scaling_factor
+    return {"latent": Latent(latents.float(), vae.family)}
+
+
+@node(
+    "latent.vae_decode",
+    title="VAE Decode",
+    category="latent",
+    inputs=[Input("latent", T.LATENT, "Latents from a Sampler."), Input("vae", T.VAE, "The autoencoder.")],
+    outputs=[Output("image", T.IMAGE, "RGB images, 0..1.")],
+    params=[
+        Param(
+            "tiled",
+            T.BOOL,
+            False,
+            description="Decode in overlapping tiles (diffusers' tiled_decode): less memory for large images.",
+        )
+    ],
+)
+def vae_decode(ctx, latent, vae, tiled):
+    """Decodes latents to images with the VAE (in fp32, as diffusers upcasts SD VAEs)."""
+    loaded, device = load(ctx, vae.source)
+    with inference():
+        module = loaded.on("vae", device)
+        z = latent.samples.to(device, next(module.parameters()).dtype) / vae.scaling_factor
+        decoded = module.tiled_decode(z).sample if tiled else module.decode(z).sample
+        image = (decoded.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
+    return {"image": np.ascontiguousarray(image.cpu().numpy(), dtype=np.float32)}

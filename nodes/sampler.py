@@ -1,0 +1,68 @@
+"""Sampler: the denoising loop (app/runtime/sampling.py) over a model, prompts, latent, schedule and guidance."""
+
+from __future__ import annotations
+
+from app.graph import types as T
+from app.graph.spec import Input, Output, Param, node
+from app.runtime import preview, sampling, text
+from app.runtime.guidance import make_guide
+from app.runtime.schedulers import make_scheduler
+from app.runtime.values import Latent
+from nodes._diffusion import inference, load
+
+
+@node(
+    "sampling.sampler",
+    title="Sampler",
+    category="sampling",
+    inputs=[
+        Input("model", T.MODEL, "The denoiser."),
+        Input("positive", T.CONDITIONING, "What to make."),
+        Input("negative", T.CONDITIONING, "What to steer away from (the unconditional branch of CFG)."),
+        Input("latent", T.LATENT, "Empty Latent (txt2img) or VAE Encode (img2img, with denoise < 1)."),
+        Input("schedule", T.SCHEDULE, "From a Scheduler node."),
+        Input("guider", T.GUIDER, "From a Guidance node."),
+    ],
+    outputs=[Output("latent", T.LATENT, "The denoised latents, for VAE Decode.")],
+    params=[
+        Param(
+            "seed",
+            T.SEED,
+            0,
+            linkable=True,
+            description="Noise seed. A batch draws all its noise from one generator seeded with it.",
+        )
+    ],
+)
+def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
+    """Denoises the latent: for each step, scale input -> guidance passes -> model -> combine -> scheduler
+    step. The noise for seed S comes from torch.Generator("cpu").manual_seed(S), which also drives stochastic
+    schedulers, so results equal diffusers' pipelines and are the same on every GPU. A batch of B latents
+    takes its noise from that one generator (like a pipeline given one generator). Reports progress each
+    step, a preview every few steps, and stops within one step when cancelled."""
+    loaded, device = load(ctx, model.source)
+    vae_config = loaded.vae.config
+    key = ("rgb_map", str(device))
+
+    def show(latents, step, total):
+        if key not in loaded.cache:
+            factor = 2 ** (len(vae_config.block_out_channels) - 1)
+            loaded.cache[key] = preview.fit_rgb_map(loaded.vae, vae_config.scaling_factor, factor)
+        ctx.preview(preview.latent_to_rgb(latents, loaded.cache[key]), step, total)
+
+    with inference():
+        unet = loaded.on("unet", device)
+        cond, uncond = text.even_out(positive.embeddings, positive.pad, negative.embeddings, negative.pad)
+        hooks = sampling.Hooks(progress=ctx.progress, preview=show, check_cancelled=ctx.check_cancelled)
+        samples = sampling.sample(
+            unet,
+            make_scheduler(schedule, model.scheduler_config),
+            schedule,
+            make_guide(guider, model.prediction_type),
+            cond,
+            uncond,
+            latent.samples,
+            seed,
+            hooks,
+        )
+    return {"latent": Latent(samples.float(), model.family)}
