@@ -160,7 +160,7 @@ class Gestures:
         hit = scene.port_at(pos)
         if hit is not None:
             item, name, output, _ = hit
-            edge = scene.drag_edge(item.node_id, name, output)
+            edge = scene.drag_edge(item.node_id, name, output, drag)
             if edge is None:
                 self.editor.refuse("links go from an output to an input", event)
                 return
@@ -174,7 +174,7 @@ class Gestures:
         if target is not None and target.node_id != node_id:
             ports = target.geometry.inputs if from_output else target.geometry.outputs
             for name in ports:
-                edge = scene.drag_edge(target.node_id, name, not from_output)
+                edge = scene.drag_edge(target.node_id, name, not from_output, drag)
                 if edge is not None and scene.refusal(edge) is None:
                     self.editor.push(Connect(edge))
                     return

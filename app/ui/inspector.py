@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from shiboken6 import Shiboken
 
 from app.files import FileResolver
 from app.graph import types as T
@@ -58,6 +59,7 @@ class Inspector(QScrollArea):
         self.widgets: dict[str, QWidget] = {}
         self.resolver = FileResolver()
         self._pushing = False
+        self._rebuild_pending = False
         self._unsubscribe = lambda: None
         editor.scene.selectionChanged.connect(self._selection_changed)
         editor.graph_replaced.connect(self._watch)
@@ -69,19 +71,28 @@ class Inspector(QScrollArea):
         self.show_node(None)
 
     def _selection_changed(self) -> None:
+        if not Shiboken.isValid(self.editor.scene) or not Shiboken.isValid(self):
+            return  # the scene is being destroyed with the window
         nodes = self.editor.selected_nodes()
         self.show_node(nodes[0] if len(nodes) == 1 else None)
 
     def _on_event(self, kind: str, data: dict[str, Any]) -> None:
-        if self._pushing or self.node_id is None:
+        """Rebuild (deferred, once per burst) when the shown node changes by anything but its own fields."""
+        if self.node_id is None:
             return
-        if kind == "node_removed" and data["node"].id == self.node_id:
-            self.show_node(None)
-        elif kind in ("param_changed", "node_changed") and data["node"].id == self.node_id:
-            self.show_node(self.node_id)
-        elif kind in ("edge_added", "edge_removed") and data["edge"].dst == self.node_id:
-            self.show_node(self.node_id)
-        elif kind == "layout_changed" and data["key"] == "sockets":
+        if kind in ("param_changed", "node_changed", "node_removed"):
+            relevant = data["node"].id == self.node_id and not (self._pushing and kind != "node_removed")
+        elif kind in ("edge_added", "edge_removed"):
+            relevant = data["edge"].dst == self.node_id
+        else:
+            relevant = kind == "layout_changed" and data["key"] == "sockets"
+        if relevant and not self._rebuild_pending:
+            self._rebuild_pending = True
+            QTimer.singleShot(0, self._rebuild)
+
+    def _rebuild(self) -> None:
+        self._rebuild_pending = False
+        if Shiboken.isValid(self):
             self.show_node(self.node_id)
 
     def _push(self, command) -> None:

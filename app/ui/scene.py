@@ -210,11 +210,14 @@ class GraphScene(QGraphicsScene):
         for item in self.nodes.values():
             item.update()
 
-    def drag_edge(self, node_id: str, port: str, output: bool) -> Edge | None:
-        """The link the current drag would make by dropping on this port (None: wrong direction)."""
-        if self.link_drag is None:
+    def drag_edge(
+        self, node_id: str, port: str, output: bool, drag: tuple[str, str, bool, str] | None = None
+    ) -> Edge | None:
+        """The link a drag (default: the current one) makes by dropping on this port (None: wrong direction)."""
+        drag = drag or self.link_drag
+        if drag is None:
             return None
-        src_node, src_port, from_output, _ = self.link_drag
+        src_node, src_port, from_output, _ = drag
         if output == from_output:
             return None
         if from_output:

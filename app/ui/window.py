@@ -106,7 +106,6 @@ class MainWindow(QMainWindow):
         name = self.path.name if self.path else (self.source_note or "untitled")
         dirty = "" if self.editor.history.is_clean else "*"
         self.setWindowTitle(f"{name}{dirty} — Nodeloom")
-        self.setWindowModified(not self.editor.history.is_clean)
         self.actions_by_name["undo"].setEnabled(self.editor.history.can_undo)
         self.actions_by_name["redo"].setEnabled(self.editor.history.can_redo)
 

@@ -1,0 +1,229 @@
+"""Inspector edits, clipboard, and files: undo steps, internal links kept, save/reopen, recovery, drops."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication
+from PySide6.QtWidgets import QApplication
+
+from app.graph import pngmeta, serialize
+from app.graph.model import Edge
+from app.ui import document
+from tests.ui.conftest import SHAPES, vp
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _select(window, node_id):
+    window.editor.select_nodes([node_id])
+    assert window.inspector.node_id == node_id
+
+
+def test_typing_in_a_number_field_is_one_undo_step(qtbot, window):
+    _select(window, "shape")
+    spin = window.inspector.widgets["size"]
+    spin.setFocus()
+    spin.selectAll()
+    qtbot.keyClicks(spin, "0.45")
+    qtbot.keyClick(spin, Qt.Key.Key_Return)
+    graph, history = window.editor.graph, window.editor.history
+    assert graph.nodes["shape"].params["size"] == 0.45
+    assert len(history) == 1 and window.windowTitle().startswith("shapes.json*") is False
+    assert "*" in window.windowTitle()
+    history.undo()
+    assert graph.nodes["shape"].params["size"] == 0.3
+    qtbot.waitUntil(lambda: window.inspector.widgets["size"].value() == 0.3)  # the inspector follows undo
+    history.redo()
+    assert graph.nodes["shape"].params["size"] == 0.45
+
+
+def test_a_slider_drag_is_one_undo_step(qtbot, window):
+    _select(window, "shape")
+    slider = window.inspector.widgets["x@slider"]
+    slider.setSliderDown(True)  # what a mouse press on the handle does
+    for position in (550, 600, 650, 700):
+        slider.setSliderPosition(position)
+    slider.setSliderDown(False)
+    graph, history = window.editor.graph, window.editor.history
+    assert graph.nodes["shape"].params["x"] == 0.7
+    assert window.inspector.widgets["x"].value() == 0.7, "the spin box follows the slider"
+    assert len(history) == 1
+    slider.setSliderDown(True)
+    slider.setSliderPosition(100)
+    slider.setSliderDown(False)
+    assert len(history) == 2, "a second drag is a second step"
+    history.undo()
+    history.undo()
+    assert graph.nodes["shape"].params["x"] == 0.5
+
+
+def test_choice_and_text_fields_and_param_to_socket(qtbot, window):
+    editor = window.editor
+    _select(window, "shape")
+    window.inspector.widgets["shape"].setCurrentText("circle")
+    assert editor.graph.nodes["shape"].params["shape"] == "circle"
+    _select(window, "save")
+    prefix = window.inspector.widgets["prefix"]
+    prefix.setFocus()
+    prefix.selectAll()
+    qtbot.keyClicks(prefix, "cat")
+    assert editor.graph.nodes["save"].params["prefix"] == "cat"
+    assert len(editor.history) == 2, "one step for the combo, one for the typing burst"
+    from app.graph.commands import AddNode
+
+    add = AddNode("math.binary", (0, 400))
+    editor.push(add)
+    _select(window, add.node_id)
+    button = window.inspector.widgets["@convert:a"]
+    button.click()
+    assert editor.graph.layout["sockets"][add.node_id] == ["a"]
+    assert "a" in editor.scene.nodes[add.node_id].geometry.inputs
+    qtbot.waitUntil(lambda: window.inspector.widgets["@convert:a"] is not button)
+    window.inspector.widgets["@convert:a"].click()
+    assert add.node_id not in editor.graph.layout["sockets"]
+    assert "a" not in editor.scene.nodes[add.node_id].geometry.inputs
+
+
+def test_copy_paste_keeps_internal_links_with_new_ids(qtbot, window):
+    editor, view = window.editor, window.view
+    editor.select_all()
+    qtbot.keyClick(view, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    assert json.loads(QGuiApplication.clipboard().text())["nodeloom_clip"] == 1
+    view.cursor().setPos(view.viewport().mapToGlobal(vp(view, 0, 400)))
+    qtbot.keyClick(view, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
+    graph = editor.graph
+    assert set(graph.nodes) == {"shape", "save", "shape_2", "save_2"}
+    assert Edge("shape_2", "image", "save_2", "image") in graph.edges
+    assert sorted(editor.selected_nodes()) == ["save_2", "shape_2"]
+    assert len(editor.scene.edges) == 2
+    qtbot.keyClick(view, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)
+    assert len(graph.nodes) == 6 and len(graph.edges) == 3
+    qtbot.keyClick(view, Qt.Key.Key_X, Qt.KeyboardModifier.ControlModifier)
+    assert len(graph.nodes) == 4
+    editor.history.undo()
+    assert len(graph.nodes) == 6
+
+
+def test_save_and_reopen_gives_the_same_graph(qtbot, window, tmp_path, registry):
+    from app.ui.window import MainWindow
+
+    target = tmp_path / "copy.json"
+    window.choose_save_path = lambda: str(target)
+    window.editor.select_nodes(["shape"])
+    qtbot.keyClick(window.view, Qt.Key.Key_B, Qt.KeyboardModifier.ControlModifier)
+    assert window.windowTitle().startswith("untitled*")
+    qtbot.keyClick(window, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+    assert window.windowTitle().startswith("copy.json —")
+    assert document.recent_files() == [target.resolve()]
+    other = MainWindow(registry)
+    qtbot.addWidget(other)
+    assert other.open_path(str(target))
+    assert serialize.dumps(other.editor.graph) == serialize.dumps(window.editor.graph)
+    assert other.editor.history.is_clean and len(other.editor.scene.nodes) == 2
+    assert serialize.load(target, registry).nodes["shape"].mode == "bypass"
+
+
+def test_closing_with_unsaved_changes_asks(qtbot, window):
+    asked = []
+    window.ask_save_changes = lambda: asked.append(1) or "cancel"
+    window.editor.select_nodes(["shape"])
+    qtbot.keyClick(window.view, Qt.Key.Key_M)
+    assert not window.close() and window.isVisible() and asked == [1]
+    window.ask_save_changes = lambda: "discard"
+    assert window.close()
+
+
+CRASH = textwrap.dedent(
+    """
+    import os, sys
+    sys.path.insert(0, {root!r})
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from app.ui.launch import application
+    app = application()
+    from app.graph import serialize
+    from app.graph.commands import SetParam
+    from app.registry import default_registry
+    from app.ui.window import MainWindow
+    registry = default_registry()
+    window = MainWindow(registry, serialize.load({graph!r}, registry), path=__import__("pathlib").Path({graph!r}))
+    window.show()
+    window.editor.push(SetParam("shape", "size", 0.12))
+    window.autosave_timer.setInterval(50)
+    window.autosave_timer.timeout.connect(lambda: os._exit(9))  # crash right after the first autosave
+    app.exec()
+    """
+)
+
+
+def test_autosave_is_offered_after_a_crash(qtbot, registry, tmp_path):
+    from app.ui.window import MainWindow
+
+    code = CRASH.format(root=str(ROOT), graph=str(ROOT / SHAPES))
+    env = {**__import__("os").environ, "NODELOOM_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 9, run.stderr
+    assert document.recovery_path().is_file()
+    window = MainWindow(registry)
+    qtbot.addWidget(window)
+    offered = []
+    window.ask_recover = lambda path: offered.append(path) or True
+    assert window.offer_recovery()
+    assert offered == [ROOT / SHAPES]
+    assert window.editor.graph.nodes["shape"].params["size"] == 0.12
+    assert window.path == ROOT / SHAPES and "*" in window.windowTitle()
+    assert not document.recovery_path().exists()
+
+
+def test_autosave_writes_only_unsaved_changes_and_a_clean_close_removes_it(qtbot, window):
+    window.autosave()
+    assert not document.recovery_path().exists()
+    window.editor.select_nodes(["save"])
+    qtbot.keyClick(window.view, Qt.Key.Key_M)
+    window.autosave()
+    assert document.recovery_path().is_file()
+    assert window.close()
+    assert not document.recovery_path().exists()
+
+
+def _drop(widget, path: Path) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    point = QPointF(50, 50)
+    actions = Qt.DropAction.CopyAction
+    enter = QDragEnterEvent(
+        point.toPoint(), actions, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
+    QApplication.sendEvent(widget, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(point, actions, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, drop)
+
+
+def test_dropping_a_png_that_carries_a_graph_opens_it(qtbot, window, tmp_path, registry):
+    graph = serialize.load(SHAPES, registry)
+    graph.nodes["shape"].params["colour"] = "green"
+    png = pngmeta.add_text(
+        (ROOT / "assets/examples/shape.png").read_bytes(), {"nodeloom": serialize.dumps(graph)}
+    )
+    path = tmp_path / "made.png"
+    path.write_bytes(png)
+    _drop(window.view.viewport(), path)
+    assert window.editor.graph.nodes["shape"].params["colour"] == "green"
+    assert window.path is None, "saving must never write JSON over the PNG"
+    assert window.windowTitle().startswith("made.png (graph from image)")
+
+
+def test_dropping_a_broken_file_warns_and_keeps_the_graph(qtbot, window, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    warnings = []
+    window.warn = warnings.append
+    _drop(window.view.viewport(), bad)
+    assert warnings and "bad.json" in warnings[0] and "invalid JSON" in warnings[0]
+    assert set(window.editor.graph.nodes) == {"shape", "save"}
