@@ -1,0 +1,99 @@
+"""Oracle tests: our graph's latents equal diffusers' pipelines for the same components, seed and settings."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from app.runtime.schedulers import make_scheduler
+from app.runtime.values import Schedule
+from tests.nodes import diffusion_helpers as h
+
+TOLERANCE = 1e-4
+PROMPT = "a red circle on a blue background"
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return h.make_model_root(tmp_path_factory.mktemp("models"))
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "euler_a", "dpmpp_2m"])
+def test_txt2img_latent_matches_stable_diffusion_pipeline(model_path, scheduler):
+    steps, scale, seed = 6, 7.5, 1234
+    g = h.graph(
+        prompt__text=PROMPT,
+        negative__text="",
+        schedule__scheduler=scheduler,
+        schedule__steps=steps,
+        guidance__scale=scale,
+        sampler__seed=seed,
+    )
+    ours = h.run(h.executor(), g).outputs["sampler"]["latent"].samples
+    config = h.pipeline(model_path, None).scheduler.config
+    pipe = h.pipeline(model_path, make_scheduler(Schedule(scheduler, steps), config))
+    reference = pipe(
+        PROMPT,
+        negative_prompt="",
+        num_inference_steps=steps,
+        guidance_scale=scale,
+        height=h.SIZE,
+        width=h.SIZE,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        output_type="latent",
+    ).images
+    assert ours.shape == reference.shape == (1, 4, h.SIZE // 2, h.SIZE // 2)
+    error = (ours - reference).abs().max().item()
+    print(f"{scheduler}: max abs error {error:.2e}")
+    assert error < TOLERANCE
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "euler_a", "dpmpp_2m"])
+def test_img2img_latent_matches_img2img_pipeline(model_path, scheduler):
+    steps, scale, seed, denoise = 8, 5.0, 77, 0.6
+    g = h.graph(
+        "img2img",
+        prompt__text=PROMPT,
+        schedule__scheduler=scheduler,
+        schedule__steps=steps,
+        schedule__denoise=denoise,
+        guidance__scale=scale,
+        sampler__seed=seed,
+    )
+    result = h.run(h.executor(), g)
+    ours = result.outputs["sampler"]["latent"].samples
+    encoded = h.executor().run(g, ["encode"]).outputs["encode"]["latent"].samples
+    config = h.pipeline(model_path, None).scheduler.config
+    pipe = h.pipeline(model_path, make_scheduler(Schedule(scheduler, steps), config), img2img=True)
+    # the pipeline's own preprocessing + VAE mean must equal our VAE Encode
+    from app.images import read
+
+    image, _ = read(str(h.ROOT / "assets" / "examples" / "shape.png"))
+    pixels = pipe.image_processor.preprocess(torch.from_numpy(image).permute(0, 3, 1, 2))
+    with torch.no_grad():
+        expected = pipe.vae.encode(pixels).latent_dist.mode() * pipe.vae.config.scaling_factor
+    assert (encoded - expected).abs().max().item() < TOLERANCE
+    reference = pipe(
+        PROMPT,
+        image=encoded,  # 4-channel input = latents as they are, so the generator only makes noise
+        strength=denoise,
+        negative_prompt="",
+        num_inference_steps=steps,
+        guidance_scale=scale,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        output_type="latent",
+    ).images
+    error = (ours - reference).abs().max().item()
+    print(f"img2img {scheduler}: max abs error {error:.2e}")
+    assert error < TOLERANCE
+    assert (ours - encoded).abs().max().item() > 1e-2  # the sampler really changed the input
+
+
+def test_different_seeds_give_different_latents(model_path):
+    first = (
+        h.run(h.executor(), h.graph(schedule__steps=2, sampler__seed=1)).outputs["sampler"]["latent"].samples
+    )
+    second = (
+        h.run(h.executor(), h.graph(schedule__steps=2, sampler__seed=2)).outputs["sampler"]["latent"].samples
+    )
+    assert (first - second).abs().max().item() > 1e-3
