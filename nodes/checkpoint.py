@@ -26,6 +26,10 @@ def _family(params: dict[str, Any], _inputs: dict[str, str | None]) -> str | Non
 def _validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[str]:
     path = Path(params["checkpoint"])
     try:
+        if path.is_file() and params["config"] == "auto" and checkpoints.detect_layout(path) == "sdxl":
+            return [
+                f"{path.name} is an SDXL checkpoint; this version samples sd15, sd2 and tiny-* models (SDXL: not yet)"
+            ]
         if path.is_dir() and not checkpoints.is_diffusers_folder(path):
             return [f"{path} is a folder without model_index.json (not a diffusers checkpoint)"]
         skeleton = _skeleton(path, params["config"])
@@ -33,9 +37,14 @@ def _validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[st
     except (checkpoints.CheckpointProblem, FileProblem) as error:
         return [str(error)]
     folder = skeleton or path
-    missing = [p for p in ("unet", "vae", "text_encoder", "scheduler") if not (folder / p).is_dir()]
-    if skeleton is None and not (folder / "tokenizer").is_dir():
-        missing.append("tokenizer")
+    missing = [
+        p for p in ("unet", "vae", "text_encoder", "scheduler", "tokenizer") if not (folder / p).is_dir()
+    ]
+    if skeleton is not None and missing == ["tokenizer"]:
+        return [
+            f"config skeleton {skeleton} has no tokenizer/ folder: copy the tokenizer files of a {family} "
+            "diffusers model (vocab.json, merges.txt, tokenizer_config.json) there"
+        ]
     if missing:
         return [
             f"{folder} has no {', '.join(missing)} folder(s); Load Checkpoint needs a Stable Diffusion layout"
