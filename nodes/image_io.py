@@ -17,6 +17,7 @@ from app.graph import pngmeta
 from app.graph import types as T
 from app.graph.serialize import PNG_KEY
 from app.graph.spec import Input, Output, Param, node
+from app.runtime.provenance import provenance
 
 
 @node(
@@ -47,13 +48,15 @@ def load_image(ctx, path):
 
 
 def manifest(ctx, extra: dict | None = None) -> dict:
-    """What a saved image records about how it was made (extended by diffusion nodes)."""
+    """What a saved image records about how it was made: app and library versions, the seeds and model
+    files (with sha256) of the graph that ran, and the device and dtype it ran on."""
     data = {
         "app": "nodeloom",
         "app_version": app.__version__,
         "node": ctx.node_id,
         "python": platform.python_version(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        **provenance(ctx),
     }
     data.update(extra or {})
     return data
