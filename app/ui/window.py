@@ -40,6 +40,8 @@ class MainWindow(QMainWindow):
         dock.setObjectName("inspector")
         dock.setWidget(self.inspector)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.inspector.setMinimumWidth(280)
+        self.resizeDocks([dock], [340], Qt.Orientation.Horizontal)
         self.editor.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.editor.history.subscribe(self.update_title)
         self.actions_by_name: dict[str, QAction] = {}
