@@ -53,7 +53,9 @@ def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
     with inference():
         unet = loaded.on("unet", device)
         cond, uncond = text.even_out(positive.embeddings, positive.pad, negative.embeddings, negative.pad)
-        hooks = sampling.Hooks(progress=ctx.progress, preview=show, check_cancelled=ctx.check_cancelled)
+        hooks = sampling.Hooks(
+            progress=ctx.progress, preview=show, check_cancelled=ctx.check_cancelled, report=ctx.report
+        )
         samples = sampling.sample(
             unet,
             make_scheduler(schedule, model.scheduler_config),
@@ -64,5 +66,6 @@ def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
             latent.samples,
             seed,
             hooks,
+            cache=getattr(model, "cache", None),  # attached by a Cache node (nodes/cache.py)
         )
     return {"latent": Latent(samples.float(), model.family)}

@@ -19,6 +19,7 @@ from typing import Any
 
 from app.engine.context import NodeError
 from app.runtime import schedulers, seeding
+from app.runtime.cache import CachePolicy, NoCache
 from app.runtime.guidance import Pass
 from app.runtime.values import Schedule
 
@@ -32,6 +33,7 @@ class Hooks:
     progress: Callable[[int, int], None] = lambda step, total: None
     preview: Callable[[Any, int, int], None] | None = None  # (latents, step, total)
     check_cancelled: Callable[[], None] = lambda: None
+    report: Callable[..., None] = lambda **fields: None  # fields for the finished event
 
 
 def sample(
@@ -44,15 +46,16 @@ def sample(
     latents: Any,
     seed: int,
     hooks: Hooks | None = None,
+    cache: CachePolicy | None = None,
 ) -> Any:
     """Denoise `latents` (B, C, h, w); returns the final latents. `cond`/`uncond` are (1 or B, T, dim) text
-    embeddings of equal length (see text.even_out)."""
+    embeddings of equal length (see text.even_out). `cache` (from a Cache node) is applied for this loop only
+    and the skipped UNet blocks are reported as `skipped_blocks`."""
     import torch
 
     hooks = hooks or Hooks()
     param = next(unet.parameters())
     device, dtype = param.device, param.dtype
-    model = lambda step, x, t, emb: unet(x, t, encoder_hidden_states=emb, return_dict=False)[0]
     batch = latents.shape[0]
     cond, uncond = _repeat(cond, batch, device, dtype), _repeat(uncond, batch, device, dtype)
     generator = seeding.cpu_generator(seed)
@@ -69,7 +72,7 @@ def sample(
         x = scheduler.add_noise(latents.to(device, dtype), noise, timesteps[:1].repeat(batch))
     step_kwargs = _step_kwargs(scheduler, generator)
     every = max(1, total // PREVIEWS_PER_RUN)
-    with torch.inference_mode():
+    with torch.inference_mode(), (cache or NoCache()).apply(unet, total) as model:
         for i, t in enumerate(timesteps):
             x_in = scheduler.scale_model_input(x, t)
             passes = guide.passes(i, total, t, cond, uncond)
@@ -80,6 +83,7 @@ def sample(
             if hooks.preview is not None and ((i + 1) % every == 0 or i + 1 == total):
                 hooks.preview(x, i + 1, total)
             hooks.check_cancelled()
+    hooks.report(skipped_blocks=model.skipped_blocks, cache_total_blocks=model.total_blocks)
     return x
 
 

@@ -47,9 +47,8 @@ def test_adaptive_plan_is_kept_and_rescaled_to_other_loop_lengths():
 
 
 def test_policies_are_frozen_plain_data_with_a_strategy_name():
-    policy = make_policy(
-        "deepcache", interval=2, branch=1, schedule="non_uniform", plan=(0,), self_interval=3
-    )
+    params = {"strategy": "deepcache", "interval": 2, "branch": 1, "schedule": "non_uniform", "plan": ""}
+    policy = make_policy("deepcache", params)
     assert policy == DeepCache(interval=2, branch=1, schedule="non_uniform")
     assert dataclasses.asdict(policy) == {
         "interval": 2,

@@ -58,6 +58,7 @@ def calibrate(
     step: Callable[[Any, Any, Any], Any],
     budget: int,
     branch: int = 0,
+    progress: Callable[[int, int], None] | None = None,
     **unet_kwargs: Any,
 ) -> AdaptiveCache:
     """Run the loop once uncached, measure where the deep feature at `branch` moves, and plan `budget` refreshes.
@@ -70,6 +71,7 @@ def calibrate(
         step: `step(prediction, timestep, sample) -> next sample`, e.g. a scheduler's step.
         budget: how many steps may run in full (e.g. ceil(steps / interval)).
         branch: the DeepCache branch the plan is for.
+        progress: called with (step, total) after each step.
     """
     import torch
 
@@ -81,11 +83,40 @@ def calibrate(
         raise CacheError(f"budget must be at least 1, got {budget}")
     features = []
     with torch.no_grad():
-        for t in timesteps:
+        for index, t in enumerate(timesteps):
             prediction, feature = walk.full(branch, sample, t, encoder_hidden_states, **unet_kwargs)
             features.append(feature.float().flatten())
             sample = step(prediction, t, sample)
+            if progress is not None:
+                progress(index + 1, len(timesteps))
         stacked = torch.stack(features)
         distance = torch.cdist(stacked[None], stacked[None])[0]
         cost = (distance / stacked.norm(dim=1).clamp_min(1e-12)[None, :]).tolist()
     return AdaptiveCache(plan=plan_refreshes(cost, budget), plan_steps=len(timesteps), branch=branch)
+
+
+def probe_inputs(unet: Any, seed: int = 0) -> tuple[Any, Any, dict[str, Any]]:
+    """Inputs for a calibration probe on `unet`: (noise latents at half the model's native size, empty text
+    embeddings, extra UNet kwargs such as SDXL's zeroed added conditioning)."""
+    import torch
+
+    config = unet.config
+    parameter = next(unet.parameters())
+    factor = 2**unet.num_upsamplers
+    side = max(factor, config.sample_size // 2 // factor * factor)
+    generator = torch.Generator().manual_seed(seed)
+    latents = torch.randn(1, config.in_channels, side, side, generator=generator)
+    text = torch.zeros(1, 77, config.cross_attention_dim)
+    extra: dict[str, Any] = {}
+    if config.addition_embed_type == "text_time":
+        pooled = config.projection_class_embeddings_input_dim - 6 * config.addition_time_embed_dim
+        extra["added_cond_kwargs"] = {"text_embeds": torch.zeros(1, pooled), "time_ids": torch.zeros(1, 6)}
+    elif config.addition_embed_type is not None or config.class_embed_type is not None:
+        raise CacheError("adaptive calibration needs a plan for this UNet (it takes extra conditioning)")
+
+    def place(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: place(v) for k, v in value.items()}
+        return value.to(parameter.device, parameter.dtype)
+
+    return place(latents), place(text), place(extra)

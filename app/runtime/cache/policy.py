@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 SCHEDULES = ("uniform", "non_uniform")
@@ -165,12 +165,14 @@ STRATEGIES: dict[str, type[CachePolicy]] = {
 }
 
 
-def make_policy(strategy: str, **params: Any) -> CachePolicy:
-    """Build the policy for `strategy` from the params that strategy knows (others are ignored)."""
+def make_policy(strategy: str, params: dict[str, Any] | None = None) -> CachePolicy:
+    """Build the policy for `strategy` from the entries of `params` that strategy knows (others are ignored)."""
+    params = params or {}
     cls = STRATEGIES.get(strategy)
     if cls is None:
         raise CacheError(f"unknown cache strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
-    known = {name: value for name, value in params.items() if name in cls.__dataclass_fields__}
+    names = {f.name for f in fields(cls)}
+    known = {name: value for name, value in params.items() if name in names}
     return cls(**known)
 
 

@@ -1,0 +1,208 @@
+"""Cache: MODEL -> MODEL carrying a feature-cache policy that the Sampler applies for its loop (app/runtime/cache).
+
+The loaded model is never changed: the node only attaches plain data (a CachePolicy) to the MODEL handle;
+the Sampler opens the policy around its denoising loop and closes it after, and reports how many UNet blocks
+were skipped (`skipped_blocks` on its finished event). The adaptive strategy calibrates its plan here, on one
+short probe run, and reports it (`plan`) so it can be pasted into the `plan` param to freeze it.
+
+Imports torch only inside functions (through app.runtime); never import Qt here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from app.engine.context import NodeError
+from app.graph import types as T
+from app.graph.spec import Input, Output, Param, node
+from app.runtime.cache import STRATEGIES, AdaptiveCache, CacheError, CachePolicy, NoCache, make_policy
+from app.runtime.cache.policy import SCHEDULES
+from app.runtime.values import ModelHandle
+from nodes._diffusion import inference, load
+
+UNET_FAMILIES = ("sd15", "sd2", "sdxl")
+
+
+@dataclass(frozen=True)
+class CachedModel(ModelHandle):
+    """MODEL with a cache policy attached; the Sampler applies `cache` for the length of its loop."""
+
+    cache: CachePolicy = NoCache()
+
+
+def parse_plan(text: str) -> tuple[int, ...]:
+    """ "0, 2, 5" -> (0, 2, 5); raises ValueError with a readable message."""
+    try:
+        steps = tuple(int(part) for part in text.replace(";", ",").split(",") if part.strip())
+    except ValueError:
+        raise ValueError(
+            f"plan must be step numbers separated by commas, like '0,2,5', got {text!r}"
+        ) from None
+    if steps and min(steps) != 0:
+        raise ValueError(f"plan must include step 0 (the first step always runs in full), got {text!r}")
+    return steps
+
+
+def _policy(params: dict[str, Any]) -> CachePolicy:
+    """The policy the params describe (an adaptive one without a plan is calibrated later, in run)."""
+    if params["strategy"] == "adaptive":
+        plan = parse_plan(params["plan"]) or (0,)
+        return AdaptiveCache(
+            plan=plan, plan_steps=max(params["steps"], max(plan) + 1), branch=params["branch"]
+        )
+    return make_policy(params["strategy"], params)
+
+
+def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str]:
+    problems = []
+    try:
+        _policy(params)
+    except (ValueError, CacheError) as error:
+        problems.append(str(error))
+    family = inputs.get("model")
+    if (
+        params["strategy"] != "none"
+        and family
+        and family not in UNET_FAMILIES
+        and not family.startswith("tiny-")
+    ):
+        problems.append(f"{params['strategy']} caches UNet features; a {family} model has no UNet")
+    return problems
+
+
+@node(
+    "sampling.cache",
+    title="Cache",
+    category="sampling",
+    disk_cache=False,
+    inputs=[Input("model", T.MODEL, "The model whose denoising loop should skip work.")],
+    outputs=[Output("model", T.MODEL, "The same model, carrying the cache policy for the Sampler.")],
+    params=[
+        Param(
+            "strategy",
+            T.STRING,
+            "deepcache",
+            choices=tuple(STRATEGIES),
+            description="deepcache: reuse the UNet's deep features, run only the shallow branch on cached "
+            "steps (arXiv 2312.00858); pab: diffusers' Pyramid Attention Broadcast (reuse attention "
+            "outputs); adaptive: DeepCache with full passes where a calibration run saw the features move "
+            "most; none: off (A/B by switching this one param).",
+        ),
+        Param(
+            "interval",
+            T.INT,
+            3,
+            min=1,
+            max=50,
+            description="deepcache: one full UNet pass every N steps (1 = no caching). adaptive: the same "
+            "budget of full passes, ceil(steps / N), placed by calibration.",
+        ),
+        Param(
+            "branch",
+            T.INT,
+            0,
+            min=0,
+            max=40,
+            description="deepcache, adaptive: skip connections the shallow branch keeps (0 = shallowest, "
+            "fastest; SD1.5 has 0..11). Deeper = slower, closer to the uncached result.",
+        ),
+        Param(
+            "schedule",
+            T.STRING,
+            "uniform",
+            choices=SCHEDULES,
+            description="deepcache: uniform = every N steps; non_uniform = same number of full passes, "
+            "denser near the first and last steps.",
+        ),
+        Param("start", T.INT, 0, min=0, max=1000, description="deepcache, pab: first steps never cached."),
+        Param("end", T.INT, 0, min=0, max=1000, description="deepcache, pab: last steps never cached."),
+        Param(
+            "self_interval",
+            T.INT,
+            2,
+            min=1,
+            max=20,
+            description="pab: self-attention recomputed every N steps, reused between.",
+        ),
+        Param(
+            "cross_interval",
+            T.INT,
+            4,
+            min=1,
+            max=20,
+            description="pab: cross-attention recomputed every N steps, reused between.",
+        ),
+        Param(
+            "steps",
+            T.INT,
+            20,
+            min=1,
+            max=1000,
+            description="adaptive: the Sampler's step count the plan is made for (other counts rescale it).",
+        ),
+        Param(
+            "plan",
+            T.STRING,
+            "",
+            description="adaptive: steps that run the whole UNet, e.g. '0,1,3,6,10'. Empty = calibrate on "
+            "a short probe run (the Cache node reports the plan it found; paste it here to freeze it).",
+        ),
+    ],
+    validate=_validate,
+)
+def cache(
+    ctx, model, strategy, interval, branch, schedule, start, end, self_interval, cross_interval, steps, plan
+):
+    """Speeds up the Sampler by skipping work across denoising steps (feature caching). The model itself is
+    not changed; the Sampler applies the policy for its loop and reports the skipped UNet blocks."""
+    params = dict(locals())
+    try:
+        policy = _policy(params)
+    except (ValueError, CacheError) as error:
+        raise NodeError(str(error)) from None
+    if strategy != "none":
+        loaded, device = load(ctx, model.source)
+        with inference():
+            unet = loaded.on("unet", device)
+            try:
+                policy = _check_or_calibrate(ctx, policy, params, unet, model)
+            except CacheError as error:
+                raise NodeError(str(error)) from None
+    fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(ModelHandle)}
+    return {"model": CachedModel(**fields, cache=policy)}
+
+
+def _check_or_calibrate(
+    ctx, policy: CachePolicy, params: dict[str, Any], unet: Any, model: Any
+) -> CachePolicy:
+    """Refuse a UNet the strategy cannot handle (or a branch it lacks); calibrate an adaptive plan if none."""
+    from app.runtime.cache.deepcache import UNetWalk
+
+    if params["strategy"] in ("deepcache", "adaptive"):
+        UNetWalk(unet).check_branch(params["branch"])
+    if params["strategy"] != "adaptive" or parse_plan(params["plan"]):
+        return policy
+    from app.runtime.cache.adaptive import calibrate, probe_inputs
+    from app.runtime.schedulers import make_scheduler, timesteps
+    from app.runtime.values import Schedule
+
+    schedule = Schedule("ddim", params["steps"])
+    scheduler = make_scheduler(schedule, model.scheduler_config)
+    steps, _ = timesteps(scheduler, schedule, next(unet.parameters()).device)
+    latents, text, extra = probe_inputs(unet)
+    calibrated = calibrate(
+        unet,
+        steps,
+        latents * scheduler.init_noise_sigma,
+        text,
+        step=lambda eps, t, x: scheduler.step(eps, t, x, return_dict=False)[0],
+        budget=math.ceil(params["steps"] / params["interval"]),
+        branch=params["branch"],
+        progress=ctx.progress,
+        **extra,
+    )
+    ctx.report(plan=",".join(str(s) for s in calibrated.plan))
+    return calibrated
