@@ -97,3 +97,42 @@ def test_different_seeds_give_different_latents(model_path):
         h.run(h.executor(), h.graph(schedule__steps=2, sampler__seed=2)).outputs["sampler"]["latent"].samples
     )
     assert (first - second).abs().max().item() > 1e-3
+
+
+def test_batch_uses_one_generator_like_the_pipeline(model_path):
+    steps, seed = 4, 31
+    g = h.graph(
+        prompt__text=PROMPT,
+        latent__batch=2,
+        schedule__scheduler="euler_a",
+        schedule__steps=steps,
+        sampler__seed=seed,
+    )
+    ours = h.run(h.executor(), g).outputs["sampler"]["latent"].samples
+    config = h.pipeline(model_path).scheduler.config
+    pipe = h.pipeline(model_path, make_scheduler(Schedule("euler_a", steps), config))
+    reference = pipe(
+        PROMPT,
+        num_images_per_prompt=2,
+        num_inference_steps=steps,
+        guidance_scale=7.5,
+        height=h.SIZE,
+        width=h.SIZE,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        output_type="latent",
+    ).images
+    assert ours.shape[0] == 2
+    assert (ours - reference).abs().max().item() < TOLERANCE
+    assert (ours[0] - ours[1]).abs().max().item() > 1e-3
+
+
+def test_tiled_decode_matches_diffusers_vae_tiling(model_path):
+    g = h.graph(schedule__steps=2, decode__tiled=True)
+    result = h.run(h.executor(), g, target="decode")
+    tiled = result.outputs["decode"]["image"]
+    latents = h.executor().run(g, ["sampler"]).outputs["sampler"]["latent"].samples
+    vae = h.pipeline(model_path).vae
+    vae.enable_tiling()
+    with torch.no_grad():
+        expected = (vae.decode(latents / vae.config.scaling_factor).sample / 2 + 0.5).clamp(0, 1)
+    assert abs(tiled - expected.permute(0, 2, 3, 1).numpy()).max() < TOLERANCE
