@@ -72,7 +72,8 @@ def vae_encode(ctx, image, vae):
             "tiled",
             T.BOOL,
             False,
-            description="Decode in overlapping tiles (diffusers' tiled_decode): less memory for large images.",
+            description="Decode in overlapping tiles (diffusers' tiled_decode) when the latent is larger than one tile: "
+            "less memory for large images.",
         )
     ],
 )
@@ -82,6 +83,8 @@ def vae_decode(ctx, latent, vae, tiled):
     with inference():
         module = loaded.on("vae", device)
         z = latent.samples.to(device, next(module.parameters()).dtype) / vae.scaling_factor
-        decoded = module.tiled_decode(z).sample if tiled else module.decode(z).sample
+        tile = getattr(module, "tile_latent_min_size", None)
+        large = tile is not None and max(z.shape[-2:]) > tile
+        decoded = module.tiled_decode(z).sample if tiled and large else module.decode(z).sample
         image = (decoded.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
     return {"image": np.ascontiguousarray(image.cpu().numpy(), dtype=np.float32)}

@@ -127,7 +127,7 @@ def test_batch_uses_one_generator_like_the_pipeline(model_path):
 
 
 def test_tiled_decode_matches_diffusers_vae_tiling(model_path):
-    g = h.graph(schedule__steps=2, decode__tiled=True)
+    g = h.graph(schedule__steps=2, decode__tiled=True, latent__width=64, latent__height=64)
     result = h.run(h.executor(), g, target="decode")
     tiled = result.outputs["decode"]["image"]
     latents = h.executor().run(g, ["sampler"]).outputs["sampler"]["latent"].samples
@@ -136,3 +136,7 @@ def test_tiled_decode_matches_diffusers_vae_tiling(model_path):
     with torch.no_grad():
         expected = (vae.decode(latents / vae.config.scaling_factor).sample / 2 + 0.5).clamp(0, 1)
     assert abs(tiled - expected.permute(0, 2, 3, 1).numpy()).max() < TOLERANCE
+    plain = h.run(
+        h.executor(), h.graph(schedule__steps=2, latent__width=64, latent__height=64), target="decode"
+    )
+    assert abs(plain.outputs["decode"]["image"] - tiled).max() > 1e-3  # 32x32 latents: really tiled
