@@ -182,6 +182,9 @@ class _Printer:
             print(f"\r  ran {node} in {event['duration']:.2f}s{extra}" + " " * 20, file=sys.stderr)
         elif kind == "output":
             self.written.append(event["path"])
+        elif kind == "model":
+            took = f" in {event['seconds']:.2f}s" if "seconds" in event else ""
+            print(f"\r  model {event['action']}: {event['path']}{took}", file=sys.stderr)
         elif kind == "error":
             print(f"\r  error in node '{node}': {event['message']}", file=sys.stderr)
         elif kind in ("blocked", "warning"):
