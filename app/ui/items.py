@@ -10,7 +10,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPainterPathStroker, QPen, QPolygonF
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFontMetricsF,
+    QPainter,
+    QPainterPath,
+    QPainterPathStroker,
+    QPen,
+    QPolygonF,
+    QStaticText,
+    QTransform,
+)
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 from app.graph.model import Edge
@@ -23,10 +34,7 @@ if TYPE_CHECKING:
 LOD_TEXT = 0.45  # below this zoom, no port labels or param rows
 LOD_DETAIL = 0.28  # below this, a node is a plain coloured box and links are drawn without antialiasing
 Z_FRAME, Z_EDGE, Z_REROUTE, Z_NODE = -10.0, -1.0, 1.0, 2.0
-
-
-def _lod(painter: QPainter, option: QStyleOptionGraphicsItem) -> float:
-    return option.levelOfDetailFromTransform(painter.worldTransform())
+RADIUS = 6.0
 
 
 class NodeItem(QGraphicsItem):
@@ -38,6 +46,34 @@ class NodeItem(QGraphicsItem):
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable)
         self.setZValue(Z_NODE)
         self.geometry = node_geometry(scene.graph, scene.graph.nodes[node_id], self.spec)
+        self._rect = QRectF()
+        self._bounds = QRectF()
+        self._texts: tuple[list, list] | None = None
+        self._cache_rects()
+        self.restyle()
+
+    def _cache_rects(self) -> None:
+        width, height = self.geometry.width, self.geometry.height
+        self._rect = QRectF(0.0, 0.0, width, height)
+        self._bounds = self._rect.adjusted(-PORT_R - 2, -2, PORT_R + 2, 2)
+        self._outline = QPainterPath()
+        self._outline.addRoundedRect(self._rect, RADIUS, RADIUS)
+        title = QPainterPath(QPointF(0, TITLE_H))
+        title.lineTo(0, RADIUS)
+        title.arcTo(QRectF(0, 0, 2 * RADIUS, 2 * RADIUS), 180, -90)
+        title.lineTo(width - RADIUS, 0)
+        title.arcTo(QRectF(width - 2 * RADIUS, 0, 2 * RADIUS, 2 * RADIUS), 90, -90)
+        title.lineTo(width, TITLE_H)
+        title.closeSubpath()
+        self._title = title
+
+    def restyle(self) -> None:
+        """Pick up a mode, colour or type change (cached so zoomed-out frames paint fast)."""
+        spec, mode = self.spec, self.node.mode
+        colour = theme.category_colour(spec.category) if spec else theme.UNKNOWN
+        self.box_colour = theme.BYPASS if mode == "bypass" else colour
+        self.setOpacity(0.45 if mode == "mute" else 1.0)
+        self.invalidate()
 
     @property
     def node(self):
@@ -58,14 +94,15 @@ class NodeItem(QGraphicsItem):
         if moved:
             self.prepareGeometryChange()
         self.geometry = new
-        self.update()
+        self._cache_rects()
+        self.invalidate()
         return moved
 
     def rect(self) -> QRectF:
-        return QRectF(0.0, 0.0, self.geometry.width, self.geometry.height)
+        return self._rect
 
     def boundingRect(self) -> QRectF:
-        return self.rect().adjusted(-PORT_R - 2, -2, PORT_R + 2, 2)
+        return self._bounds
 
     def port_pos(self, name: str, output: bool) -> QPointF:
         ports = self.geometry.outputs if output else self.geometry.inputs
@@ -85,69 +122,73 @@ class NodeItem(QGraphicsItem):
     def paint(
         self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None
     ) -> None:
-        node, spec, rect = self.node, self.spec, self.rect()
-        lod = _lod(painter, option)
-        title_colour = theme.category_colour(spec.category) if spec else theme.UNKNOWN
-        body = QColor(self.graph_scene.graph.layout.get("colours", {}).get(self.node_id, theme.NODE_BODY))
-        selected = self.isSelected()
-        if node.mode == "mute":
-            painter.setOpacity(0.45)
-        if lod < LOD_DETAIL:
-            painter.fillRect(rect, title_colour)
-            if selected:
+        rect = self._rect
+        if self.graph_scene.zoom < LOD_DETAIL:
+            painter.fillRect(rect, self.box_colour)
+            if self.isSelected():
                 painter.setPen(QPen(theme.SELECTED, 0))
                 painter.drawRect(rect)
             return
+        lod = self.graph_scene.zoom
+        node, spec, selected = self.node, self.spec, self.isSelected()
+        title_colour = theme.category_colour(spec.category) if spec else theme.UNKNOWN
+        body = QColor(self.graph_scene.graph.layout.get("colours", {}).get(self.node_id, theme.NODE_BODY))
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        outline = QPainterPath()
-        outline.addRoundedRect(rect, 6, 6)
-        painter.fillPath(outline, body)
-        painter.save()
-        painter.setClipPath(outline)
-        painter.fillRect(
-            QRectF(0, 0, rect.width(), TITLE_H), theme.BYPASS if node.mode == "bypass" else title_colour
-        )
-        painter.restore()
+        painter.fillPath(self._outline, body)
+        painter.fillPath(self._title, theme.BYPASS if node.mode == "bypass" else title_colour)
         painter.setPen(QPen(theme.SELECTED if selected else theme.NODE_BORDER, 2.0 if selected else 1.0))
         painter.setBrush(Qt.BrushStyle.NoBrush)
-        painter.drawPath(outline)
-        painter.setPen(theme.TEXT)
-        painter.setFont(self.graph_scene.title_font)
-        label = node.title or (spec.title if spec else f"? {node.type}")
-        text_rect = QRectF(8, 0, rect.width() - 16, TITLE_H)
-        painter.drawText(text_rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, label)
-        if node.mode != "normal":
-            painter.setFont(self.graph_scene.small_font)
-            painter.drawText(
-                text_rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, node.mode
-            )
-        if lod >= LOD_TEXT:
-            self._paint_rows(painter)
+        painter.drawPath(self._outline)
+        if self._texts is None:
+            self._texts = self._layout_texts()
+        title_texts, row_texts = self._texts
+        for pos, text, font, colour in title_texts if lod < LOD_TEXT else title_texts + row_texts:
+            painter.setFont(font)
+            painter.setPen(colour)
+            painter.drawStaticText(pos, text)
         self._paint_ports(painter)
 
-    def _paint_rows(self, painter: QPainter) -> None:
-        node, spec = self.node, self.spec
+    def invalidate(self) -> None:
+        """Params, title or links changed: lay the painted text out again."""
+        self._texts = None
+        self.update()
+
+    def _layout_texts(self) -> tuple[list, list]:
+        """(position, text, font, colour) for the title and for the rows, laid out once per change."""
+        node, spec, scene = self.node, self.spec, self.graph_scene
         width = self.geometry.width
-        painter.setFont(self.graph_scene.row_font)
-        linked = self.graph_scene.graph.incoming(self.node_id)
-        left = Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft
-        right = Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight
+
+        def text(value: str, font, colour, x: float, top: float, height: float, right: bool = False):
+            static = QStaticText(value)
+            static.setTextFormat(Qt.TextFormat.PlainText)
+            static.prepare(QTransform(), font)
+            size = static.size()
+            left = x - size.width() if right else x
+            return QPointF(left, top + (height - size.height()) / 2), static, font, colour
+
+        label = node.title or (spec.title if spec else f"? {node.type}")
+        label = QFontMetricsF(scene.title_font).elidedText(label, Qt.TextElideMode.ElideRight, width - 60)
+        titles = [text(label, scene.title_font, theme.TEXT, 8, 0, TITLE_H)]
+        if node.mode != "normal":
+            titles.append(text(node.mode, scene.small_font, theme.TEXT, width - 8, 0, TITLE_H, right=True))
+        rows = []
+        linked = scene.graph.incoming(self.node_id)
+        font = scene.row_font
         for row in self.geometry.rows:
-            box = QRectF(12, row.y, width - 24, ROW_H)
             if row.param is None:
-                painter.setPen(theme.TEXT_DIM)
                 if row.input:
-                    painter.drawText(box, left, row.input)
+                    rows.append(text(row.input, font, theme.TEXT_DIM, 12, row.y, ROW_H))
                 if row.output:
-                    painter.drawText(box, right, row.output)
+                    rows.append(text(row.output, font, theme.TEXT_DIM, width - 12, row.y, ROW_H, right=True))
                 continue
             param = spec.param(row.param) if spec else None
             value = node.params.get(row.param, param.default if param else None)
-            painter.setPen(theme.TEXT_DIM)
-            painter.drawText(box, left, row.param)
-            painter.setPen(theme.TEXT_DIM if row.param in linked else theme.VALUE_TEXT)
-            shown = "linked" if row.param in linked else format_value(value)
-            painter.drawText(box, right, shown)
+            rows.append(text(row.param, font, theme.TEXT_DIM, 12, row.y, ROW_H))
+            is_linked = row.param in linked
+            shown = "linked" if is_linked else format_value(value)
+            colour = theme.TEXT_DIM if is_linked else theme.VALUE_TEXT
+            rows.append(text(shown, font, colour, width - 12, row.y, ROW_H, right=True))
+        return titles, rows
 
     def _paint_ports(self, painter: QPainter) -> None:
         drag = self.graph_scene.link_drag
@@ -204,8 +245,17 @@ class EdgeItem(QGraphicsItem):
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable)
         self.path = QPainterPath()
         self._shape = QPainterPath()
+        self._bounds = QRectF()
         self.colour = theme.socket_colour(scene.output_type(edge.src, edge.src_port))
+        self._thin = QPen(self.colour, 0)
         self.refresh()
+        self.restyle()
+
+    def restyle(self) -> None:
+        """Links out of a muted node fade (cached for fast zoomed-out frames)."""
+        muted = self.graph_scene.graph.nodes[self.edge.src].mode == "mute"
+        self.setOpacity(0.35 if muted else 1.0)
+        self.update()
 
     def points(self) -> list[QPointF]:
         scene, edge = self.graph_scene, self.edge
@@ -220,9 +270,10 @@ class EdgeItem(QGraphicsItem):
         stroker = QPainterPathStroker()
         stroker.setWidth(10.0)
         self._shape = stroker.createStroke(self.path)
+        self._bounds = self.path.boundingRect().adjusted(-4, -4, 4, 4)
 
     def boundingRect(self) -> QRectF:
-        return self.path.boundingRect().adjusted(-4, -4, 4, 4)
+        return self._bounds
 
     def shape(self) -> QPainterPath:
         return self._shape
@@ -230,17 +281,13 @@ class EdgeItem(QGraphicsItem):
     def paint(
         self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None
     ) -> None:
-        lod = _lod(painter, option)
-        muted = self.graph_scene.graph.nodes[self.edge.src].mode == "mute"
-        colour = theme.SELECTED if self.isSelected() else self.colour
-        if muted:
-            colour = QColor(colour.red(), colour.green(), colour.blue(), 90)
-        if lod < LOD_DETAIL:
-            painter.setPen(QPen(colour, 0))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        selected = self.isSelected()
+        if self.graph_scene.zoom < LOD_DETAIL and not selected:
+            painter.setPen(self._thin)
         else:
             painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-            painter.setPen(QPen(colour, 3.0 if self.isSelected() else 2.0))
-        painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.setPen(QPen(theme.SELECTED if selected else self.colour, 3.0 if selected else 2.0))
         painter.drawPath(self.path)
 
 
@@ -278,7 +325,7 @@ class FrameItem(QGraphicsItem):
         painter.setPen(QPen(theme.SELECTED if self.isSelected() else colour, 1.5))
         painter.setBrush(QBrush(fill))
         painter.drawRoundedRect(self._rect, 8, 8)
-        if _lod(painter, option) >= LOD_DETAIL:
+        if self.graph_scene.zoom >= LOD_DETAIL:
             painter.setPen(theme.TEXT)
             painter.setFont(self.graph_scene.frame_font)
             painter.drawText(

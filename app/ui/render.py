@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QBuffer, QIODevice
+from PySide6.QtCore import QBuffer, QIODevice, Qt
 from PySide6.QtGui import QImage
 
 from app.fsutil import atomic_write_bytes
@@ -20,9 +20,12 @@ def render_graph(graph: Graph, registry: Registry, width: int, height: int) -> Q
     """The canvas of `graph` framed to fit a `width` x `height` image (needs a QApplication)."""
     editor = Editor(registry, graph)
     view = editor.view
+    view.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen)
     view.resize(width, height)
+    view.show()  # lays the viewport out at its real size (never on screen)
     view.frame_all()
     image = view.grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
+    view.hide()
     editor.scene.detach()
     return image
 

@@ -34,7 +34,11 @@ class GraphScene(QGraphicsScene):
         self.small_font = theme.ui_font(10)
         self.frame_font = theme.ui_font(15, bold=True)
         self.setSceneRect(QRectF(-SCENE_EXTENT / 2, -SCENE_EXTENT / 2, SCENE_EXTENT, SCENE_EXTENT))
+        self.selectionChanged.connect(self._overview_changed)
         self.link_drag: tuple[str, str, bool, str] | None = None  # node, port, from an output?, type
+        self.zoom = 1.0  # of the view painting now (set per frame): items choose their level of detail
+        self.overview = False  # zoomed far out: the view batch-draws nodes and links (app.ui.overview)
+        self.overview_cache: Any = None
         self._accepts: dict[tuple[str, str, bool], bool] = {}
         self.nodes: dict[str, NodeItem] = {}
         self.edges: dict[Edge, EdgeItem] = {}
@@ -58,6 +62,7 @@ class GraphScene(QGraphicsScene):
             self.removeItem(item)
         self.nodes, self.edges, self.frames, self.reroutes = {}, {}, {}, {}
         self.graph = graph
+        self.overview_cache = None
         for node_id in graph.nodes:
             self._add_node(node_id)
         for edge in graph.edges:
@@ -71,6 +76,15 @@ class GraphScene(QGraphicsScene):
         self._unsubscribe = lambda: None
 
     def _on_event(self, kind: str, data: dict[str, Any]) -> None:
+        self._mirror(kind, data)
+        self._overview_changed()
+
+    def _overview_changed(self) -> None:
+        self.overview_cache = None
+        if self.overview:
+            self.update()  # batch-drawn items do not repaint themselves
+
+    def _mirror(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "node_added":
             self._add_node(data["node"].id)
         elif kind == "node_removed":
@@ -83,11 +97,13 @@ class GraphScene(QGraphicsScene):
             self.removeItem(self.edges.pop(edge))
             if edge.dst in self.nodes:
                 self._refresh_node(edge.dst)
-        elif kind in ("param_changed", "node_changed"):
+        elif kind == "param_changed":
+            self.nodes[data["node"].id].invalidate()
+        elif kind == "node_changed":
             node_id = data["node"].id
-            self.nodes[node_id].update()
+            self.nodes[node_id].restyle()
             for edge in self._edges_of(node_id):
-                self.edges[edge].update()
+                self.edges[edge].restyle()
         elif kind == "layout_changed":
             self._layout_changed(data["key"], data.get("item"))
 
@@ -111,6 +127,7 @@ class GraphScene(QGraphicsScene):
 
     def _add_node(self, node_id: str) -> None:
         item = NodeItem(self, node_id)
+        item.setFlag(NodeItem.GraphicsItemFlag.ItemHasNoContents, self.overview)
         self.nodes[node_id] = item
         self.addItem(item)
         x, y = self.graph.layout.get("positions", {}).get(node_id, (0.0, 0.0))
@@ -129,6 +146,7 @@ class GraphScene(QGraphicsScene):
 
     def _add_edge(self, edge: Edge) -> None:
         item = EdgeItem(self, edge)
+        item.setFlag(EdgeItem.GraphicsItemFlag.ItemHasNoContents, self.overview)
         self.edges[edge] = item
         self.addItem(item)
 

@@ -6,18 +6,28 @@ module routes events to them and keeps navigation. Imports Qt only; never torch.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QPoint, QPointF, QRectF, Qt
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeyEvent, QMouseEvent, QPainter, QPen, QWheelEvent
+from PySide6.QtGui import (
+    QBrush,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPen,
+    QPixmap,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import QFrame, QGraphicsView, QWidget
 
 from app.ui import theme
 from app.ui.gestures import Gestures
-from app.ui.items import EdgeItem
+from app.ui.items import LOD_DETAIL, EdgeItem
 from app.ui.minimap import Minimap
+from app.ui.overview import paint_overview, set_overview
 from app.ui.scene import GraphScene
 
 if TYPE_CHECKING:
@@ -49,6 +59,7 @@ class GraphView(QGraphicsView):
         self.minimap = Minimap(self)
         self.minimap.hide()
         self.on_drop_file: Callable[[str], None] | None = None
+        self._grid_tiles: dict[float, QBrush] = {}
         self.setAcceptDrops(True)
 
     @property
@@ -215,23 +226,33 @@ class GraphView(QGraphicsView):
 
     # -- painting ---------------------------------------------------------------------------------
     def drawBackground(self, painter: QPainter, rect: QRectF) -> None:
-        painter.fillRect(rect, theme.BACKGROUND)
         zoom = self.zoom()
+        self.graph_scene.zoom = zoom  # items read it for their level of detail in this frame
+        set_overview(self.graph_scene, zoom < LOD_DETAIL)
+        painter.fillRect(rect, theme.BACKGROUND)
         if zoom < 0.3:
             return
         step = GRID if zoom >= 0.6 else GRID * 5
-        left, top = math.floor(rect.left() / step) * step, math.floor(rect.top() / step) * step
-        minor, major = QPen(theme.GRID_MINOR, 0), QPen(theme.GRID_MAJOR, 0)
-        x = left
-        while x < rect.right():
-            painter.setPen(major if round(x / step) % 5 == 0 else minor)
-            painter.drawLine(QPointF(x, rect.top()), QPointF(x, rect.bottom()))
-            x += step
-        y = top
-        while y < rect.bottom():
-            painter.setPen(major if round(y / step) % 5 == 0 else minor)
-            painter.drawLine(QPointF(rect.left(), y), QPointF(rect.right(), y))
-            y += step
+        if step not in self._grid_tiles:
+            self._grid_tiles[step] = _grid_tile(step)
+        painter.fillRect(rect, self._grid_tiles[step])  # a texture anchored at the scene origin
 
     def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+        if self.graph_scene.overview:
+            paint_overview(self.graph_scene, painter, rect)
         self.gestures.paint_overlay(painter)
+
+
+def _grid_tile(step: float) -> QBrush:
+    """A 5 x 5 cell tile of the background grid (one major line, four minor) as a texture brush."""
+    size = round(step * 5)
+    tile = QPixmap(size, size)
+    tile.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(tile)
+    for index in range(5):
+        painter.setPen(QPen(theme.GRID_MAJOR if index == 0 else theme.GRID_MINOR, 0))
+        offset = round(index * step)
+        painter.drawLine(offset, 0, offset, size)
+        painter.drawLine(0, offset, size, offset)
+    painter.end()
+    return QBrush(tile)

@@ -178,3 +178,20 @@ def test_zoom_keeps_the_point_under_the_cursor(qtbot, window):
     view.frame_all()
     shown = view.mapToScene(view.viewport().rect()).boundingRect()
     assert shown.contains(view.graph_scene.content_rect())
+
+
+def test_zoomed_far_out_the_overview_still_selects_and_drags(qtbot, window):
+    editor, view = window.editor, window.view
+    view.resetTransform()
+    view.scale(0.2, 0.2)
+    view.centerOn(QPoint(300, 150))
+    view.viewport().repaint()
+    assert view.graph_scene.overview, "below the detail threshold the view batch-draws nodes"
+    drag(qtbot, view, vp(view, -200, -300), vp(view, 800, 600))
+    assert sorted(editor.selected_nodes()) == ["save", "shape"]
+    start = vp(view, 100, 40)
+    drag(qtbot, view, start, start + QPoint(20, 0), steps=2)
+    assert editor.graph.layout["positions"]["shape"] == [100.0, 0.0]
+    view.resetTransform()
+    view.viewport().repaint()
+    assert not view.graph_scene.overview
