@@ -57,6 +57,19 @@ def test_sampler_reports_skipped_blocks_beside_its_duration(model_path, saved_pe
     assert ((cached - plain).norm() / plain.norm()).item() < 0.2
 
 
+@pytest.mark.parametrize(
+    "scheduler,loop_steps", [("heun", 2 * STEPS - 1), ("euler_a", STEPS), ("dpmpp_2m", STEPS)]
+)
+def test_every_scheduler_is_keyed_by_loop_step(model_path, saved_per_cached_pass, scheduler, loop_steps):
+    """Heun calls the model twice per step (11 loop steps for 6): the schedule follows the Sampler's loop."""
+    plain = _latents("txt2img", schedule__scheduler=scheduler)
+    assert torch.equal(_latents(cache__interval=1, schedule__scheduler=scheduler), plain)
+    events: list = []
+    _latents(events=events, cache__interval=2, schedule__scheduler=scheduler)
+    cached_steps = loop_steps - len(DeepCache(interval=2).full_steps(loop_steps))
+    assert _finished(events)["skipped_blocks"] == cached_steps * saved_per_cached_pass
+
+
 def test_cache_composes_with_pag(model_path, saved_per_cached_pass):
     pag = {"guidance__method": "pag", "guidance__perturbed_scale": 2.0, "guidance__scale": 5.0}
     reference = _latents("txt2img", **pag)
