@@ -22,10 +22,9 @@ from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 from app.graph import serialize
+from app.graph.clipboard import CLIP_KEY
 from app.graph.model import Edge, Graph, Node, SpecLookup, can_connect
 from app.graph.ops import Recorder, reroute_key, run_op, target
-
-CLIP_KEY = "nodeloom_clip"
 
 
 class CommandError(ValueError):
@@ -381,29 +380,6 @@ class Paste(Command):
                 if points:
                     moved = [[x + dx, y + dy] for x, y in points]
                     rec.set_layout_item("reroutes", reroute_key(new.dst, new.dst_port), moved)
-
-
-def copy_nodes(graph: Graph, node_ids: Iterable[str]) -> dict[str, Any]:
-    """A clipboard payload: the nodes, the links among them and their layout (graph-file shaped)."""
-    chosen = [n for n in dict.fromkeys(node_ids) if n in graph.nodes]
-    part = Graph()
-    for node_id in chosen:
-        part.add_node(copy.deepcopy(graph.nodes[node_id]))
-    inside = set(chosen)
-    part.edges = [e for e in graph.edges if e.src in inside and e.dst in inside]
-    for key in ("positions", "colours", "sockets"):
-        section = {n: v for n, v in graph.layout.get(key, {}).items() if n in inside}
-        if section:
-            part.layout[key] = copy.deepcopy(section)
-    kept = {reroute_key(e.dst, e.dst_port) for e in part.edges}
-    reroutes = {k: v for k, v in graph.layout.get("reroutes", {}).items() if k in kept}
-    if reroutes:
-        part.layout["reroutes"] = copy.deepcopy(reroutes)
-    return {CLIP_KEY: 1, **serialize.to_dict(part)}
-
-
-def is_clip(data: Any) -> bool:
-    return isinstance(data, dict) and data.get(CLIP_KEY) == 1
 
 
 def _unique(stem: str, taken: Iterable[str]) -> str:

@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, QPointF, QRectF, Signal
 from PySide6.QtGui import QGuiApplication, QMouseEvent
 from PySide6.QtWidgets import QToolTip
 
+from app.graph.clipboard import copy_nodes, is_clip
 from app.graph.commands import (
     AddFrame,
     AddNode,
@@ -23,8 +24,6 @@ from app.graph.commands import (
     Paste,
     Remove,
     SetMode,
-    copy_nodes,
-    is_clip,
 )
 from app.graph.history import History
 from app.graph.model import Edge, Graph

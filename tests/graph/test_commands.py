@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.graph import serialize
+from app.graph.clipboard import copy_nodes, is_clip
 from app.graph.commands import (
     AddFrame,
     AddNode,
@@ -21,8 +22,6 @@ from app.graph.commands import (
     SetMode,
     SetParam,
     SetTitle,
-    copy_nodes,
-    is_clip,
 )
 from app.graph.history import History
 from app.graph.model import Edge

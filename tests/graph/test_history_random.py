@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.graph import serialize
+from app.graph.clipboard import copy_nodes
 from app.graph.commands import (
     AddFrame,
     AddNode,
@@ -22,7 +23,6 @@ from app.graph.commands import (
     SetMode,
     SetParam,
     SetTitle,
-    copy_nodes,
 )
 from app.graph.history import History
 from app.graph.model import Edge
