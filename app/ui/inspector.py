@@ -33,11 +33,36 @@ from shiboken6 import Shiboken
 
 from app.files import FileResolver
 from app.graph import types as T
-from app.graph.commands import ConvertParam, SetMode, SetParam, SetTitle
+from app.graph.commands import ConvertParam, SetLayout, SetMode, SetParam, SetTitle
 from app.graph.spec import ParamSpec
 from app.ui.editor import Editor
+from app.ui.items import FrameItem
 
 SLIDER_STEPS = 1000
+NODE_COLOURS: dict[str, str | None] = {
+    "default": None,
+    "red": "#4a2a2a",
+    "green": "#2a4030",
+    "blue": "#2a3650",
+    "purple": "#3e2f52",
+    "brown": "#46382a",
+}
+FRAME_COLOURS: dict[str, str] = {
+    "indigo": "#5c6bc0",
+    "green": "#2e7d32",
+    "red": "#c62828",
+    "amber": "#ff8f00",
+    "teal": "#00897b",
+    "grey": "#757575",
+}
+
+
+def _palette_combo(palette: dict[str, str | None], current: str | None) -> QComboBox:
+    combo = QComboBox()
+    combo.addItems(list(palette))
+    names = [name for name, value in palette.items() if value == current]
+    combo.setCurrentText(names[0] if names else next(iter(palette)))
+    return combo
 
 
 class _Gesture:
@@ -56,6 +81,7 @@ class Inspector(QScrollArea):
         self.editor = editor
         self.setWidgetResizable(True)
         self.node_id: str | None = None
+        self.frame_id: str | None = None
         self.widgets: dict[str, QWidget] = {}
         self.resolver = FileResolver()
         self._pushing = False
@@ -74,10 +100,20 @@ class Inspector(QScrollArea):
         if not Shiboken.isValid(self.editor.scene) or not Shiboken.isValid(self):
             return  # the scene is being destroyed with the window
         nodes = self.editor.selected_nodes()
-        self.show_node(nodes[0] if len(nodes) == 1 else None)
+        frames = self.editor.selected(FrameItem)
+        if not nodes and len(frames) == 1:
+            self.show_frame(frames[0].frame_id)
+        else:
+            self.show_node(nodes[0] if len(nodes) == 1 else None)
 
     def _on_event(self, kind: str, data: dict[str, Any]) -> None:
         """Rebuild (deferred, once per burst) when the shown node changes by anything but its own fields."""
+        if self.frame_id is not None:
+            relevant = kind == "layout_changed" and data["key"] == "frames"
+            if relevant and not self._rebuild_pending:
+                self._rebuild_pending = True
+                QTimer.singleShot(0, self._rebuild)
+            return
         if self.node_id is None:
             return
         if kind in ("param_changed", "node_changed", "node_removed"):
@@ -92,8 +128,41 @@ class Inspector(QScrollArea):
 
     def _rebuild(self) -> None:
         self._rebuild_pending = False
-        if Shiboken.isValid(self):
+        if not Shiboken.isValid(self):
+            return
+        if self.frame_id is not None:
+            self.show_frame(self.frame_id)
+        else:
             self.show_node(self.node_id)
+
+    def show_frame(self, frame_id: str) -> None:
+        """Title and colour of a frame."""
+        frames = self.editor.graph.layout.get("frames", {})
+        if frame_id not in frames:
+            self.show_node(None)
+            return
+        self.node_id, self.frame_id, self.widgets = None, frame_id, {}
+        frame = frames[frame_id]
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.addWidget(QLabel(f"<b>Frame</b>  <small>{frame_id}</small>"))
+        form = QFormLayout()
+        layout.addLayout(form)
+
+        def change(label: str, key: str, value: Any) -> None:
+            current = self.editor.graph.layout["frames"][frame_id]
+            if current.get(key) != value:
+                self._push(SetLayout(label, "frames", frame_id, {**current, key: value}))
+
+        title = QLineEdit(frame.get("title", ""))
+        title.editingFinished.connect(lambda: change("Rename frame", "title", title.text()))
+        form.addRow("Title", title)
+        colour = _palette_combo(FRAME_COLOURS, frame.get("colour"))
+        colour.currentTextChanged.connect(lambda name: change("Frame colour", "colour", FRAME_COLOURS[name]))
+        form.addRow("Colour", colour)
+        self.widgets.update({"@frame_title": title, "@frame_colour": colour})
+        layout.addStretch()
+        self.setWidget(page)
 
     def _push(self, command) -> None:
         self._pushing = True
@@ -104,7 +173,7 @@ class Inspector(QScrollArea):
 
     # -- building the form ------------------------------------------------------------------------
     def show_node(self, node_id: str | None) -> None:
-        self.node_id, self.widgets = node_id, {}
+        self.node_id, self.frame_id, self.widgets = node_id, None, {}
         page = QWidget()
         layout = QVBoxLayout(page)
         if node_id is None or node_id not in self.editor.graph.nodes:
@@ -132,6 +201,12 @@ class Inspector(QScrollArea):
         mode.setCurrentText(node.mode)
         mode.currentTextChanged.connect(lambda text: self._push(SetMode([node_id], text)))
         form.addRow("Mode", mode)
+        colour = _palette_combo(NODE_COLOURS, self.editor.graph.layout.get("colours", {}).get(node_id))
+        colour.currentTextChanged.connect(
+            lambda name: self._push(SetLayout("Colour", "colours", node_id, NODE_COLOURS[name]))
+        )
+        form.addRow("Colour", colour)
+        self.widgets["@colour"] = colour
         incoming = self.editor.graph.incoming(node_id)
         sockets = self.editor.graph.layout.get("sockets", {}).get(node_id, [])
         for param in spec.params if spec else ():

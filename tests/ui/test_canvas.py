@@ -195,3 +195,34 @@ def test_zoomed_far_out_the_overview_still_selects_and_drags(qtbot, window):
     view.resetTransform()
     view.viewport().repaint()
     assert not view.graph_scene.overview
+
+
+def test_minimap_toggles_and_a_click_moves_the_view(qtbot, window):
+    view = window.view
+    assert not view.minimap.isVisible()
+    qtbot.keyClick(view, Qt.Key.Key_M, Qt.KeyboardModifier.AltModifier)
+    assert view.minimap.isVisible()
+    view.zoom_by(0.5)
+    target = view.minimap.to_scene(QPoint(200, 140).toPointF())
+    qtbot.mouseClick(view.minimap, Qt.MouseButton.LeftButton, pos=QPoint(200, 140))
+    centre = view.mapToScene(view.viewport().rect().center())
+    assert abs(centre.x() - target.x()) < 40 and abs(centre.y() - target.y()) < 40
+    qtbot.keyClick(view, Qt.Key.Key_M, Qt.KeyboardModifier.AltModifier)
+    assert not view.minimap.isVisible()
+
+
+def test_a_reroute_dot_drags_and_space_drag_pans(qtbot, window):
+    editor, view = window.editor, window.view
+    a, b = port(view, "shape", "image", True), port(view, "save", "image", False)
+    qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=(a + b) / 2)
+    ((x, y),) = editor.graph.layout["reroutes"]["save.image"]
+    dot = vp(view, x, y)
+    drag(qtbot, view, dot, dot + QPoint(0, 80), steps=4)
+    assert editor.graph.layout["reroutes"]["save.image"] == [[x, y + 80]]
+    before = view.mapToScene(QPoint(10, 10))
+    qtbot.keyPress(view, Qt.Key.Key_Space)
+    drag(qtbot, view, QPoint(600, 600), QPoint(500, 550))
+    qtbot.keyRelease(view, Qt.Key.Key_Space)
+    after = view.mapToScene(QPoint(10, 10))
+    assert (round(after.x() - before.x()), round(after.y() - before.y())) == (100, 50)
+    assert editor.graph.layout["positions"] == {"shape": [0, 0], "save": [320, 0]}, "panning moved nothing"

@@ -148,9 +148,9 @@ CRASH = textwrap.dedent(
     app = application()
     from app.graph import serialize
     from app.graph.commands import SetParam
-    from app.registry import default_registry
+    from tests.graph.conftest import light_registry
     from app.ui.window import MainWindow
-    registry = default_registry()
+    registry = light_registry()
     window = MainWindow(registry, serialize.load({graph!r}, registry), path=__import__("pathlib").Path({graph!r}))
     window.show()
     window.editor.push(SetParam("shape", "size", 0.12))
@@ -227,3 +227,34 @@ def test_dropping_a_broken_file_warns_and_keeps_the_graph(qtbot, window, tmp_pat
     _drop(window.view.viewport(), bad)
     assert warnings and "bad.json" in warnings[0] and "invalid JSON" in warnings[0]
     assert set(window.editor.graph.nodes) == {"shape", "save"}
+
+
+def test_frame_title_colour_and_node_colour_from_the_inspector(qtbot, window):
+    editor = window.editor
+    editor.select_all()
+    qtbot.keyClick(window.view, Qt.Key.Key_J, Qt.KeyboardModifier.ControlModifier)
+    frame_id = next(iter(editor.graph.layout["frames"]))
+    editor.scene.clearSelection()
+    editor.scene.frames[frame_id].setSelected(True)
+    assert window.inspector.frame_id == frame_id
+    title = window.inspector.widgets["@frame_title"]
+    title.setFocus()
+    title.selectAll()
+    qtbot.keyClicks(title, "Inputs")
+    qtbot.keyClick(title, Qt.Key.Key_Return)
+    assert editor.graph.layout["frames"][frame_id]["title"] == "Inputs"
+    qtbot.waitUntil(
+        lambda: (
+            "@frame_colour" in window.inspector.widgets
+            and window.inspector.widgets["@frame_title"] is not title
+        )
+    )
+    window.inspector.widgets["@frame_colour"].setCurrentText("red")
+    assert editor.graph.layout["frames"][frame_id]["colour"] == "#c62828"
+    editor.history.undo()
+    assert editor.graph.layout["frames"][frame_id]["colour"] == "#5c6bc0"
+    _select(window, "shape")
+    window.inspector.widgets["@colour"].setCurrentText("green")
+    assert editor.graph.layout["colours"] == {"shape": "#2a4030"}
+    window.inspector.widgets["@colour"].setCurrentText("default")
+    assert editor.graph.layout["colours"] == {}
