@@ -4,8 +4,11 @@ at it, and the diffusers pipelines built from the same folder as the reference."
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import torch
 
 from app.engine.context import RunSettings
@@ -22,12 +25,24 @@ torch.set_num_threads(1)  # the test machine is shared; tiny models run fastest 
 
 
 def make_model_root(folder: Path) -> Path:
-    """Write the tiny model under `folder` and make `folder` the first model root (returns the model path)."""
+    """Write the tiny model under `folder` and make `folder` the first model root for the rest of the
+    process (prefer the `model_path` fixture of tests/nodes/conftest.py, which restores the roots)."""
     path = folder / MODEL
     if not path.exists():
         write(path, seed=0)
     os.environ["NODELOOM_MODEL_ROOTS"] = str(folder)
     return path
+
+
+@contextmanager
+def model_root(folder: Path) -> Iterator[Path]:
+    """Write the tiny model under `folder` and make `folder` the first model root while inside."""
+    path = folder / MODEL
+    if not path.exists():
+        write(path, seed=0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NODELOOM_MODEL_ROOTS", str(folder))
+        yield path
 
 
 def graph(name: str = "txt2img", **params):

@@ -19,7 +19,11 @@ from tests.nodes.ldm_layout import write_single_file
 @pytest.fixture(scope="module")
 def roots(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
-    model = h.make_model_root(folder)
+    with h.model_root(folder) as model:
+        yield from _roots(folder, model)
+
+
+def _roots(folder, model):
     pipe = h.pipeline(model)
     single = folder / "checkpoints" / "tiny-single.safetensors"
     single.parent.mkdir()
@@ -28,7 +32,7 @@ def roots(tmp_path_factory):
     for part in ("unet", "vae", "text_encoder", "scheduler", "tokenizer"):
         shutil.copytree(model / part, skeleton / part, ignore=shutil.ignore_patterns("*.safetensors"))
     shutil.copy(model / "model_index.json", skeleton / "model_index.json")
-    return folder, model, single
+    yield folder, model, single
 
 
 def test_single_file_loads_offline_and_matches_its_folder(roots):

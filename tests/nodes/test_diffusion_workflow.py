@@ -17,11 +17,6 @@ from app.registry import default_registry
 from tests.nodes import diffusion_helpers as h
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return h.make_model_root(tmp_path_factory.mktemp("models"))
-
-
 def started(events: list[dict]) -> set[str]:
     return {e["node"] for e in events if e["event"] == "started"}
 
@@ -94,3 +89,16 @@ def test_changing_guidance_scale_reruns_only_guidance_sampler_decode_save(model_
     assert started(second) == {"guidance", "sampler", "decode", "save"}
     cached = {e["node"] for e in second if e["event"] == "cached"}
     assert {"prompt", "negative", "latent", "schedule"} <= cached
+
+
+@pytest.mark.parametrize(
+    "name", ["txt2img", "img2img", "guidance_pag", "guidance_apg", "guidance_cfg_zero_star", "guidance_rcfg"]
+)
+def test_every_shipped_diffusion_graph_runs_on_the_shipped_model(name, tmp_path):
+    g = serialize.load(h.ROOT / "graphs" / f"{name}.json", default_registry())
+    assert g.nodes["model"].params["checkpoint"] == "tiny-random-sd15"
+    assert set(g.layout["positions"]) == set(g.nodes)
+    g.set_param("schedule", "steps", 2)
+    events: list[dict] = []
+    h.run(h.executor(), g, target="save", events=events, output_dir=tmp_path)
+    assert [e for e in events if e["event"] == "output"]

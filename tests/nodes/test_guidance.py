@@ -21,11 +21,6 @@ STEPS, SEED, SCALE = 5, 99, 5.0
 FQN = "mid_block.attentions.0.transformer_blocks"
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return h.make_model_root(tmp_path_factory.mktemp("models"))
-
-
 def reference_guider(method: str):
     common = {"guidance_scale": SCALE}
     if method == "pag":

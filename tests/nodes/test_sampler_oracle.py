@@ -13,11 +13,6 @@ TOLERANCE = 1e-4
 PROMPT = "a red circle on a blue background"
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return h.make_model_root(tmp_path_factory.mktemp("models"))
-
-
 @pytest.mark.parametrize("scheduler", ["ddim", "euler_a", "dpmpp_2m"])
 def test_txt2img_latent_matches_stable_diffusion_pipeline(model_path, scheduler):
     steps, scale, seed = 6, 7.5, 1234

@@ -15,11 +15,6 @@ from app.runtime.values import Schedule
 from tests.nodes import diffusion_helpers as h
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return h.make_model_root(tmp_path_factory.mktemp("models"))
-
-
 def test_table_flags_match_the_diffusers_classes():
     for name, kind in SCHEDULERS.items():
         cls = getattr(diffusers, kind.cls)
