@@ -13,7 +13,8 @@ from PySide6.QtCore import QLineF, QPointF, Qt
 from PySide6.QtGui import QMouseEvent, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsItem
 
-from app.graph.commands import AddReroute, Connect, Disconnect, Move
+from app.graph.commands import AddReroute, Batch, Connect, Disconnect, Move
+from app.graph.model import Edge
 from app.ui import theme
 from app.ui.items import EdgeItem, FrameItem, NodeItem, RerouteItem, link_path
 
@@ -31,6 +32,7 @@ class Gestures:
         self.current = QPointF()
         self.knife: list[QPointF] = []
         self._token: object | None = None
+        self._picked: Edge | None = None  # a link picked up by its input end
         self._nodes: dict[str, tuple[float, float]] = {}
         self._frames: dict[str, tuple[float, float]] = {}
         self._reroutes: dict[str, tuple[list[list[float]], set[int]]] = {}
@@ -64,6 +66,12 @@ class Gestures:
         port = self.scene.port_at(pos)
         if port is not None:
             item, name, output, kind = port
+            linked = None if output else self.scene.graph.input_edge(item.node_id, name)
+            if linked is not None:  # pick the link up by its end: it moves with the mouse
+                self._picked = linked
+                source = self.scene.nodes[linked.src]
+                kind = self.scene.output_type(linked.src, linked.src_port)
+                item, name, output = source, linked.src_port, True
             self.mode, self.origin, self.current = "link", item.port_pos(name, output), pos
             self.scene.begin_link_drag(item.node_id, name, output, kind)
             return True
@@ -145,44 +153,52 @@ class Gestures:
             return False
         if self.mode == "link":
             self.scene.end_link_drag()
-        self.mode, self.knife = None, []
+        self.mode, self.knife, self._picked = None, [], None
         self.view.viewport().update()
         return True
 
     # -- links --------------------------------------------------------------------------------------
     def _drop_link(self, pos: QPointF, event: QMouseEvent) -> None:
         scene = self.scene
-        drag = scene.link_drag
+        drag, picked, self._picked = scene.link_drag, self._picked, None
         scene.end_link_drag()
-        if drag is None or QLineF(self.origin, pos).length() < 6:
+        if drag is None or (picked is None and QLineF(self.origin, pos).length() < 6):
             return
-        node_id, port, from_output, kind = drag
+        edge, reason = self._target_edge(pos, drag)
+        if picked is not None and edge == picked:
+            return  # dropped back where it was
+        if reason:
+            self.editor.refuse(reason, event)
+        elif picked is not None:
+            moved = [Disconnect([picked])] + ([Connect(edge)] if edge is not None else [])
+            self.editor.push(Batch("Move link" if edge is not None else "Disconnect", moved))
+        elif edge is not None:
+            self.editor.push(Connect(edge))
+        else:
+            self.editor.open_search(pos, link=drag)
+
+    def _target_edge(self, pos: QPointF, drag: tuple[str, str, bool, str]) -> tuple[Edge | None, str | None]:
+        """The link a drop at `pos` makes (None on empty canvas), or why the drop is refused."""
+        scene = self.scene
+        node_id, _, from_output, kind = drag
         hit = scene.port_at(pos)
         if hit is not None:
             item, name, output, _ = hit
             edge = scene.drag_edge(item.node_id, name, output, drag)
             if edge is None:
-                self.editor.refuse("links go from an output to an input", event)
-                return
-            reason = scene.refusal(edge)
-            if reason:
-                self.editor.refuse(reason, event)
-            else:
-                self.editor.push(Connect(edge))
-            return
+                return None, "links go from an output to an input"
+            return edge, scene.refusal(edge)
         target = scene.node_at(pos)
-        if target is not None and target.node_id != node_id:
+        if target is None:
+            return None, None
+        if target.node_id != node_id:
             ports = target.geometry.inputs if from_output else target.geometry.outputs
             for name in ports:
                 edge = scene.drag_edge(target.node_id, name, not from_output, drag)
                 if edge is not None and scene.refusal(edge) is None:
-                    self.editor.push(Connect(edge))
-                    return
-            side = "input" if from_output else "output"
-            self.editor.refuse(f"{target.node_id} has no free {side} that takes {kind}", event)
-            return
-        if target is None:
-            self.editor.open_search(pos, link=drag)
+                    return edge, None
+        side = "input" if from_output else "output"
+        return None, f"{target.node_id} has no free {side} that takes {kind}"
 
     def add_reroute(self, item: EdgeItem, pos: QPointF) -> None:
         points = item.points()

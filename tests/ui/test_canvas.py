@@ -226,3 +226,17 @@ def test_a_reroute_dot_drags_and_space_drag_pans(qtbot, window):
     after = view.mapToScene(QPoint(10, 10))
     assert (round(after.x() - before.x()), round(after.y() - before.y())) == (100, 50)
     assert editor.graph.layout["positions"] == {"shape": [0, 0], "save": [320, 0]}, "panning moved nothing"
+
+
+def test_dragging_a_linked_input_moves_or_drops_the_link(qtbot, window):
+    editor, view = window.editor, window.view
+    other = AddNode("image.preview", (320, 200))
+    editor.push(other)
+    drag(qtbot, view, port(view, "save", "image", False), port(view, other.node_id, "image", False))
+    assert editor.graph.edges == [Edge("shape", "image", other.node_id, "image")]
+    assert editor.history.undo_label == "Move link"
+    drag(qtbot, view, port(view, other.node_id, "image", False), vp(view, 700, 600))
+    assert editor.graph.edges == [] and not editor.search.isVisible()
+    editor.history.undo()
+    editor.history.undo()
+    assert editor.graph.edges == [Edge("shape", "image", "save", "image")]
