@@ -226,7 +226,7 @@ def contact_sheet(images: list[np.ndarray], pairs, path: Path, columns: int = 6,
 
 def line(label: str, result: dict[str, float]) -> str:
     cells = "  ".join(f"{a} {result[a]:.3f}" for a in (*ATTRIBUTES, "all"))
-    return f"{label:<22} {cells}"
+    return f"{label:<24} {cells}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         "--count", type=int, default=90, help="prompt/seed pairs (90 = every combination once)"
     )
     parser.add_argument("--seed", type=int, default=1000, help="first sampling seed")
+    parser.add_argument("--sweep-count", type=int, default=60, help="pairs per guidance/steps sweep row")
     parser.add_argument("--no-sweep", action="store_true", help="only the default settings")
     parser.add_argument("--sheet", type=Path, default=None, help="write a 24-sample contact sheet here")
     parser.add_argument("--json", type=Path, default=None, help="write the numbers here")
@@ -260,12 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.sheet is not None:
         contact_sheet(images[:24], pairs[:24], args.sheet)
     if not args.no_sweep:
-        for guidance in (1.0, 3.0, 5.0, 7.0):
-            results[f"guidance {guidance:g}"] = score(renderer.render(pairs, guidance=guidance), pairs)
-            print(line(f"guidance {guidance:g}", results[f"guidance {guidance:g}"]), flush=True)
-        for steps in (5, 10, 20):
-            results[f"steps {steps}"] = score(renderer.render(pairs, steps=steps), pairs)
-            print(line(f"steps {steps}", results[f"steps {steps}"]), flush=True)
+        some = pairs[: args.sweep_count]
+        settings = [{"guidance": g} for g in (1.0, 3.0, 5.0, 7.0)] + [{"steps": n} for n in (5, 10, 20)]
+        for setting in settings:
+            label = " ".join(f"{k} {v:g}" for k, v in setting.items()) + f" (n={len(some)})"
+            results[label] = score(renderer.render(some, **setting), some)
+            print(line(label, results[label]), flush=True)
     print(f"evaluated in {time.time() - started:.0f}s")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
