@@ -31,8 +31,8 @@ from app.ui.geometry import PORT_R, ROW_H, TITLE_H, format_value, node_geometry
 if TYPE_CHECKING:
     from app.ui.scene import GraphScene
 
-LOD_TEXT = 0.45  # below this zoom, no port labels or param rows
-LOD_DETAIL = 0.28  # below this, a node is a plain coloured box and links are drawn without antialiasing
+LOD_TEXT = 0.55  # below this zoom (row text under ~6 px), no port labels or param rows
+LOD_DETAIL = 0.4  # below this (titles under ~5 px), the view batch-draws nodes as boxes, links as lines
 Z_FRAME, Z_EDGE, Z_REROUTE, Z_NODE = -10.0, -1.0, 1.0, 2.0
 RADIUS = 6.0
 
