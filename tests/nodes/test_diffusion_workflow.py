@@ -102,3 +102,26 @@ def test_every_shipped_diffusion_graph_runs_on_the_shipped_model(name, tmp_path)
     events: list[dict] = []
     h.run(h.executor(), g, target="save", events=events, output_dir=tmp_path)
     assert [e for e in events if e["event"] == "output"]
+
+
+def test_conditioning_latents_and_schedules_come_back_from_the_disk_cache(model_path, tmp_path):
+    from app.engine.executor import Executor
+    from app.engine.store import DiskStore
+
+    g = h.graph(schedule__steps=2)
+    first = Executor(default_registry(), disk=DiskStore(tmp_path / "cache")).run(
+        g, ["decode"], RunSettings(device="cpu")
+    )
+    events: list[dict] = []
+    again = Executor(default_registry(), disk=DiskStore(tmp_path / "cache"))
+    second = again.run(g, ["decode"], RunSettings(device="cpu"), on_event=events.append)
+    from_disk = {e["node"] for e in events if e["event"] == "cached" and e["source"] == "disk"}
+    assert from_disk == {"decode"}  # everything upstream of a disk hit is not even looked at
+    assert np.array_equal(first.outputs["decode"]["image"], second.outputs["decode"]["image"])
+    events.clear()
+    g.set_param("decode", "tiled", True)  # decode must run: its inputs come from disk
+    third = again.run(g, ["decode"], RunSettings(device="cpu"), on_event=events.append)
+    from_disk = {e["node"] for e in events if e["event"] == "cached" and e["source"] == "disk"}
+    assert "sampler" in from_disk and "model" not in from_disk  # models never go to disk
+    assert started(events) == {"model", "decode"}
+    assert np.array_equal(first.outputs["decode"]["image"], third.outputs["decode"]["image"])
