@@ -168,3 +168,19 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         serialize.save(graph, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["graph.json"]
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    graph = Graph()
+    umask = os.umask(0o022)
+    try:
+        path = serialize.save(graph, tmp_path / "shared.json")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        path.chmod(0o600)
+        serialize.save(graph, path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600  # an existing file keeps its mode
+    finally:
+        os.umask(umask)
