@@ -141,7 +141,10 @@ def compare(label: str, model_name: str, size: int, args) -> None:
     print(f"  images agree to {agree:.1e} (max abs, 0..1 pixels)")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"  {name:<24} median {median * 1000:8.1f} ms   {median / base:5.3f}x hand-written loop")
+        print(
+            f"  {name:<24} median {median * 1000:8.1f} ms   {median / base:5.3f}x hand-written loop"
+            f"   ({(median - base) * 1000:+6.1f} ms)"
+        )
 
 
 def main() -> None:

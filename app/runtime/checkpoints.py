@@ -117,13 +117,26 @@ def _tiny(name: str) -> str:
 
 
 def family_of(path: Path, config: str = "auto", resolver: FileResolver | None = None) -> str:
-    """The family of the checkpoint at `path` (a diffusers folder or a single file)."""
-    if is_diffusers_folder(path):
-        return family_of_config(path, path.name)
-    skeleton = find_skeleton(path, config, resolver)
-    if config == "auto":
-        return skeleton.name
-    return family_of_config(skeleton, path.name)
+    """The family of the checkpoint at `path` (a diffusers folder or a single file); remembered per
+    (path, config, modification times of the path and its UNet config), since validation asks often."""
+    stamp = (str(path), config, _mtime(path), _mtime(path / "unet" / "config.json"))
+    if stamp not in _FAMILIES:
+        if is_diffusers_folder(path):
+            _FAMILIES[stamp] = family_of_config(path, path.name)
+        else:
+            skeleton = find_skeleton(path, config, resolver)
+            _FAMILIES[stamp] = skeleton.name if config == "auto" else family_of_config(skeleton, path.name)
+    return _FAMILIES[stamp]
+
+
+_FAMILIES: dict[tuple, str] = {}
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
 
 
 def weights_fingerprint(path: Path) -> str:
