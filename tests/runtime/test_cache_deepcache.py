@@ -48,6 +48,18 @@ def test_full_walk_is_the_unets_own_forward_bit_for_bit(unet, data):
                 assert torch.equal(walk.full(branch, x, 321, cond)[0], reference)
 
 
+def test_full_walk_follows_freeu_when_it_is_enabled(data):
+    latents, cond, _ = data
+    unet = tiny_unet()
+    unet.enable_freeu(s1=0.9, s2=0.2, b1=1.2, b2=1.4)
+    walk = UNetWalk(unet)
+    with torch.no_grad():
+        reference = unet(latents, 321, cond).sample
+        assert torch.equal(walk.full(1, latents, 321, cond)[0], reference)
+        unet.disable_freeu()
+        assert not torch.equal(unet(latents, 321, cond).sample, reference)  # FreeU did change the output
+
+
 def test_full_walk_matches_an_sdxl_shaped_unet_with_added_conditioning():
     unet = tiny_sdxl_unet()
     x, text = torch.randn(2, 4, 16, 16), torch.randn(2, 5, 64)
