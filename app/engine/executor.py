@@ -170,6 +170,7 @@ class Executor:
             kwargs[port.name] = None
         for name, edge in incoming.items():
             kwargs[name] = values[edge.src][edge.src_port]
+        inputs = {port.name: kwargs[port.name] for port in spec.inputs}
         ctx = Context(node_id=node_id, settings=settings, emit_event=emit, token=token)
         emit({"event": "started", "node": node_id, "type": spec.type})
         start = time.perf_counter()
@@ -180,11 +181,19 @@ class Executor:
             emit({"event": "cancelled", "node": node_id})
             return _CANCELLED
         except NodeError as error:
-            emit({"event": "error", "node": node_id, "message": str(error)})
+            emit({"event": "error", "node": node_id, "message": str(error), "inputs": summarise(inputs)})
             return str(error)
         except Exception as error:  # a bug or a resource failure inside the node: keep the traceback
             message = f"{type(error).__name__}: {error}"
-            emit({"event": "error", "node": node_id, "message": message, "traceback": traceback.format_exc()})
+            emit(
+                {
+                    "event": "error",
+                    "node": node_id,
+                    "message": message,
+                    "traceback": traceback.format_exc(),
+                    "inputs": summarise(inputs),
+                }
+            )
             return message
         duration = time.perf_counter() - start
         values[node_id] = outputs
@@ -208,3 +217,26 @@ class Executor:
         if missing:
             raise TypeError(f"{spec.type} returned no value for output(s) {', '.join(missing)}")
         return outputs
+
+
+def summarise(values: dict[str, Any]) -> dict[str, str]:
+    """One line per input for error reports: type, shape, dtype, model family (duck-typed, no torch)."""
+    lines: dict[str, str] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, (bool, int, float, str)):
+            lines[name] = repr(value)[:60]
+            continue
+        inner = getattr(value, "samples", value)  # a Latent wraps its tensor
+        parts = [type(value).__name__]
+        shape = getattr(inner, "shape", None)
+        if shape is not None:
+            parts.append("shape " + "x".join(str(int(size)) for size in shape))
+        if getattr(inner, "dtype", None) is not None:
+            parts.append(str(inner.dtype).removeprefix("torch."))
+        family = getattr(value, "family", None)
+        if isinstance(family, str):
+            parts.append(f"family {family}")
+        lines[name] = ", ".join(parts)
+    return lines

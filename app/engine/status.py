@@ -63,6 +63,15 @@ class StatusTracker:
         """Call when a run of `graph` starts, so finished nodes can be tied to their key parts."""
         self._submitted = self._plan(graph)[3]
 
+    def keys(self, graph: Graph) -> dict[str, str]:
+        """The cache key each runnable node of `graph` has now."""
+        return self._plan(graph)[2]
+
+    def submitted_key(self, node_id: str) -> str | None:
+        """The key `node_id` had in the graph of the run that started last."""
+        parts = self._submitted.get(node_id)
+        return parts.digest() if parts is not None else None
+
     def observe(self, event: dict[str, Any]) -> None:
         kind, node_id, key = event.get("event"), event.get("node"), event.get("key")
         if kind in ("cached", "finished") and key:

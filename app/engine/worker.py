@@ -10,7 +10,10 @@ The price: the memory store lives in the worker, so the editor learns which keys
 
 The worker is started with the "spawn" method (never fork a process that runs Qt). Jobs and events are
 plain data: graph JSON in, event dicts out (previews carry small numpy arrays, at most ~4 per second per
-node). Never import torch or Qt here.
+node). Besides the executor's events the worker sends `image` (the first picture of a node's IMAGE output,
+uint8, after it finished or was found cached: the editor keeps only results it can show) and, after each
+run, `device` (CUDA name or CPU and the memory in use, read from torch only if a node already loaded it).
+Never import torch or Qt here.
 """
 
 from __future__ import annotations
@@ -71,6 +74,10 @@ def _serve(jobs: Any, events: Any, flag: Any, options: dict[str, Any]) -> None:
                     return
                 last_preview[event["node"]] = now
             events.put({**event, "run": run_id})
+            if event["event"] in ("finished", "cached") and event.get("key"):
+                picture = _first_image(executor.memory.get(event["key"]))
+                if picture is not None:
+                    events.put({"event": "image", "node": event["node"], "run": run_id, **picture})
 
         try:
             graph = serialize.loads(job["graph"], registry, source=job.get("source", "<editor>"))
@@ -88,7 +95,44 @@ def _serve(jobs: Any, events: Any, flag: Any, options: dict[str, Any]) -> None:
             }
         except Exception as error:  # a bug in the engine itself: report it, keep serving
             done = {"status": "error", "problems": [], "errors": {"": f"{type(error).__name__}: {error}"}}
+        events.put({"event": "device", "run": run_id, **_device_info()})
         events.put({"event": "run_done", "run": run_id, **done})
+
+
+def _first_image(outputs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The first picture of the first IMAGE-shaped output (numpy B, H, W, 3 in 0..1) as uint8 H, W, 3."""
+    import numpy as np
+
+    for port, value in (outputs or {}).items():
+        if isinstance(value, np.ndarray) and value.ndim == 4 and value.shape[-1] == 3 and len(value):
+            picture = (np.clip(value[0], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+            return {"port": port, "image": picture, "batch": int(value.shape[0])}
+    return None
+
+
+def _device_info() -> dict[str, Any]:
+    """The device runs use and the memory in use, without importing torch (only if a node did)."""
+    import os
+    import sys
+
+    rss = 0
+    try:
+        with open("/proc/self/statm") as statm:
+            rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        pass
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {"device": "not chosen yet (no model has run)", "memory": rss, "memory_kind": "process"}
+    if torch.cuda.is_available():
+        index = torch.cuda.current_device()
+        return {
+            "device": f"CUDA {torch.cuda.get_device_name(index)}",
+            "memory": int(torch.cuda.memory_allocated(index)),
+            "memory_total": int(torch.cuda.get_device_properties(index).total_memory),
+            "memory_kind": "cuda",
+        }
+    return {"device": "CPU", "memory": rss, "memory_kind": "process"}
 
 
 class Worker:

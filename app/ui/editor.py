@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from PySide6.QtCore import QObject, QPointF, QRectF, Signal
+from PySide6.QtCore import QObject, QPoint, QPointF, QRectF, Signal
 from PySide6.QtGui import QGuiApplication, QMouseEvent
 from PySide6.QtWidgets import QToolTip
 
@@ -79,6 +79,7 @@ class Editor(QObject):
         self.search.chosen.connect(self._add_chosen)
         self._search_at = QPointF()
         self._search_link: tuple[str, str, bool, str] | None = None
+        self.node_menu: Callable[[str, QPoint], object] | None = None  # the window's node context menu
         self.actions: dict[str, Callable[[], object]] = {
             "search": lambda: self.open_search(self.view.cursor_scene_pos()),
             "undo": self.history.undo,

@@ -14,6 +14,7 @@ from PySide6.QtGui import (
     QBrush,
     QColor,
     QFontMetricsF,
+    QImage,
     QPainter,
     QPainterPath,
     QPainterPathStroker,
@@ -25,7 +26,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 from app.graph.model import Edge
-from app.ui import theme
+from app.ui import run_state, theme
 from app.ui.geometry import PORT_R, ROW_H, TITLE_H, format_value, node_geometry
 
 if TYPE_CHECKING:
@@ -49,13 +50,15 @@ class NodeItem(QGraphicsItem):
         self._rect = QRectF()
         self._bounds = QRectF()
         self._texts: tuple[list, list] | None = None
+        self.run = run_state.RunState()  # badge and progress from live runs (app.ui.run_state)
+        self.thumb: QImage | None = None  # a small picture of its last result
         self._cache_rects()
         self.restyle()
 
     def _cache_rects(self) -> None:
         width, height = self.geometry.width, self.geometry.height
         self._rect = QRectF(0.0, 0.0, width, height)
-        self._bounds = self._rect.adjusted(-PORT_R - 2, -2, PORT_R + 2, 2)
+        self.refresh_bounds()
         self._outline = QPainterPath()
         self._outline.addRoundedRect(self._rect, RADIUS, RADIUS)
         title = QPainterPath(QPointF(0, TITLE_H))
@@ -66,6 +69,10 @@ class NodeItem(QGraphicsItem):
         title.lineTo(width, TITLE_H)
         title.closeSubpath()
         self._title = title
+
+    def refresh_bounds(self) -> None:
+        """Bounds: the body, its ports, the run-state outline and the thumbnail under it."""
+        self._bounds = self._rect.adjusted(-PORT_R - 2, -2, PORT_R + 2, 2 + run_state.extra_height(self))
 
     def restyle(self) -> None:
         """Pick up a mode, colour or type change (cached so zoomed-out frames paint fast)."""
@@ -147,6 +154,7 @@ class NodeItem(QGraphicsItem):
             painter.setPen(colour)
             painter.drawStaticText(pos, text)
         self._paint_ports(painter)
+        run_state.paint(painter, self)
 
     def invalidate(self) -> None:
         """Params, title or links changed: lay the painted text out again."""

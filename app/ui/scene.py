@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QGraphicsScene
 from app.graph import types as T
 from app.graph.model import Edge, Graph, SpecLookup, can_connect
 from app.graph.ops import reroute_key
-from app.ui import theme
+from app.ui import run_state, theme
 from app.ui.items import EdgeItem, FrameItem, NodeItem, RerouteItem
 
 SCENE_EXTENT = 200_000.0
@@ -185,6 +185,13 @@ class GraphScene(QGraphicsScene):
             edge = self.edge_into(key)
             if edge is not None:
                 dot.colour = theme.socket_colour(self.output_type(edge.src, edge.src_port))
+
+    # -- run state: set by the runner from worker events, never by edits ----------------------------
+    def set_run_state(self, node_id: str, run: run_state.RunState | None = None, picture: Any = None) -> None:
+        """Show a node's state badge/progress and/or its latest picture (a thumbnail under the node)."""
+        item = self.nodes.get(node_id)
+        if item is not None:
+            run_state.apply(item, run, picture)
 
     # -- queries for items and the view -------------------------------------------------------------
     def output_type(self, node_id: str, port: str) -> str:

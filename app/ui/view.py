@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QPoint, QPointF, QRectF, Qt
 from PySide6.QtGui import (
     QBrush,
+    QContextMenuEvent,
     QDragEnterEvent,
     QDropEvent,
     QKeyEvent,
@@ -173,6 +174,17 @@ class GraphView(QGraphicsView):
             self.editor.open_search(pos)
         else:
             super().mouseDoubleClickEvent(event)
+        event.accept()
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:
+        item = self.graph_scene.node_at(self.mapToScene(event.pos()))
+        gesture = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier  # knife, reroute
+        if item is None or self.editor.node_menu is None or event.modifiers() & gesture:
+            super().contextMenuEvent(event)
+            return
+        if not item.isSelected():
+            self.editor.select_nodes([item.node_id])
+        self.editor.node_menu(item.node_id, event.globalPos())
         event.accept()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:

@@ -13,20 +13,29 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox
 
+from app.engine.worker import DEFAULT_REGISTRY
 from app.graph import serialize
 from app.graph.model import Graph
 from app.registry import Registry
-from app.ui import document
+from app.ui import document, run_ui
 from app.ui.editor import Editor
 from app.ui.inspector import Inspector
 from app.ui.keymap import load_keymap
+from app.ui.runner import Runner
 
 AUTOSAVE_MS = 60_000
 GRAPH_FILTER = "Graphs (*.json *.png);;All files (*)"
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, registry: Registry, graph: Graph | None = None, path: Path | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        graph: Graph | None = None,
+        path: Path | None = None,
+        worker_registry: str = DEFAULT_REGISTRY,
+    ) -> None:
+        """`worker_registry` ("module:function") builds the same registry in the worker process."""
         super().__init__()
         self.registry = registry
         self.path = path
@@ -42,11 +51,14 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.inspector.setMinimumWidth(280)
         self.resizeDocks([dock], [340], Qt.Orientation.Horizontal)
+        self.runner = Runner(self.editor, worker_registry=worker_registry)
+        self.runner.set_graph_folder(path.parent if path else None)
         self.editor.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.editor.history.subscribe(self.update_title)
         self.actions_by_name: dict[str, QAction] = {}
         self._build_actions()
         self._build_menus()
+        run_ui.attach(self)
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setInterval(AUTOSAVE_MS)
         self.autosave_timer.timeout.connect(self.autosave)
@@ -64,6 +76,7 @@ class MainWindow(QMainWindow):
             "save": self.save,
             "save_as": self.save_as,
             "quit": self.close,
+            **run_ui.handlers(self),
         }
         for scope, entries in keymap.items():
             owner = self.view if scope == "canvas" else self
@@ -151,6 +164,7 @@ class MainWindow(QMainWindow):
     def _show(self, graph: Graph, path: Path | None, note: str = "", clean: bool = True) -> None:
         self.editor.set_graph(graph)
         self.path, self.source_note = path, note
+        self.runner.set_graph_folder(path.parent if path else None)
         if clean:
             self.editor.history.mark_clean()
         else:
@@ -231,4 +245,5 @@ class MainWindow(QMainWindow):
         self.autosave_timer.stop()
         document.clear_recovery()
         self.editor.scene.detach()
+        self.runner.close()
         event.accept()

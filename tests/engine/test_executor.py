@@ -93,7 +93,8 @@ def test_a_failing_node_keeps_upstream_cached_and_blocks_only_its_dependents(cou
     assert {e["node"] for e in events if e["event"] == "blocked"} == {"after", "sink_bad"}
     assert counting.runs["sink_ok"] == 1 and counting.runs["after"] == 0
     error = next(e for e in events if e["event"] == "error")
-    assert error == {"event": "error", "node": "bad", "message": "asked to fail"}  # user error: no traceback
+    # a user error: no traceback, and the inputs the node got, summarised for the editor's errors panel
+    assert error == {"event": "error", "node": "bad", "message": "asked to fail", "inputs": {"a": "1.0"}}
     counting.runs.clear()
     graph.set_param("bad", "fail", False)
     fixed = executor.run(graph)
@@ -236,3 +237,19 @@ def test_editing_a_read_file_reruns_its_reader(tmp_path):
     assert result.ran == ["load", "save"]
     saved = sorted((tmp_path / "out").glob("*.png"))
     assert len(saved) == 3
+
+
+def test_error_summaries_describe_inputs_by_duck_typing_without_torch():
+    from app.engine.executor import summarise
+
+    class Tensor:  # looks like a torch tensor: shape and dtype
+        shape = (1, 4, 8, 8)
+        dtype = "torch.float16"
+
+    class Latent:  # wraps a tensor and says its model family
+        samples = Tensor()
+        family = "sd15"
+
+    summary = summarise({"latent": Latent(), "steps": 20, "mask": None, "name": "x" * 100})
+    assert summary["latent"] == "Latent, shape 1x4x8x8, float16, family sd15"
+    assert summary["steps"] == "20" and "mask" not in summary and len(summary["name"]) == 60

@@ -1,0 +1,338 @@
+"""Runner: runs the edited graph in the engine's worker process and turns its events into what the editor
+shows: node badges (StatusTracker's states from cache keys, computed here on the UI thread), progress,
+pictures, runtime errors, status lines (device, memory, model loads).
+
+- `run()` runs the output nodes, `run([node])` only what that node needs ("Run to here").
+- `cancel()` is cooperative: the running node stops at its next step. A second cancel, or a node that
+  ignores it for KILL_AFTER_MS, hard-stops the worker process; the next run starts a fresh one, which
+  finds earlier results in the disk cache.
+- Live: each edit restarts a debounce timer (LIVE_MS; TYPING_MS for text params, so typing a prompt does not
+  start a run per keystroke). When it fires and something is stale, a run in flight whose running node the
+  edit made stale is cancelled at its next step boundary, and the next run starts from the cached ancestors.
+  A run in flight that the edit does not touch finishes first.
+The worker's events are drained by a QTimer on the UI thread, which never waits on the worker.
+Imports Qt (and numpy for pictures); never torch.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from app.engine.plan import Problem, effective_graph, validate
+from app.engine.status import NodeState, StatusTracker
+from app.engine.store import DiskStore
+from app.engine.worker import DEFAULT_REGISTRY, Worker
+from app.files import FileResolver
+from app.fsutil import user_cache_dir
+from app.graph import serialize
+from app.graph import types as T
+from app.ui.run_state import RunState
+
+LIVE_MS = 300
+TYPING_MS = 900
+POLL_MS = 25
+REFRESH_MS = 40
+KILL_AFTER_MS = 4000
+EDITS = ("param_changed", "edge_added", "edge_removed", "node_added", "node_removed", "node_changed")
+STATE_EVENTS = ("started", "cached", "finished", "error", "blocked", "cancelled")
+
+
+class Runner(QObject):
+    """One editor's runs. Signals tell the window's panels what changed; state lives in attributes."""
+
+    states_changed = Signal()  # badges (and `states`, `problems`, `errors`) were recomputed
+    picture = Signal(str, object, str)  # node, uint8 (H, W, 3) picture, caption ("step 3/20", "64x64")
+    message = Signal(str)  # a status line
+    device = Signal(dict)  # the worker's `device` event: device name, memory in use
+    busy = Signal(bool)  # a run started (True) or ended (False)
+    finished = Signal(dict)  # the worker's `run_done` event
+
+    def __init__(
+        self,
+        editor: Any,
+        worker_registry: str = DEFAULT_REGISTRY,
+        cache_dir: str | Path | None = None,
+        output_dir: str | Path = "output",
+        device: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.editor = editor
+        root = Path(cache_dir) if cache_dir else user_cache_dir() / "results"
+        self.worker = Worker(cache_dir=root, registry=worker_registry)
+        self.base_dirs: list[Path] = [Path.cwd()]
+        self.tracker = StatusTracker(
+            editor.registry, FileResolver(base_dirs=tuple(self.base_dirs)), DiskStore(root)
+        )
+        self.output_dir = Path(output_dir)
+        self.device_setting = device
+        self.run_id: int | None = None
+        self.pending: list[list[str] | None] = []  # at most one run queued behind the one in flight
+        self.live = False
+        self.progress: dict[str, tuple[int, int]] = {}  # running node -> (step, total)
+        self.errors: dict[str, dict[str, Any]] = {}  # node -> its last runtime `error` event
+        self.pictures: dict[str, tuple[Any, str]] = {}  # node -> (picture, caption)
+        self.states: dict[str, NodeState] = {}
+        self.problems: list[Problem] = []  # validation problems of the whole graph, now
+        self.submitted: list[tuple[int, list[str] | None]] = []  # (run id, targets) of every run
+        self.log: deque[dict[str, Any]] = deque(maxlen=5000)  # recent events, pictures left out
+        self.last_done: dict[str, Any] | None = None
+        self.device_info: dict[str, Any] = {}
+        self._cancelling = False
+        self._poll = self._timer(POLL_MS, self._drain, single=False)
+        self._refresh_timer = self._timer(REFRESH_MS, self.refresh)
+        self._live_timer = self._timer(LIVE_MS, self._live_fire)
+        self._kill_timer = self._timer(KILL_AFTER_MS, self.kill)
+        self._unsubscribe = editor.graph.subscribe(self._on_graph_event)
+        editor.graph_replaced.connect(self._graph_replaced)
+        self.refresh()
+
+    def _timer(self, interval: int, slot: Any, single: bool = True) -> QTimer:
+        timer = QTimer(self)
+        timer.setInterval(interval)
+        timer.setSingleShot(single)
+        timer.timeout.connect(slot)
+        return timer
+
+    @property
+    def running(self) -> bool:
+        return self.run_id is not None
+
+    # -- commands -----------------------------------------------------------------------------------
+    def run(self, targets: list[str] | None = None) -> None:
+        """Run the graph's outputs (or what `targets` need); during a run, queue it behind that one."""
+        if self.run_id is not None:
+            self.pending = [targets]
+            self._cancel_if_stale()
+            return
+        self._submit(targets)
+
+    def run_to(self, node_id: str) -> None:
+        self.run([node_id])
+
+    def cancel(self) -> None:
+        """Stop the run at the running node's next step; a second cancel stops the worker at once."""
+        self.pending = []
+        self._live_timer.stop()
+        if self.run_id is None:
+            return
+        if self._cancelling:
+            self.kill()
+            return
+        self._cancelling = True
+        self.worker.cancel()
+        self._kill_timer.start()
+        self.message.emit("cancelling: the running node stops at its next step")
+
+    def kill(self) -> None:
+        """End the worker process now; the disk cache survives, results held in its memory do not."""
+        self._kill_timer.stop()
+        if self.run_id is None:
+            return
+        for event in self.worker.kill():
+            self._handle(event)
+        self.tracker.known.clear()  # only what the disk cache holds is still there
+        self.message.emit("stopped the worker (a node ignored cancel); the next run starts a new one")
+        self.refresh()
+
+    def set_live(self, on: bool) -> None:
+        self.live = on
+        if on:
+            self._live_timer.start(LIVE_MS)
+        else:
+            self._live_timer.stop()
+
+    def set_graph_folder(self, folder: Path | None) -> None:
+        """Relative input files resolve against the graph file's folder first, then the working folder."""
+        self.base_dirs = ([folder] if folder else []) + [Path.cwd()]
+        self.tracker.resolver = FileResolver(base_dirs=tuple(self.base_dirs))
+        self._refresh_timer.start()
+
+    def close(self) -> None:
+        for timer in (self._poll, self._refresh_timer, self._live_timer, self._kill_timer):
+            timer.stop()
+        self._unsubscribe()
+        self._unsubscribe = lambda: None
+        self.worker.close()
+
+    # -- submitting ---------------------------------------------------------------------------------
+    def _submit(self, targets: list[str] | None) -> None:
+        graph = self.editor.graph
+        starting = not self.worker.alive
+        self.tracker.submitted(graph)
+        self.run_id = self.worker.submit(
+            serialize.dumps(graph),
+            targets,
+            output_dir=str(self.output_dir),
+            device=self.device_setting,
+            base_dirs=[str(p) for p in self.base_dirs],
+        )
+        self.submitted.append((self.run_id, targets))
+        self._cancelling = False
+        self._poll.start()
+        self.busy.emit(True)
+        self.message.emit("starting the worker process…" if starting else "running…")
+
+    def _cancel_if_stale(self) -> None:
+        """Cancel the run in flight if the node it is running now no longer has the key it started with."""
+        keys = self.tracker.keys(self.editor.graph)
+        running = list(self.progress)
+        if not running or any(keys.get(n) != self.tracker.submitted_key(n) for n in running):
+            self.worker.cancel()
+
+    # -- graph edits --------------------------------------------------------------------------------
+    def _on_graph_event(self, kind: str, data: dict[str, Any]) -> None:
+        if kind not in EDITS:
+            return
+        self._refresh_timer.start()
+        if self.live:
+            self._live_timer.start(TYPING_MS if self._is_text(kind, data) else LIVE_MS)
+
+    def _is_text(self, kind: str, data: dict[str, Any]) -> bool:
+        if kind != "param_changed":
+            return False
+        spec = self.editor.registry.get(data["node"].type)
+        param = spec.param(data["name"]) if spec else None
+        return param is not None and param.type == T.STRING and not param.choices
+
+    def _graph_replaced(self) -> None:
+        self._unsubscribe()
+        self._unsubscribe = self.editor.graph.subscribe(self._on_graph_event)
+        self.errors.clear()
+        self.pictures.clear()
+        self.refresh()
+
+    def _live_fire(self) -> None:
+        if not self.live:
+            return
+        self.refresh()
+        if any(state.state == "stale" for state in self.states.values()):
+            self.run()
+
+    # -- events -------------------------------------------------------------------------------------
+    def _drain(self) -> None:
+        events = self.worker.events()
+        if not events and self.run_id is None:
+            self._poll.stop()
+        states = False
+        for event in events:
+            states |= self._handle(event)
+        if states:
+            self.refresh()
+
+    def _handle(self, event: dict[str, Any]) -> bool:
+        """Take one worker event; True when node states must be recomputed."""
+        kind, node = event["event"], event.get("node")
+        if event.get("run") not in (None, self.run_id):
+            return False
+        self.log.append({k: v for k, v in event.items() if k != "image"})
+        if kind in ("cached", "finished", "error"):
+            self.tracker.observe(event)
+            self.progress.pop(node, None)
+            if kind == "error":
+                self.errors[node] = event
+                self.message.emit(f"error in {self._title(node)}: {event.get('message', '')}")
+            else:
+                self.errors.pop(node, None)
+        elif kind == "started":
+            self.progress[node] = (0, 0)
+            self.message.emit(self._starting(node))
+        elif kind == "cancelled":
+            self.progress.pop(node, None)
+        elif kind == "progress" and node in self.progress:
+            self.progress[node] = (event["step"], event["total"])
+            self.editor.scene.set_run_state(node, RunState("running", "", event["step"], event["total"]))
+        elif kind == "preview" and event.get("image") is not None:
+            step = f"step {event['step']}/{event['total']}" if event.get("total") else "preview"
+            self._show(node, event["image"], f"{self._title(node)} — {step}")
+        elif kind == "image":
+            self._image(node, event)
+        elif kind == "model":
+            took = f" in {event['seconds']:.1f}s" if "seconds" in event else ""
+            self.message.emit(f"model {event.get('action')}: {Path(event.get('path', '')).name}{took}")
+        elif kind == "output":
+            self.message.emit(f"wrote {event.get('path', event.get('value', ''))}")
+        elif kind == "warning":
+            self.message.emit(f"{self._title(node)}: {event.get('message', '')}")
+        elif kind == "device":
+            self.device_info = event
+            self.device.emit(event)
+        elif kind == "run_done":
+            self._done(event)
+        return kind in STATE_EVENTS or kind == "run_done"
+
+    def _done(self, event: dict[str, Any]) -> None:
+        self.run_id = None
+        self.last_done = event
+        self.progress.clear()
+        self._cancelling = False
+        self._kill_timer.stop()
+        status = event.get("status")
+        if status == "invalid":
+            problems = [p.get("message", str(p)) for p in event.get("problems", [])]
+            self.message.emit("not run: " + ("; ".join(problems[:2]) or "the graph is invalid"))
+        elif status != "ok":
+            self.message.emit(f"run {status}")
+        else:
+            self.message.emit("run finished")
+        self.finished.emit(event)
+        if self.pending:
+            self._submit(self.pending.pop())
+        else:
+            self.busy.emit(False)
+
+    def _image(self, node: str, event: dict[str, Any]) -> None:
+        picture = event["image"]
+        height, width = picture.shape[:2]
+        batch = f", 1 of {event['batch']}" if event.get("batch", 1) > 1 else ""
+        self._show(node, picture, f"{self._title(node)} — {width}×{height}{batch}")
+        graph = self.editor.graph
+        for edge in graph.outgoing(node) if node in graph.nodes else []:
+            spec = self.editor.registry.get(graph.nodes[edge.dst].type)
+            if edge.src_port == event.get("port") and spec is not None and spec.output:
+                self._show(edge.dst, picture, f"{self._title(edge.dst)} — {width}×{height}{batch}")
+
+    def _show(self, node: str, picture: Any, caption: str) -> None:
+        self.pictures[node] = (picture, caption)
+        self.editor.scene.set_run_state(node, picture=picture)
+        self.picture.emit(node, picture, caption)
+
+    def _title(self, node_id: str | None) -> str:
+        node = self.editor.graph.nodes.get(node_id or "")
+        if node is None:
+            return str(node_id)
+        spec = self.editor.registry.get(node.type)
+        return node.title or (spec.title if spec else node.type)
+
+    def _starting(self, node_id: str) -> str:
+        node = self.editor.graph.nodes.get(node_id)
+        spec = self.editor.registry.get(node.type) if node else None
+        models = [
+            str(node.params.get(p.name, p.default))
+            for p in (spec.params if spec else [])
+            if (p.path or "").startswith("model:")
+        ]
+        if models:
+            return f"loading {', '.join(models)} ({self._title(node_id)})…"
+        return f"running {self._title(node_id)}…"
+
+    # -- badges -------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Recompute every node's state from cache keys and paint it (running nodes show progress)."""
+        self._refresh_timer.stop()
+        graph = self.editor.graph
+        self.states = self.tracker.states(graph)
+        runnable, problems = effective_graph(graph, self.editor.registry)
+        self.problems = problems + validate(runnable, self.editor.registry, self.tracker.resolver)
+        for node_id in graph.nodes:
+            if node_id in self.progress:
+                step, total = self.progress[node_id]
+                run = RunState("running", "", step, total)
+            else:
+                state = self.states.get(node_id, NodeState(""))
+                run = RunState(state.state, state.reason)
+            self.editor.scene.set_run_state(node_id, run)
+        self.states_changed.emit()
