@@ -63,6 +63,7 @@ def attach(window: MainWindow) -> None:
     window.errors_dock = _dock(
         window, "Errors", "errors", window.errors, Qt.DockWidgetArea.BottomDockWidgetArea
     )
+    window.resizeDocks([window.errors_dock], [140], Qt.Orientation.Vertical)
     runner.states_changed.connect(lambda: _errors_title(window))
     _errors_title(window)
 
