@@ -78,7 +78,9 @@ def main() -> None:
     registry = default_registry()
     graph = serialize.load(ROOT / "graphs" / "txt2img.json", registry)
     embedded = (ROOT / "assets" / "models" / "tiny-shapes").is_dir()
-    model = "tiny-shapes (embedded)" if embedded else "tiny-random-sd15 (tiny random; tiny-shapes is not there)"
+    model = (
+        "tiny-shapes (embedded)" if embedded else "tiny-random-sd15 (tiny random; tiny-shapes is not there)"
+    )
     if embedded:
         graph.set_param("model", "checkpoint", "tiny-shapes")
     graph.set_param("schedule", "steps", args.steps)

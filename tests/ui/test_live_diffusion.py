@@ -45,7 +45,9 @@ def test_cancel_during_sampling_stops_within_one_step_and_keeps_upstream_cached(
         assert {n: states[n] for n in UPSTREAM} == dict.fromkeys(UPSTREAM, "cached")
         assert {states[n] for n in ("sampler", "decode", "save")} == {"stale"}
         assert any(m.startswith("model load: tiny-random-sd15") for m in messages)
-        assert win.device_label.text() in ("device: CPU",) or win.device_label.text().startswith("device: CUDA")
+        assert win.device_label.text() in ("device: CPU",) or win.device_label.text().startswith(
+            "device: CUDA"
+        )
         assert "memory" in win.memory_label.text()
 
         win.editor.push(SetParam("schedule", "steps", 2))  # runs again from the cached nodes, to the end
