@@ -57,8 +57,21 @@ def fail(ctx, image, fail):
     return {"image": image}
 
 
+@node(
+    "t.stubborn",
+    title="Stubborn",
+    category="test",
+    inputs=[Input("image", T.IMAGE, "Pictures.")],
+    outputs=[Output("image", T.IMAGE, "The same pictures, much later.")],
+)
+def stubborn(ctx, image):
+    """Never looks at cancel."""
+    time.sleep(120)
+    return {"image": image}
+
+
 def registry() -> Registry:
     found = light_registry()
-    found.add(darken.spec)
-    found.add(fail.spec)
+    for spec in (darken.spec, fail.spec, stubborn.spec):
+        found.add(spec)
     return found

@@ -270,3 +270,38 @@ def test_node_context_menu_position_is_not_a_node(qtbot, make_window):
         QContextMenuEvent(QContextMenuEvent.Reason.Mouse, empty, win.view.viewport().mapToGlobal(empty)),
     )
     assert QApplication.activePopupWidget() is None
+
+
+def test_cancel_twice_stops_a_node_that_ignores_cancel_and_the_disk_cache_survives(qtbot, make_window):
+    graph = _graph()
+    graph.add_node(Node("slow", "t.stubborn"))
+    graph.disconnect(Edge("shape", "image", "dark", "image"))
+    graph.connect(Edge("shape", "image", "slow", "image"))
+    graph.connect(Edge("slow", "image", "dark", "image"))
+    win = make_window(graph)
+    win.actions_by_name["run"].trigger()
+    qtbot.waitUntil(lambda: _states(win)["slow"] == "running", timeout=RUN_LIMIT_MS)
+    with qtbot.waitSignal(win.runner.finished, timeout=10_000) as done:
+        qtbot.keyClick(win.view, Qt.Key.Key_Escape)
+        qtbot.keyClick(win.view, Qt.Key.Key_Escape)
+    assert done.args[0]["status"] == "killed" and not win.runner.worker.alive
+    assert _states(win)["shape"] == "cached"  # from the disk cache: the worker's memory is gone
+    assert _states(win)["slow"] == "stale"
+
+
+def test_out_of_memory_errors_say_what_to_try(qtbot, make_window):
+    win = make_window(_graph())
+    win.runner.tracker.submitted(win.editor.graph)
+    event = {
+        "event": "error",
+        "node": "dark",
+        "message": "OutOfMemoryError: CUDA out of memory.",
+        "inputs": {},
+    }
+    win.runner._handle({**event, "run": None})
+    win.runner.refresh()
+    message, details = win.errors.grouped()["dark"][0]
+    assert message == "run failed: OutOfMemoryError: CUDA out of memory."
+    assert any("smaller width/height" in d for d in details) and any("tiled decode" in d for d in details)
+    assert any("CPU offload" in d for d in details)
+    assert _states(win)["save"] == "blocked"
