@@ -47,9 +47,10 @@ def test_interval_one_and_strategy_none_equal_plain_txt2img(model_path):
 
 def test_sampler_reports_skipped_blocks_beside_its_duration(model_path, saved_per_cached_pass):
     events: list = []
-    cached = _latents(events=events, cache__interval=3)
+    cached = _latents(events=events, cache__interval=3)  # the node's default start=2: full at 0, 1, 2, 5
     finished = _finished(events)
-    cached_steps = STEPS - len(DeepCache(interval=3).full_steps(STEPS))  # full at 0 and 3
+    cached_steps = STEPS - len(DeepCache(interval=3, start=2).full_steps(STEPS))
+    assert cached_steps == 2
     assert "duration" in finished
     assert finished["skipped_blocks"] == cached_steps * saved_per_cached_pass  # CFG runs as one batch
     plain = _latents("txt2img")
@@ -65,7 +66,7 @@ def test_every_scheduler_is_keyed_by_loop_step(model_path, saved_per_cached_pass
     plain = _latents("txt2img", schedule__scheduler=scheduler)
     assert torch.equal(_latents(cache__interval=1, schedule__scheduler=scheduler), plain)
     events: list = []
-    _latents(events=events, cache__interval=2, schedule__scheduler=scheduler)
+    _latents(events=events, cache__interval=2, cache__start=0, schedule__scheduler=scheduler)
     cached_steps = loop_steps - len(DeepCache(interval=2).full_steps(loop_steps))
     assert _finished(events)["skipped_blocks"] == cached_steps * saved_per_cached_pass
 
@@ -75,7 +76,7 @@ def test_cache_composes_with_pag(model_path, saved_per_cached_pass):
     reference = _latents("txt2img", **pag)
     assert torch.equal(_latents(cache__interval=1, **pag), reference)
     events: list = []
-    cached = _latents(events=events, cache__interval=2, **pag)
+    cached = _latents(events=events, cache__interval=2, cache__start=0, **pag)
     # Steps 1, 3, 5 are cached. Each pass (cond, uncond, perturbed) keeps its own feature; the perturbed pass
     # only runs inside diffusers' default PAG window (1%..20% of the steps: step 1 here), and there it has no
     # feature of its own yet, so it runs in full rather than borrow another pass's.
@@ -85,7 +86,8 @@ def test_cache_composes_with_pag(model_path, saved_per_cached_pass):
 
 def test_pab_runs_through_the_sampler(model_path):
     events: list = []
-    cached = _latents(events=events, cache__strategy="pab", cache__self_interval=2, cache__cross_interval=2)
+    params = {"cache__self_interval": 2, "cache__cross_interval": 2, "cache__start": 0}
+    cached = _latents(events=events, cache__strategy="pab", **params)
     # 4 transformer blocks x (self + cross attention) reuse their output at the odd steps 1, 3, 5.
     assert _finished(events)["skipped_blocks"] == 8 * 3
     assert not torch.equal(cached, _latents("txt2img"))
