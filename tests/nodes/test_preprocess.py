@@ -97,7 +97,9 @@ def test_inpaint_control_marks_transparent_pixels():
     alpha = np.ones((1, 8, 8), np.float32)
     alpha[0, 2:4, 2:4] = 0.0
     out = preprocess.inpaint(CTX, image=image, mask=alpha, invert=False, grow=1)
-    grown = cv2.dilate((alpha[0] < 0.5).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
+    grown = cv2.dilate(
+        (alpha[0] < 0.5).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    )
     np.testing.assert_array_equal(out["mask"][0], grown.astype(np.float32))
     assert out["mask"].sum() == 12  # the 2x2 hole grown by one pixel (round kernel: no corners)
     assert (out["image"][0][out["mask"][0] == 1] == -1.0).all() and out["image"][0, 7, 7, 0] == 0.5
