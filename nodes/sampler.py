@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from app.graph import types as T
 from app.graph.spec import Input, Output, Param, node
-from app.runtime import preview, sampling, text
+from app.runtime import control, preview, sampling, text
 from app.runtime.guidance import make_guide
 from app.runtime.schedulers import make_scheduler
 from app.runtime.values import Latent
 from nodes._diffusion import inference, load
+from nodes.controlnet import load_net
 
 
 @node(
@@ -38,7 +39,8 @@ def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
     """Denoises the latent: for each step, scale input -> guidance passes -> model -> combine -> scheduler
     step. The noise for seed S comes from torch.Generator("cpu").manual_seed(S), which also drives stochastic
     schedulers, so results equal diffusers' pipelines and are the same on every GPU. A batch of B latents
-    takes its noise from that one generator (like a pipeline given one generator). Reports progress each
+    takes its noise from that one generator (like a pipeline given one generator). ControlNets attached
+    to the positive conditioning (Apply ControlNet) add their residuals on the steps inside their windows. Reports progress each
     step, a preview every few steps, and stops within one step when cancelled."""
     loaded, device = load(ctx, model.source)
     vae_config = loaded.vae.config
@@ -67,5 +69,6 @@ def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
             seed,
             hooks,
             cache=getattr(model, "cache", None),  # attached by a Cache node (nodes/cache.py)
+            control=control.binder(positive.hints, [load_net(ctx, h.controlnet) for h in positive.hints]),
         )
     return {"latent": Latent(samples.float(), model.family)}

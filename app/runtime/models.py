@@ -52,6 +52,7 @@ class ModelManager:
     def __init__(self, max_loaded: int | None = None) -> None:
         self.max_loaded = max_loaded or int(os.environ.get("NODELOOM_MAX_MODELS", "2"))
         self._loaded: OrderedDict[tuple, Loaded] = OrderedDict()
+        self._modules: dict[tuple, Any] = {}  # single-module models (ControlNets), see load_module
         self._listeners: list[Listener] = []
         self._lock = threading.RLock()
 
@@ -84,6 +85,27 @@ class ModelManager:
                 _, old = self._loaded.popitem(last=False)
                 self._emit("free", old.source, precision=old.precision.name)
             return loaded
+
+    def load_module(
+        self, kind: str, source: CheckpointSource, device: Any, reader: Callable[..., Any]
+    ) -> Any:
+        """A single-module model (e.g. a ControlNet) on `device` in its precision, read once per process by
+        `reader(source, torch_dtype)`; nodes only read it."""
+        precision = precision_for(device)
+        key = (kind, source.path, source.fingerprint, source.config, precision.name)
+        with self._lock:
+            if key not in self._modules:
+                start = time.perf_counter()
+                module = reader(source, dtype(precision.unet))
+                module.eval().requires_grad_(False)
+                self._modules[key] = module
+                self._emit(
+                    "load", source, precision=precision.name, seconds=round(time.perf_counter() - start, 3)
+                )
+            module = self._modules[key]
+            if next(module.parameters()).device != device:
+                module.to(device)
+            return module
 
     def place(self, loaded: Loaded, part: str, device: Any) -> Any:
         module = getattr(loaded, part)

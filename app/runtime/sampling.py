@@ -12,6 +12,7 @@ torch is imported inside the functions; never import Qt here.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,10 +48,12 @@ def sample(
     seed: int,
     hooks: Hooks | None = None,
     cache: CachePolicy | None = None,
+    control: Callable[..., dict[str, Any]] | None = None,
 ) -> Any:
     """Denoise `latents` (B, C, h, w); returns the final latents. `cond`/`uncond` are (1 or B, T, dim) text
     embeddings of equal length (see text.even_out). `cache` (from a Cache node) is applied for this loop only
-    and the skipped UNet blocks are reported as `skipped_blocks`."""
+    and the skipped UNet blocks are reported as `skipped_blocks`. `control` (control.binder) gives the UNet
+    the ControlNet residuals of each model call."""
     import torch
 
     hooks = hooks or Hooks()
@@ -72,11 +75,12 @@ def sample(
         x = scheduler.add_noise(latents.to(device, dtype), noise, timesteps[:1].repeat(batch))
     step_kwargs = _step_kwargs(scheduler, generator)
     every = max(1, total // PREVIEWS_PER_RUN)
+    residuals = functools.partial(control, total=total) if control else _no_control
     with torch.inference_mode(), (cache or NoCache()).apply(unet, total) as model:
         for i, t in enumerate(timesteps):
             x_in = scheduler.scale_model_input(x, t)
             passes = guide.passes(i, total, t, cond, uncond)
-            preds = _run_passes(model, unet, guide, i, x_in, t, passes)
+            preds = _run_passes(model, unet, guide, i, x_in, t, passes, residuals)
             eps = guide.combine(preds, i, x_in, scheduler)
             x = scheduler.step(eps, t, x, **step_kwargs, return_dict=False)[0]
             hooks.progress(i + 1, total)
@@ -87,18 +91,23 @@ def sample(
     return x
 
 
-def _run_passes(model, unet, guide, step: int, x_in: Any, t: Any, passes: list[Pass]) -> list[Any]:
+def _no_control(*_args: Any) -> dict[str, Any]:
+    return {}
+
+
+def _run_passes(model, unet, guide, step: int, x_in: Any, t: Any, passes: list[Pass], control) -> list[Any]:
     """Model predictions for the passes, in order: one batched call when the guide allows it."""
     import torch
 
     if guide.batched:
         embeddings = torch.cat([p.embeddings for p in passes]) if len(passes) > 1 else passes[0].embeddings
         x = torch.cat([x_in] * len(passes)) if len(passes) > 1 else x_in
-        return list(model(step, x, t, embeddings).chunk(len(passes)))
+        extra = control(step, x, t, embeddings, len(passes))
+        return list(model(step, x, t, embeddings, **extra).chunk(len(passes)))
     for p in passes:
         guide.enter(unet)
         try:
-            p.state.noise_pred = model(step, x_in, t, p.embeddings)
+            p.state.noise_pred = model(step, x_in, t, p.embeddings, **control(step, x_in, t, p.embeddings, 1))
         finally:
             guide.leave(unet)
     return passes
