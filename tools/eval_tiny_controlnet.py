@@ -118,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=30)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, default=1, help="keep 1 on a shared machine")
     args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
     result = evaluate(args.controlnet, args.count, args.steps, args.guidance)
     print(
         f"mean IoU over {args.count} held-out controls: with ControlNet {result['controlnet']:.3f}, "

@@ -119,7 +119,8 @@ def train(
         torch.save({"controlnet": net.state_dict(), "optimiser": optimiser.state_dict(), "step": step}, temp)
         os.replace(temp, state_path)
 
-    start = last_ckpt = time.monotonic()
+    begun, start = step, time.monotonic()
+    last_ckpt = start
     losses: list[float] = []
     while step < max_steps and time.monotonic() - start < max_seconds:
         rng = np.random.default_rng([cfg.seed, step])
@@ -153,7 +154,8 @@ def train(
         if time.monotonic() - last_ckpt > ckpt_seconds:
             save()
             last_ckpt = time.monotonic()
-    save()
+    if step > begun:
+        save()
     return net.eval(), step
 
 
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=WORKDIR)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--preset", choices=tuple(PRESETS), default="full", help="tiny = CI smoke size")
-    parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--steps", type=int, default=1_000_000, help="0 = export the saved state only")
     parser.add_argument("--seconds", type=float, default=3600.0)
     parser.add_argument("--checkpoint-seconds", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=1, help="keep 1 on a shared machine")
