@@ -18,6 +18,9 @@ from typing import Any
 from app.engine.codec import persistable
 from app.runtime.values import CheckpointSource
 
+# A hint names its ControlNet by path + fingerprint, so a CONDITIONING with hints goes to the disk cache too.
+persistable(CheckpointSource)
+
 
 @persistable
 @dataclass(frozen=True)
