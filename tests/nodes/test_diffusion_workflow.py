@@ -96,7 +96,7 @@ def test_changing_guidance_scale_reruns_only_guidance_sampler_decode_save(model_
 )
 def test_every_shipped_diffusion_graph_runs_on_the_shipped_model(name, tmp_path):
     g = serialize.load(h.ROOT / "graphs" / f"{name}.json", default_registry())
-    assert g.nodes["model"].params["checkpoint"] == "tiny-random-sd15"
+    assert g.nodes["model"].params["checkpoint"] == "tiny-shapes"
     assert set(g.layout["positions"]) == set(g.nodes)
     g.set_param("schedule", "steps", 2)
     events: list[dict] = []
