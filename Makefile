@@ -24,7 +24,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff format --check app nodes tests tools bench
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
 edit: $(STAMP)
