@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
+import multiprocessing
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -25,144 +25,25 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
-from tools.tiny_shapes_data import SPECIAL_TOKENS, build_tokenizer, random_batch
-
-SD15_SCHEDULER = {
-    "_class_name": "PNDMScheduler",
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000,
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
-    "steps_offset": 1,
-    "clip_sample": False,
-    "trained_betas": None,
-}
-
-
-@dataclass(frozen=True)
-class Config:
-    seed: int = 0
-    vae_channels: tuple[int, ...] = (16, 32, 64)
-    vae_groups: int = 8
-    vae_steps: int = 3000
-    vae_batch: int = 16
-    vae_crop: int = 32
-    vae_lr: float = 1e-3
-    vae_kl: float = 1e-6
-    text_hidden: int = 64
-    text_layers: int = 2
-    text_heads: int = 4
-    unet_channels: tuple[int, ...] = (32, 64, 128)
-    unet_layers: int = 1
-    unet_groups: int = 8
-    unet_head_dim: int = 16
-    unet_steps: int = 6000
-    unet_batch: int = 32
-    unet_lr: float = 6e-4
-    warmup: int = 200
-    prediction: str = "v_prediction"
-    min_snr_gamma: float = 5.0
-    offset_noise: float = 0.1
-    caption_dropout: float = 0.1
-    ema: float = 0.999
-    pool: int = 30000
-
-
-TINY = Config(
-    vae_channels=(8, 16, 16),
-    vae_groups=4,
-    vae_steps=4,
-    vae_batch=4,
-    text_hidden=16,
-    text_layers=1,
-    text_heads=2,
-    unet_channels=(16, 32, 32),
-    unet_groups=4,
-    unet_head_dim=8,
-    unet_steps=6,
-    unet_batch=4,
-    warmup=2,
-    pool=16,
+from tools.tiny_shapes_data import build_tokenizer, random_batch
+from tools.tiny_shapes_model import (
+    TINY,
+    Config,
+    export,
+    load,
+    load_trained,
+    make_text_encoder,
+    make_unet,
+    make_vae,
+    save_atomic,
+    set_scaling_factor,
+    to_tensor,
+    vae_psnr,
 )
 
-
-def make_vae(cfg: Config):
-    from diffusers import AutoencoderKL
-
-    n = len(cfg.vae_channels)
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * n,
-        up_block_types=("UpDecoderBlock2D",) * n,
-        block_out_channels=cfg.vae_channels,
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=cfg.vae_groups,
-        sample_size=64,
-    )
-
-
-def make_text_encoder(cfg: Config, tokenizer):
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    start, end = (tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS)
-    config = CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=cfg.text_hidden,
-        intermediate_size=cfg.text_hidden * 4,
-        num_hidden_layers=cfg.text_layers,
-        num_attention_heads=cfg.text_heads,
-        max_position_embeddings=tokenizer.model_max_length,
-        projection_dim=cfg.text_hidden,
-        bos_token_id=start,
-        eos_token_id=end,
-        pad_token_id=end,
-    )
-    return CLIPTextModel(config)
-
-
-def make_unet(cfg: Config):
-    from diffusers import UNet2DConditionModel
-
-    n = len(cfg.unet_channels)
-    return UNet2DConditionModel(
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=cfg.unet_channels,
-        layers_per_block=cfg.unet_layers,
-        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
-        up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",),
-        cross_attention_dim=cfg.text_hidden,
-        attention_head_dim=cfg.unet_head_dim,
-        norm_num_groups=cfg.unet_groups,
-    )
-
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of two [-1, 1] batches, on the 0..1 scale."""
-    mse = F.mse_loss((a.clamp(-1, 1) + 1) / 2, (b.clamp(-1, 1) + 1) / 2).item()
-    return 10 * math.log10(1.0 / max(mse, 1e-10))
-
-
-def save_atomic(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_suffix(".tmp")
-    torch.save(obj, temp)
-    os.replace(temp, path)
-
-
-def load(path: Path) -> dict | None:
-    return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+__all__ = ["TINY", "Config", "main", "run"]
 
 
 def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
@@ -219,58 +100,62 @@ def train_vae(cfg: Config, workdir: Path, max_seconds: float, ckpt_seconds: floa
     return set_scaling_factor(vae, cfg)
 
 
-def load_trained(cfg: Config, workdir: Path):
-    """The checkpointed VAE (scaling factor set) and UNet-stage state, read without writing anything."""
-    vae = make_vae(cfg)
-    vae.load_state_dict(load(workdir / "vae.pt")["model"])
-    vae.eval().requires_grad_(False)
-    state = load(workdir / "unet.pt")
-    if state is None:
-        raise SystemExit(f"no UNet checkpoint in {workdir}")
-    return set_scaling_factor(vae, cfg), state
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how to train; none of it changes what a step computes (up to the device's arithmetic)."""
+
+    device: str = "cpu"
+    workers: int = 1  # processes drawing the training pool
+    fit_minutes: float | None = None  # size the UNet schedule to end in this many minutes
+    init: Path | None = None  # start the UNet and text encoder from this diffusers folder's weights
+
+
+def _draw_chunk(args: tuple[int, int, int]) -> tuple[np.ndarray, list[str]]:
+    seed, chunk, count = args
+    images, samples = random_batch(np.random.default_rng([seed, 2, chunk]), count)
+    return images, [s.caption for s in samples]
 
 
 @torch.no_grad()
-def set_scaling_factor(vae, cfg: Config):
-    """SD convention: latents are multiplied by 1 / std so the diffusion model sees unit variance."""
-    images, _ = random_batch(np.random.default_rng([cfg.seed, 9]), 256)
-    latents = vae.encode(to_tensor(images)).latent_dist.mode()
-    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
-    return vae
-
-
-@torch.no_grad()
-def vae_psnr(vae, seed: int, count: int = 256) -> float:
-    """Reconstruction PSNR on fresh full 64x64 images (posterior mode)."""
-    images, _ = random_batch(np.random.default_rng([seed, 7]), count)
-    x = to_tensor(images)
-    return psnr(vae.decode(vae.encode(x).latent_dist.mode()).sample, x)
-
-
-@torch.no_grad()
-def encode_pool(vae, tokenizer, cfg: Config, workdir: Path, log=print) -> dict:
-    """Pre-encoded training set: latent posterior mean/std and caption token ids, cached on disk."""
+def encode_pool(vae, tokenizer, cfg: Config, workdir: Path, rt: Runtime, log=print) -> dict:
+    """Pre-encoded training set: latent posterior mean/std and caption token ids, cached on disk. Chunks are
+    seeded by their start, so the pool is the same whatever the number of drawing workers."""
     path = workdir / "pool.pt"
     cached = load(path)
     if cached is not None and cached["count"] == cfg.pool and cached["scale"] == vae.config.scaling_factor:
         return cached
+    jobs = [(cfg.seed, chunk, min(256, cfg.pool - chunk)) for chunk in range(0, cfg.pool, 256)]
+    ids_of: dict[str, torch.Tensor] = {}
     means, stds, ids = [], [], []
-    for chunk in range(0, cfg.pool, 256):
-        images, samples = random_batch(
-            np.random.default_rng([cfg.seed, 2, chunk]), min(256, cfg.pool - chunk)
-        )
-        dist = vae.encode(to_tensor(images)).latent_dist
-        means.append(dist.mean.half())
-        stds.append(dist.std.half())
-        ids.append(
-            tokenizer([s.caption for s in samples], padding="max_length", return_tensors="pt").input_ids
-        )
-        if chunk % 5120 == 0:
-            log(f"encoded {chunk}/{cfg.pool} training images")
+    with multiprocessing.get_context("fork").Pool(rt.workers) if rt.workers > 1 else _Serial() as workers:
+        encoder = make_vae(cfg).to(rt.device)  # after the fork: the drawing workers never touch CUDA
+        encoder.load_state_dict(vae.state_dict())
+        for n, (images, captions) in enumerate(workers.imap(_draw_chunk, jobs)):
+            dist = encoder.encode(to_tensor(images).to(rt.device)).latent_dist
+            means.append(dist.mean.half().cpu())
+            stds.append(dist.std.half().cpu())
+            for text in set(captions) - ids_of.keys():
+                ids_of[text] = tokenizer([text], padding="max_length", return_tensors="pt").input_ids[0]
+            ids.append(torch.stack([ids_of[text] for text in captions]))
+            if n % 20 == 0:
+                log(f"encoded {n * 256}/{cfg.pool} training images")
     pool = {"count": cfg.pool, "scale": vae.config.scaling_factor, "mean": torch.cat(means)}
     pool.update(std=torch.cat(stds), ids=torch.cat(ids))
     save_atomic(pool, path)
     return pool
+
+
+class _Serial:
+    """The Pool interface, in this process (no fork for a one-worker run or a test)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def imap(self, fn, items):
+        return map(fn, items)
 
 
 def loss_weights(snr: torch.Tensor, cfg: Config) -> torch.Tensor:
@@ -282,129 +167,122 @@ def loss_weights(snr: torch.Tensor, cfg: Config) -> torch.Tensor:
     return clipped / snr
 
 
-def train_unet(cfg: Config, vae, workdir: Path, max_seconds: float, ckpt_seconds: float, log=print) -> dict:
-    """Stage 2. Returns the checkpoint dict (with EMA weights)."""
-    tokenizer = build_tokenizer()
-    pool = encode_pool(vae, tokenizer, cfg, workdir, log)
+def draw_batch(cfg: Config, pool: dict, step: int, scale: float, empty: torch.Tensor, alphas: torch.Tensor):
+    """Step `step`'s noisy latents, timesteps, caption ids, target and per-sample loss weight. Every random
+    number comes from CPU generators seeded by (seed, step), so any device draws the same batch."""
+    b, device = cfg.unet_batch, alphas.device
+    index = torch.from_numpy(np.random.default_rng([cfg.seed, 3, step]).integers(0, cfg.pool, b))
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    eps = torch.randn(b, 4, 16, 16, generator=gen)
+    drop = torch.rand(b, generator=gen) < cfg.caption_dropout
+    noise = torch.randn(b, 4, 16, 16, generator=gen)
+    noise = (noise + cfg.offset_noise * torch.randn(b, 4, 1, 1, generator=gen)).to(device)
+    t = torch.randint(0, 1000, (b,), generator=gen).to(device)
+    index = index.to(pool["mean"].device)
+    x0 = (pool["mean"][index].float() + pool["std"][index].float() * eps.to(device)) * scale
+    ids = pool["ids"][index].clone()
+    ids[drop.to(device)] = empty
+    a = alphas[t].view(b, 1, 1, 1)
+    noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    target = a.sqrt() * noise - (1 - a).sqrt() * x0 if cfg.prediction == "v_prediction" else noise
+    return noisy, t, ids, target, loss_weights(alphas[t] / (1 - alphas[t]), cfg)
+
+
+def _start(cfg: Config, rt: Runtime, path: Path, tokenizer):
+    """Models, optimizer, EMA and step: from the checkpoint if there is one, else fresh (or from rt.init)."""
     unet, text = make_unet(cfg), make_text_encoder(cfg, tokenizer)
-    params = list(unet.parameters()) + list(text.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=0.0)
-    path = workdir / "unet.pt"
     state = load(path)
+    if state is None and rt.init is not None:
+        unet.load_state_dict(load_file(rt.init / "unet" / "diffusion_pytorch_model.safetensors"))
+        text.load_state_dict(load_file(rt.init / "text_encoder" / "model.safetensors"))
     if state is not None:
         unet.load_state_dict(state["unet"])
         text.load_state_dict(state["text"])
+    unet.to(rt.device).train()
+    text.to(rt.device).train()
+    params = list(unet.parameters()) + list(text.parameters())
+    fused = {"fused": True} if torch.device(rt.device).type == "cuda" else {}
+    opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=0.0, **fused)
+    if state is not None:
         opt.load_state_dict(state["opt"])
-        ema = state["ema"]
+        ema = {k: {n: t.to(rt.device) for n, t in v.items()} for k, v in state["ema"].items()}
     else:
         ema = {"unet": unet.state_dict(), "text": text.state_dict()}
         ema = {k: {n: t.detach().clone() for n, t in v.items()} for k, v in ema.items()}
         state = {"step": 0, "elapsed": 0.0}
+    return unet, text, opt, ema, state
+
+
+def train_unet(
+    cfg: Config, vae, workdir: Path, max_seconds: float, ckpt_seconds: float, rt: Runtime, log=print
+) -> dict:
+    """Stage 2. Returns the checkpoint dict (with EMA weights)."""
+    tokenizer = build_tokenizer()
+    pool = {
+        k: v.to(rt.device) if torch.is_tensor(v) else v
+        for k, v in encode_pool(vae, tokenizer, cfg, workdir, rt, log).items()
+    }
+    path = workdir / "unet.pt"
+    unet, text, opt, ema, state = _start(cfg, rt, path, tokenizer)
+    params = [p for group in opt.param_groups for p in group["params"]]
+    live = [v for m in (unet, text) for v in m.state_dict().values() if v.dtype.is_floating_point]
+    averaged = [
+        ema[k][n]
+        for k, m in (("unet", unet), ("text", text))
+        for n, v in m.state_dict().items()
+        if v.dtype.is_floating_point
+    ]
     step, elapsed, started, saved = state["step"], state["elapsed"], time.time(), time.time()
     betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
-    alphas_cumprod = torch.cumprod(1 - betas, 0).float()
-    empty = tokenizer([""], padding="max_length", return_tensors="pt").input_ids
-    losses = []
-
-    def snapshot() -> dict:
-        total = elapsed + time.time() - started
-        return {
-            "unet": unet.state_dict(),
-            "text": text.state_dict(),
-            "opt": opt.state_dict(),
-            "ema": ema,
-        }, total
+    alphas = torch.cumprod(1 - betas, 0).float().to(rt.device)
+    empty = tokenizer([""], padding="max_length", return_tensors="pt").input_ids[0].to(rt.device)
+    scale = vae.config.scaling_factor
+    losses: list[torch.Tensor] = []
+    first = step
 
     def checkpoint() -> dict:
-        data, total = snapshot()
-        data.update(step=step, elapsed=total, config=asdict(cfg))
+        data = {"unet": unet.state_dict(), "text": text.state_dict(), "opt": opt.state_dict(), "ema": ema}
+        data.update(step=step, elapsed=elapsed + time.time() - started, config=asdict(cfg))
         save_atomic(data, path)
         return data
 
-    unet.train()
-    text.train()
     while step < cfg.unet_steps and time.time() - started < max_seconds:
-        rng = np.random.default_rng([cfg.seed, 3, step])
-        index = torch.from_numpy(rng.integers(0, cfg.pool, cfg.unet_batch))
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        b = cfg.unet_batch
-        x0 = pool["mean"][index].float() + pool["std"][index].float() * torch.randn(
-            b, 4, 16, 16, generator=gen
-        )
-        x0 = x0 * vae.config.scaling_factor
-        ids = pool["ids"][index].clone()
-        ids[torch.rand(b, generator=gen) < cfg.caption_dropout] = empty[0]
-        noise = torch.randn(x0.shape, generator=gen)
-        noise = noise + cfg.offset_noise * torch.randn(b, 4, 1, 1, generator=gen)
-        t = torch.randint(0, 1000, (b,), generator=gen)
-        a = alphas_cumprod[t].view(b, 1, 1, 1)
-        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        target = a.sqrt() * noise - (1 - a).sqrt() * x0 if cfg.prediction == "v_prediction" else noise
+        noisy, t, ids, target, weight = draw_batch(cfg, pool, step, scale, empty, alphas)
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, cfg.unet_steps, cfg.unet_lr, cfg.warmup)
         pred = unet(noisy, t, text(ids)[0]).sample
-        per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
-        snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
-        loss = (per_sample * loss_weights(snr, cfg)).mean()
+        loss = (F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        decay = min(cfg.ema, (1 + step) / (10 + step))
         with torch.no_grad():
-            for key, model in (("unet", unet), ("text", text)):
-                for name, value in model.state_dict().items():
-                    if value.dtype.is_floating_point:
-                        ema[key][name].mul_(decay).add_(value, alpha=1 - decay)
-        losses.append(loss.item())
+            torch._foreach_lerp_(averaged, live, 1 - min(cfg.ema, (1 + step) / (10 + step)))
+        losses.append(loss.detach())
+        if rt.fit_minutes is not None and step - first == 100:
+            rate = 100 / (time.time() - started)
+            cfg = replace(cfg, unet_steps=step + int(rate * (rt.fit_minutes * 60 - (time.time() - started))))
+            log(f"schedule fitted to {rt.fit_minutes} min: {cfg.unet_steps} UNet steps at {rate:.1f} steps/s")
         if step % 50 == 0 or step == cfg.unet_steps:
-            rate = len(losses) / max(1e-6, time.time() - started)
+            rate = (step - first) / max(1e-6, time.time() - started)
+            mean = torch.stack(losses[-50:]).mean().item()
             lr = opt.param_groups[0]["lr"]
-            log(
-                f"unet step {step}/{cfg.unet_steps} loss {np.mean(losses[-50:]):.4f} lr {lr:.2e} {rate:.2f} steps/s"
-            )
+            log(f"unet step {step}/{cfg.unet_steps} loss {mean:.4f} lr {lr:.2e} {rate:.2f} steps/s")
         if time.time() - saved > ckpt_seconds:
             checkpoint()
             saved = time.time()
     return checkpoint()
 
 
-def export(cfg: Config, vae, state: dict, out: Path) -> Path:
-    """Write the EMA weights as a StableDiffusionPipeline folder (fp32 safetensors)."""
-    from diffusers import PNDMScheduler, StableDiffusionPipeline
-
-    tokenizer = build_tokenizer()
-    unet, text = make_unet(cfg), make_text_encoder(cfg, tokenizer)
-    unet.load_state_dict(state["ema"]["unet"])
-    text.load_state_dict(state["ema"]["text"])
-    scheduler = PNDMScheduler.from_config({**SD15_SCHEDULER, "prediction_type": cfg.prediction})
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    temp = out.parent / f".{out.name}.tmp"
-    pipe.save_pretrained(temp, safe_serialization=True)
-    if out.exists():
-        old = out.parent / f".{out.name}.old"
-        os.replace(out, old)
-        os.replace(temp, out)
-        for item in sorted(old.rglob("*"), reverse=True):
-            item.rmdir() if item.is_dir() else item.unlink()
-        old.rmdir()
-    else:
-        os.replace(temp, out)
-    return out
-
-
 def run(
-    cfg: Config, workdir: Path, out: Path | None, max_minutes: float, ckpt_minutes: float, log=print
+    cfg: Config,
+    workdir: Path,
+    out: Path | None,
+    max_minutes: float,
+    ckpt_minutes: float,
+    log=print,
+    rt: Runtime = Runtime(),
 ) -> dict:
     """Both stages within a wall-clock budget; returns a summary. Resumes whatever the workdir holds."""
     torch.manual_seed(cfg.seed)
@@ -412,10 +290,12 @@ def run(
     vae = train_vae(cfg, workdir, deadline - time.time(), ckpt_minutes * 60, log)
     summary = {"vae_psnr_db": vae_psnr(vae, cfg.seed + 1)}
     log(f"vae reconstruction PSNR {summary['vae_psnr_db']:.2f} dB")
-    state = train_unet(cfg, vae, workdir, max(0.0, deadline - time.time()), ckpt_minutes * 60, log)
+    state = train_unet(cfg, vae, workdir, max(0.0, deadline - time.time()), ckpt_minutes * 60, rt, log)
     summary.update(unet_step=state["step"], unet_seconds=state["elapsed"])
     if out is not None:
-        export(cfg, vae, state, out)
+        export(
+            replace(cfg, **{k: v for k, v in state["config"].items() if k == "unet_steps"}), vae, state, out
+        )
         log(f"wrote {out} at unet step {state['step']}")
     return summary
 
@@ -427,19 +307,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", choices=("full", "tiny"), default="full", help="tiny = CI smoke size")
     parser.add_argument("--vae-steps", type=int, default=None)
     parser.add_argument("--unet-steps", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=None, help="UNet batch size")
+    parser.add_argument("--lr", type=float, default=None, help="UNet peak learning rate")
+    parser.add_argument("--warmup", type=int, default=None, help="learning-rate warmup steps")
+    parser.add_argument("--pool", type=int, default=None, help="pre-encoded training images")
     parser.add_argument("--max-minutes", type=float, default=1e9, help="stop (and checkpoint) after this")
+    parser.add_argument("--fit-minutes", type=float, default=None, help="size the UNet schedule to this")
     parser.add_argument("--checkpoint-minutes", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--workers", type=int, default=1, help="processes drawing the training pool")
+    parser.add_argument("--init", type=Path, default=None, help="fresh UNet/text weights from this folder")
     parser.add_argument(
         "--export-only", action="store_true", help="write --out from the checkpoints, no training"
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     cfg = Config() if args.preset == "full" else TINY
-    if args.vae_steps is not None:
-        cfg = replace(cfg, vae_steps=args.vae_steps)
-    if args.unet_steps is not None:
-        cfg = replace(cfg, unet_steps=args.unet_steps)
+    overrides = {"vae_steps": args.vae_steps, "unet_steps": args.unet_steps, "unet_batch": args.batch}
+    overrides.update(unet_lr=args.lr, warmup=args.warmup, pool=args.pool)
+    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if args.export_only:
         vae, state = load_trained(cfg, args.workdir)
         export(cfg, vae, state, args.out)
@@ -452,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         args.max_minutes,
         args.checkpoint_minutes,
         log=lambda m: print(m, flush=True),
+        rt=Runtime(args.device, args.workers, args.fit_minutes, args.init),
     )
     print(summary, flush=True)
     return 0
