@@ -21,7 +21,7 @@ import argparse
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -87,12 +87,15 @@ def train(
     max_seconds: float,
     ckpt_seconds: float,
     log=print,
+    device: str = "cpu",
 ):
     """Train until max_steps or max_seconds (whichever first), resuming from workdir/state.pt; returns the
     trained ControlNet."""
     unet, vae, text_encoder, tokenizer, scheduler = load_frozen(model)
     torch.manual_seed(cfg.seed)
     net = make_controlnet(unet, vae).train()
+    for module in (unet, vae, text_encoder, net):
+        module.to(device)
     optimiser = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
     state_path, step = workdir / "state.pt", 0
     if state_path.exists():
@@ -110,7 +113,7 @@ def train(
                 text, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"
             )
             with torch.no_grad():
-                prompts[text] = text_encoder(ids.input_ids)[0][0]
+                prompts[text] = text_encoder(ids.input_ids.to(device))[0][0]
         return prompts[text]
 
     def save() -> None:
@@ -126,13 +129,16 @@ def train(
         rng = np.random.default_rng([cfg.seed, step])
         generator = torch.Generator("cpu").manual_seed(cfg.seed * 1_000_003 + step)
         images, samples = random_batch(rng, cfg.batch, cfg.size)
-        control = torch.from_numpy(control_images(images, cfg))
-        pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        control = torch.from_numpy(control_images(images, cfg)).to(device)
+        pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device)
         embeddings = torch.stack([encode(s.caption) for s in samples])
         with torch.no_grad():
-            latents = vae.encode(pixels).latent_dist.sample(generator) * factor
-        noise = torch.randn(latents.shape, generator=generator)
+            dist = vae.encode(pixels).latent_dist
+            latents = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=generator).to(device)
+            latents = latents * factor
+        noise = torch.randn(latents.shape, generator=generator).to(device)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch,), generator=generator)
+        t = t.to(device)
         noisy = scheduler.add_noise(latents, noise, t)
         down, mid = net(noisy, t, embeddings, controlnet_cond=control, return_dict=False)
         pred = unet(
@@ -178,11 +184,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3600.0)
     parser.add_argument("--checkpoint-seconds", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=1, help="keep 1 on a shared machine")
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = PRESETS[args.preset]
-    net, steps = train(cfg, args.model, args.workdir, args.steps, args.seconds, args.checkpoint_seconds)
-    print(export(net, args.out, cfg, steps))
+    cfg = cfg if args.batch is None else replace(cfg, batch=args.batch)
+    net, steps = train(
+        cfg, args.model, args.workdir, args.steps, args.seconds, args.checkpoint_seconds, device=args.device
+    )
+    print(export(net.cpu(), args.out, cfg, steps))
     return 0
 
 
