@@ -175,7 +175,9 @@ class GraphRenderer:
         self.defaults = {k: self.graph.nodes[n].params[p] for k, (n, p) in self.where.items()}
 
     def render(self, pairs, steps=None, guidance=None, negative: str = "", batch: int = 0):
-        values = {"steps": steps or self.defaults["steps"], "guidance": guidance or self.defaults["guidance"]}
+        values = {"steps": steps or self.defaults["steps"], "guidance": guidance}
+        if guidance is None:  # 0 is a real scale: the unconditional prediction alone
+            values["guidance"] = self.defaults["guidance"]
         if "negative" in self.where:
             values["negative"] = negative
         out = []
