@@ -88,3 +88,35 @@ def test_resumed_training_ends_where_an_uninterrupted_run_does(trained, tmp_path
         torch.testing.assert_close(resumed["unet"][name], value)
     for name, value in straight["ema"]["text"].items():
         torch.testing.assert_close(resumed["ema"]["text"][name], value)
+
+
+def test_the_training_pool_is_the_same_whatever_the_number_of_drawing_workers(tmp_path) -> None:
+    from tools.tiny_shapes_model import make_vae
+
+    cfg = replace(train.TINY, pool=600)  # three chunks of up to 256
+    vae = make_vae(cfg).eval()
+    vae.register_to_config(scaling_factor=0.5)
+    pools = []
+    for workers in (1, 2):
+        (tmp_path / str(workers)).mkdir()
+        runtime = train.Runtime(workers=workers)
+        pools.append(train.encode_pool(vae, build_tokenizer(), cfg, tmp_path / str(workers), runtime, quiet))
+    assert pools[0]["mean"].shape == (600, 4, 16, 16) and pools[0]["ids"].shape == (600, 77)
+    for key in ("mean", "std", "ids"):
+        torch.testing.assert_close(pools[0][key], pools[1][key], rtol=0, atol=0)
+
+
+def test_init_starts_the_unet_and_text_encoder_from_a_folder(trained, tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    _, folder, _ = trained
+    (tmp_path / "vae.pt").write_bytes((trained[0] / "vae.pt").read_bytes())
+    start = replace(train.TINY, unet_steps=0)
+    train.run(
+        start, tmp_path, None, max_minutes=10, ckpt_minutes=10, log=quiet, rt=train.Runtime(init=folder)
+    )
+    state = torch.load(tmp_path / "unet.pt", weights_only=False)
+    for name, value in load_file(folder / "unet" / "diffusion_pytorch_model.safetensors").items():
+        torch.testing.assert_close(state["unet"][name], value)
+    for name, value in load_file(folder / "text_encoder" / "model.safetensors").items():
+        torch.testing.assert_close(state["ema"]["text"][name], value)
