@@ -10,6 +10,12 @@ Every batch is a pure function of (seed, stage, step), so a resumed run draws th
 
     python -m tools.train_tiny_shapes --workdir .train/tiny-shapes --out assets/models/tiny-shapes
 
+The shipped model's UNet stage ran on a lent H100 (the README has the exact command): --device cuda,
+--workers to draw the training pool in parallel, --batch 1024 (the step is launch-bound, so a bigger batch
+is nearly free) and --fit-minutes, which sizes the cosine schedule from the speed of the first 100 steps
+(the fitted step count is logged; pass it as --unet-steps to resume such a run). --init starts the UNet and
+text encoder from an exported folder when no checkpoint exists.
+
 Imports torch, diffusers and transformers; never Qt.
 """
 
