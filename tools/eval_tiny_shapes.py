@@ -176,7 +176,7 @@ class GraphRenderer:
 
     def render(self, pairs, steps=None, guidance=None, negative: str = "", batch: int = 0):
         values = {"steps": steps or self.defaults["steps"], "guidance": guidance}
-        if guidance is None:  # 0 is a real scale: the unconditional prediction alone
+        if guidance is None:  # not `guidance or default`: 0 is a value the caller may mean
             values["guidance"] = self.defaults["guidance"]
         if "negative" in self.where:
             values["negative"] = negative
