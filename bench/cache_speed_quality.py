@@ -18,7 +18,8 @@ is printed to show the noise; (a) repeats that five times and keeps each loop's 
 so it cannot share a lockstep: it runs in whole loops, each beside an uncached loop of its own.
 
 Usage: python bench/cache_speed_quality.py [--steps-a 20] [--steps-b 10] [--size-b 256] [--only a|b]
-       [--threads-a 1] [--threads-b 2]
+       [--threads-a 1] [--threads-b 2] [--device-b cuda --dtype-b float16]
+(the DeepCache paper's SD1.5 setting: --only b --device-b cuda --dtype-b float16 --steps-b 50 --size-b 512)
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def sample_loop(unet, policy: CachePolicy, latents, cond, uncond, steps: int):
     return x, time.perf_counter() - started, skipped, total
 
 
-def lockstep(unet, policies: list[CachePolicy], latents, cond, uncond, steps: int) -> list[tuple]:
+def lockstep(unet, policies: list[CachePolicy], latents, cond, uncond, steps: int, sync=None) -> list[tuple]:
     """One loop per policy, advanced one step each in turn, so load from other processes hits all alike.
 
     Only for policies that leave the model alone while they run (DeepCache, none): PAB hooks the model.
@@ -110,6 +111,8 @@ def lockstep(unet, policies: list[CachePolicy], latents, cond, uncond, steps: in
                     next(loop)
                 except StopIteration as done:
                     results[k] = done.value
+                if sync is not None:  # a GPU runs ahead of the host: wait for this step before timing it
+                    sync()
                 seconds[k] += time.perf_counter() - started
     return [(x, seconds[k], skipped, total) for k, (x, skipped, total) in enumerate(results)]
 
@@ -147,7 +150,7 @@ def ssim(test: np.ndarray, reference: np.ndarray) -> float:
 
 
 def latent_quality(test: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
-    ref, out = reference[0].permute(1, 2, 0).numpy(), test[0].permute(1, 2, 0).numpy()
+    ref, out = (x[0].permute(1, 2, 0).float().cpu().numpy() for x in (reference, test))
     low, high = float(ref.min()), float(ref.max())
     scale = lambda v: np.clip((v - low) / (high - low), 0, 1)  # noqa: E731
     return psnr(out, ref, high - low), ssim(scale(out), scale(ref))
@@ -248,15 +251,19 @@ def calibrate_cfg(unet, latents, cond, uncond, steps: int, budget: int, guidance
     return calibrate(unet, ddim.timesteps, torch.cat([start, start]), text, step=step, budget=budget)
 
 
-def bench_sd15(steps: int, size: int) -> None:
+def bench_sd15(steps: int, size: int, device: str = "cpu", dtype: str = "float32") -> None:
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(**SD15_UNET).eval()
+    place = {"device": device, "dtype": getattr(torch, dtype)}
+    unet = UNet2DConditionModel(**SD15_UNET).eval().to(**place)
     side = size // 8
     generator = torch.Generator().manual_seed(0)
-    latents = torch.randn(1, 4, side, side, generator=generator)
-    cond, uncond = torch.randn(2, 1, 77, 768, generator=generator)
+    latents = torch.randn(1, 4, side, side, generator=generator).to(**place)
+    cond, uncond = torch.randn(2, 1, 77, 768, generator=generator).to(**place)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else None
+    if sync is not None:  # warm up kernels and allocator before anything is timed
+        lockstep(unet, [NoCache(), DeepCache(interval=3)], latents, cond, uncond, 3, sync)
     # Two uncached loops: the first is the reference, the second a control that shows the timing noise.
-    runs = lockstep(unet, [NoCache(), NoCache(), *DEEPCACHE], latents, cond, uncond, steps)
+    runs = lockstep(unet, [NoCache(), NoCache(), *DEEPCACHE], latents, cond, uncond, steps, sync)
     (reference, before, _, _), (_, control, _, _) = runs[:2]
     rows = [
         (label(policy), seconds, before, skipped, total, latent_quality(out, reference))
@@ -264,7 +271,8 @@ def bench_sd15(steps: int, size: int) -> None:
     ]
     report(
         f"(b) SD1.5-architecture UNet, random weights: {size}x{size} ({side}x{side} latents), {steps} DDIM "
-        f"steps, CFG batch of 2, {torch.get_num_threads()} threads, all loops in lockstep (one step of each "
+        f"steps, CFG batch of 2, {device} {dtype}, {torch.get_num_threads()} CPU threads, all loops in "
+        "lockstep (one step of each "
         "in turn); quality on final latents",
         rows,
         [before, control],
@@ -279,14 +287,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("a", "b"))
     parser.add_argument("--threads-a", type=int, default=1, help="tiny models only slow down with more")
     parser.add_argument("--threads-b", type=int, default=2)
+    parser.add_argument("--device-b", default="cpu", help="cpu or cuda (the paper's setting is cuda)")
+    parser.add_argument("--dtype-b", default="float32", choices=("float32", "float16", "bfloat16"))
     args = parser.parse_args(argv)
-    print(f"torch {torch.__version__}, CPU", flush=True)
+    gpu = torch.cuda.get_device_name() if args.device_b == "cuda" else "no GPU used"
+    print(f"torch {torch.__version__}, {gpu}", flush=True)
     if args.only in (None, "a"):
         torch.set_num_threads(args.threads_a)
         bench_embedded(args.steps_a)
     if args.only in (None, "b"):
         torch.set_num_threads(args.threads_b)
-        bench_sd15(args.steps_b, args.size_b)
+        bench_sd15(args.steps_b, args.size_b, args.device_b, args.dtype_b)
     return 0
 
 
