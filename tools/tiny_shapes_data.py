@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from nodes.shapes import COLOURS, SHAPES, draw
+from tools.make_tiny_random_model import byte_symbols
 
 COLOUR_NAMES = tuple(COLOURS)
 GRAMMAR_WORDS = ("a", "on", "background", *COLOUR_NAMES, *SHAPES)
@@ -65,20 +66,6 @@ def random_batch(rng: np.random.Generator, count: int, size: int = 64) -> tuple[
     return np.stack([p[0] for p in pairs]), [p[1] for p in pairs]
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP byte -> printable character table, so any UTF-8 text maps onto the base alphabet."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    keep += list(range(ord("®"), ord("ÿ") + 1))
-    chars, extra = {}, 0
-    for byte in range(256):
-        if byte in keep:
-            chars[byte] = chr(byte)
-        else:
-            chars[byte] = chr(256 + extra)
-            extra += 1
-    return chars
-
-
 def learn_merges(words: tuple[str, ...]) -> list[tuple[str, str]]:
     """Byte-pair merges learned on the grammar words until each word is one symbol.
 
@@ -108,7 +95,7 @@ def build_tokenizer(max_length: int = 77):
     """A CLIPTokenizer over byte characters plus the grammar's merges; every grammar word is one token."""
     from transformers import CLIPTokenizer
 
-    base = list(_bytes_to_unicode().values())
+    base = byte_symbols()
     merges = learn_merges(GRAMMAR_WORDS)
     tokens = base + [c + "</w>" for c in base] + ["".join(m) for m in merges] + list(SPECIAL_TOKENS)
     vocab = {t: i for i, t in enumerate(dict.fromkeys(tokens))}
