@@ -133,9 +133,7 @@ def train(
         pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device)
         embeddings = torch.stack([encode(s.caption) for s in samples])
         with torch.no_grad():
-            dist = vae.encode(pixels).latent_dist
-            latents = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=generator).to(device)
-            latents = latents * factor
+            latents = vae.encode(pixels).latent_dist.sample(generator) * factor  # CPU generator, any device
         noise = torch.randn(latents.shape, generator=generator).to(device)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch,), generator=generator)
         t = t.to(device)
