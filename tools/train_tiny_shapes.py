@@ -25,6 +25,7 @@ import argparse
 import math
 import multiprocessing
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from safetensors.torch import load_file
 
 from tools.tiny_shapes_data import build_tokenizer, random_batch
 from tools.tiny_shapes_model import (
+    SD15_SCHEDULER,
     TINY,
     Config,
     export,
@@ -133,10 +135,13 @@ def encode_pool(vae, tokenizer, cfg: Config, workdir: Path, rt: Runtime, log=pri
     jobs = [(cfg.seed, chunk, min(256, cfg.pool - chunk)) for chunk in range(0, cfg.pool, 256)]
     ids_of: dict[str, torch.Tensor] = {}
     means, stds, ids = [], [], []
-    with multiprocessing.get_context("fork").Pool(rt.workers) if rt.workers > 1 else _Serial() as workers:
+    with ExitStack() as stack:
+        imap = map  # one worker: draw in this process
+        if rt.workers > 1:
+            imap = stack.enter_context(multiprocessing.get_context("fork").Pool(rt.workers)).imap
         encoder = make_vae(cfg).to(rt.device)  # after the fork: the drawing workers never touch CUDA
         encoder.load_state_dict(vae.state_dict())
-        for n, (images, captions) in enumerate(workers.imap(_draw_chunk, jobs)):
+        for n, (images, captions) in enumerate(imap(_draw_chunk, jobs)):
             dist = encoder.encode(to_tensor(images).to(rt.device)).latent_dist
             means.append(dist.mean.half().cpu())
             stds.append(dist.std.half().cpu())
@@ -149,19 +154,6 @@ def encode_pool(vae, tokenizer, cfg: Config, workdir: Path, rt: Runtime, log=pri
     pool.update(std=torch.cat(stds), ids=torch.cat(ids))
     save_atomic(pool, path)
     return pool
-
-
-class _Serial:
-    """The Pool interface, in this process (no fork for a one-worker run or a test)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def imap(self, fn, items):
-        return map(fn, items)
 
 
 def loss_weights(snr: torch.Tensor, cfg: Config) -> torch.Tensor:
@@ -183,7 +175,7 @@ def draw_batch(cfg: Config, pool: dict, step: int, scale: float, empty: torch.Te
     drop = torch.rand(b, generator=gen) < cfg.caption_dropout
     noise = torch.randn(b, 4, 16, 16, generator=gen)
     noise = (noise + cfg.offset_noise * torch.randn(b, 4, 1, 1, generator=gen)).to(device)
-    t = torch.randint(0, 1000, (b,), generator=gen).to(device)
+    t = torch.randint(0, len(alphas), (b,), generator=gen).to(device)
     index = index.to(pool["mean"].device)
     x0 = (pool["mean"][index].float() + pool["std"][index].float() * eps.to(device)) * scale
     ids = pool["ids"][index].clone()
@@ -231,15 +223,16 @@ def train_unet(
     path = workdir / "unet.pt"
     unet, text, opt, ema, state = _start(cfg, rt, path, tokenizer)
     params = [p for group in opt.param_groups for p in group["params"]]
-    live = [v for m in (unet, text) for v in m.state_dict().values() if v.dtype.is_floating_point]
-    averaged = [
-        ema[k][n]
-        for k, m in (("unet", unet), ("text", text))
-        for n, v in m.state_dict().items()
-        if v.dtype.is_floating_point
+    pairs = [
+        (value, ema[key][name])
+        for key, model in (("unet", unet), ("text", text))
+        for name, value in model.state_dict().items()
+        if value.dtype.is_floating_point
     ]
+    live, averaged = [p[0] for p in pairs], [p[1] for p in pairs]
     step, elapsed, started, saved = state["step"], state["elapsed"], time.time(), time.time()
-    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
+    start, end, count = (SD15_SCHEDULER[k] for k in ("beta_start", "beta_end", "num_train_timesteps"))
+    betas = torch.linspace(start**0.5, end**0.5, count, dtype=torch.float64) ** 2  # scaled_linear
     alphas = torch.cumprod(1 - betas, 0).float().to(rt.device)
     empty = tokenizer([""], padding="max_length", return_tensors="pt").input_ids[0].to(rt.device)
     scale = vae.config.scaling_factor
