@@ -1,8 +1,9 @@
 """Where files named by params live: input files and models under the configured model roots.
 
-Model roots follow ComfyUI's layout (`<root>/checkpoints`, `<root>/vae`, `<root>/controlnet`, ...) and
-A1111's folder names (`Stable-diffusion`, `VAE`, `ControlNet`, `Lora`), so an existing models folder
-just works. A root may also hold models directly (the shipped `assets/models`). Roots come from, in
+Model roots follow ComfyUI's layout (`<root>/checkpoints`, `<root>/vae`, `<root>/loras`, `<root>/embeddings`,
+`<root>/controlnet`, `<root>/text_encoders` (alias `clip`), `<root>/diffusion_models` (alias `unet`)) and
+A1111's folder names (`Stable-diffusion`, `VAE`, `ControlNet`, `Lora`, `LyCORIS`), so an existing models
+folder just works. A root may also hold models directly (the shipped `assets/models`). Roots come from, in
 order: `$NODELOOM_MODEL_ROOTS` (os.pathsep-separated), the `model_roots` list of the config file
 (`$NODELOOM_CONFIG`, default `~/.config/nodeloom/config.json`), `./models`, and `assets/models`.
 A model name may not escape its root ("../x" and absolute paths outside every root are refused).
@@ -22,8 +23,10 @@ MODEL_FOLDERS: dict[str, tuple[str, ...]] = {
     "checkpoints": ("checkpoints", "Stable-diffusion", "diffusers"),
     "vae": ("vae", "VAE"),
     "controlnet": ("controlnet", "ControlNet"),
-    "loras": ("loras", "Lora"),
+    "loras": ("loras", "Lora", "LyCORIS"),
     "embeddings": ("embeddings",),
+    "text_encoders": ("text_encoders", "clip"),
+    "diffusion_models": ("diffusion_models", "unet"),
 }
 
 
@@ -93,6 +96,22 @@ class FileResolver:
             if (base / candidate).exists():
                 return (base / candidate).resolve()
         raise FileProblem(f"file not found: {value} (looked in {', '.join(str(b) for b in bases)})")
+
+    def resolve_first(self, path_kind: str, names: tuple[str, ...]) -> Path:
+        """The first of `names` that resolves to a file (FileProblem naming them and the folders searched)."""
+        for name in names:
+            try:
+                path = self.resolve(path_kind, name)
+            except FileProblem:
+                continue
+            if path.is_file():
+                return path
+        kind = path_kind.split(":", 1)[-1]
+        where = ", ".join(str(f) for f in self.model_dirs(kind)) or ", ".join(
+            str(r) for r in self.model_roots
+        )
+        tried = ", ".join(names)
+        raise FileProblem(f"{kind} {names[0]!r} not found (looked for {tried} in {where})")
 
     def _model(self, kind: str, value: str) -> Path:
         folders = self.model_dirs(kind)

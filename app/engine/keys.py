@@ -4,8 +4,10 @@ key(node) = sha256(type, type version, canonical params, [(input, upstream key, 
                    fingerprints (path, size, mtime) of files the node reads, nonce if volatile)
 
 Keys never contain node ids, so identical chains share results and survive renaming and copy/paste.
-A change anywhere upstream changes every key downstream. The parts are kept so the editor can say
-why a node will re-run. Never import torch or Qt here.
+A change anywhere upstream changes every key downstream, except across an output that declares what it
+`uses`: downstream of it sees a key of just those inputs and params (the output's port key), so Load
+LoRA's `strength_clip` re-runs Text Encode but not a Sampler fed only through MODEL. The parts are kept
+so the editor can say why a node will re-run. Never import torch or Qt here.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from app.engine.plan import Index, resolved_params
+from app.engine.plan import Index, extra_files, resolved_params
 from app.files import FileResolver, fingerprint
 from app.graph.model import Graph
 from app.registry import Registry
@@ -55,28 +57,57 @@ def compute_keys(
     index = index or Index(graph)
     keys: dict[str, str] = {}
     parts: dict[str, KeyParts] = {}
+    port_keys: dict[tuple[str, str], str] = {}  # (node, output) -> the key downstream nodes see
     for node_id in order:
         node = graph.nodes[node_id]
         spec = registry.get(node.type)
         assert spec is not None, f"node {node_id} has no spec; validate before keying"
         incoming = index.incoming[node_id]
         params = resolved_params(spec, node.params, incoming)
-        files: dict[str, Any] = {}
-        for name, value in params.items():
-            param = spec.param(name)
-            if param is not None and param.reads_file:
-                files[name] = fingerprint(resolver.resolve(param.path or "", value))
+        paths = resolved_file_params(spec, params, resolver)
+        files: dict[str, Any] = {name: fingerprint(path) for name, path in paths.items()}
+        as_run = {**params, **{name: str(path) for name, path in paths.items()}}
+        for name, path in extra_files(spec, as_run, resolver)[0].items():
+            files[name] = fingerprint(path)
         part = KeyParts(
             type=spec.type,
             version=spec.version,
             params=params,
-            inputs={name: (keys[edge.src], edge.src_port) for name, edge in incoming.items()},
+            inputs={
+                name: (port_keys.get((edge.src, edge.src_port), keys[edge.src]), edge.src_port)
+                for name, edge in incoming.items()
+            },
             files=files,
             nonce=nonce if spec.volatile else "",
         )
         parts[node_id] = part
         keys[node_id] = part.digest()
+        for port in spec.outputs:
+            if port.uses is not None:
+                port_keys[(node_id, port.name)] = _port_key(part, port.name, set(port.uses))
     return keys, parts
+
+
+def resolved_file_params(spec, params: dict[str, Any], resolver: FileResolver) -> dict[str, Any]:
+    """The absolute paths of a node's file params (as its run function gets them)."""
+    return {
+        name: resolver.resolve(param.path or "", value)
+        for name, value in params.items()
+        if (param := spec.param(name)) is not None and param.reads_file
+    }
+
+
+def _port_key(part: KeyParts, port: str, uses: set[str]) -> str:
+    """The key of one output made only of the params, inputs and files it uses."""
+    narrowed = KeyParts(
+        type=f"{part.type}.{port}",
+        version=part.version,
+        params={k: v for k, v in part.params.items() if k in uses},
+        inputs={k: v for k, v in part.inputs.items() if k in uses},
+        files={k: v for k, v in part.files.items() if k.split(":", 1)[0] in uses},
+        nonce=part.nonce,
+    )
+    return narrowed.digest()
 
 
 def explain(old: KeyParts | None, new: KeyParts, upstream: dict[str, str] | None = None) -> str:

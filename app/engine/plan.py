@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -156,6 +157,23 @@ def param_values(
     return values, problems
 
 
+def extra_files(
+    spec: NodeSpec, params: dict[str, Any], resolver: FileResolver
+) -> tuple[dict[str, Path], list[tuple[str, str]]]:
+    """The files a node reads beyond its path params (`spec.reads`), by "param:name", and (param, why)
+    for each one that cannot be found."""
+    found: dict[str, Path] = {}
+    missing: list[tuple[str, str]] = []
+    if spec.reads is None:
+        return found, missing
+    for ref in spec.reads(params):
+        try:
+            found[f"{ref.param}:{ref.names[0]}"] = resolver.resolve_first(ref.kind, ref.names)
+        except FileProblem as error:
+            missing.append((ref.param, str(error)))
+    return found, missing
+
+
 def validate(
     graph: Graph,
     registry: Registry,
@@ -219,8 +237,10 @@ def _node_problems(graph, registry, resolver, node_id, spec, incoming, input_fam
         found.extend(_edge_problems(graph, registry, spec, edge))
     values, param_problems = param_values(spec, node_id, node.params, incoming, resolver)
     found.extend(param_problems)
+    if not param_problems:
+        found.extend(Problem(node_id, name, why) for name, why in extra_files(spec, values, resolver)[1])
     try:
-        T.families_agree(list(input_families.values()))
+        T.inputs_agree(_typed(spec, input_families))
     except ValueError as error:
         detail = ", ".join(f"{name}: {fam}" for name, fam in sorted(input_families.items()) if fam)
         found.append(Problem(node_id, None, f"{error} ({detail})"))
@@ -262,10 +282,14 @@ def _edge_problems(graph: Graph, registry: Registry, spec: NodeSpec, edge: Edge)
     return []
 
 
+def _typed(spec: NodeSpec, input_families: dict[str, str | None]) -> list[tuple[str | None, str | None]]:
+    return [(spec.input_type(name), family) for name, family in input_families.items()]
+
+
 def _family(spec: NodeSpec, params: dict[str, Any], input_families: dict[str, str | None]) -> str | None:
     try:
         if spec.family is not None:
             return spec.family(params, input_families)
-        return T.families_agree(list(input_families.values()))
+        return T.inputs_agree(_typed(spec, input_families))
     except Exception:  # a family hook must never break validation; the mismatch is reported elsewhere
         return None

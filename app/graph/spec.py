@@ -35,12 +35,18 @@ PATH_KINDS_READ = ("image", "file")
 
 @dataclass(frozen=True)
 class PortSpec:
-    """An input or output socket: its name, socket type and tooltip. Optional inputs may stay empty."""
+    """An input or output socket: its name, socket type and tooltip. Optional inputs may stay empty.
+
+    An output may name the inputs and params it depends on (`uses`); its cache key is then made of those
+    alone, so a change to anything else re-runs this node but nothing downstream of that output (Load
+    LoRA's MODEL does not change with `strength_clip`). None = everything.
+    """
 
     name: str
     type: str
     description: str = ""
     optional: bool = False
+    uses: tuple[str, ...] | None = None
 
 
 Input = PortSpec
@@ -160,6 +166,20 @@ MigrateFunction = Callable[[dict[str, Any], int], dict[str, Any]]
 
 
 @dataclass(frozen=True)
+class FileRef:
+    """A file a node reads that no path param names (an embedding named inside a prompt): the param it
+    came from, the path kind to resolve it as, and the file names to try in order."""
+
+    param: str
+    kind: str
+    names: tuple[str, ...]
+
+
+# (params not fed by links) -> the extra files the node reads; their fingerprints join its cache key.
+ReadsFunction = Callable[[dict[str, Any]], list[FileRef]]
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     """Everything the editor, the validator and the executor know about one node type."""
 
@@ -178,6 +198,7 @@ class NodeSpec:
     migrate: MigrateFunction | None = None
     family: FamilyFunction | None = None
     validate: ValidateFunction | None = None
+    reads: ReadsFunction | None = None
     _index: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -191,6 +212,12 @@ class NodeSpec:
                 raise ValueError(f"node {self.type!r}: port {port.name!r} has unknown type {port.type!r}")
         if len({p.name for p in self.outputs}) != len(self.outputs):
             raise ValueError(f"node {self.type!r}: two outputs share a name")
+        for port in self.outputs:
+            unknown = sorted(set(port.uses or ()) - seen)
+            if unknown:
+                raise ValueError(
+                    f"node {self.type!r}: output {port.name!r} uses unknown {', '.join(unknown)}"
+                )
         self._index.update(
             inputs={p.name: p for p in self.inputs},
             outputs={p.name: p for p in self.outputs},
@@ -255,6 +282,7 @@ def node(
     migrate: MigrateFunction | None = None,
     family: FamilyFunction | None = None,
     validate: ValidateFunction | None = None,
+    reads: ReadsFunction | None = None,
 ) -> Callable[[RunFunction], RunFunction]:
     """Declare a node type on its run function; the registry collects functions carrying `.spec`."""
 
@@ -276,6 +304,7 @@ def node(
             migrate=migrate,
             family=family,
             validate=validate,
+            reads=reads,
         )
         return run
 

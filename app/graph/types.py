@@ -86,6 +86,29 @@ def compatible(source: str, destination: str) -> bool:
     return destination in _WIDENINGS.get(source, frozenset())
 
 
+# Model families whose latents are interchangeable (one VAE decodes them all): SD1.x and SD2 share one
+# latent space, SDXL base and refiner another. A LATENT or VAE only has to match a model's latent space.
+LATENT_SPACES: dict[str, str] = {"sd15": "sd", "sd2": "sd", "sdxl": "sdxl", "sdxl_refiner": "sdxl"}
+LATENT_TYPES: frozenset[str] = frozenset({LATENT, VAE})
+
+
+def latent_space(family: str) -> str:
+    """The latent space of a model family (the family itself when it shares it with no other)."""
+    return LATENT_SPACES.get(family, family)
+
+
+def inputs_agree(typed: list[tuple[str | None, str | None]]) -> str | None:
+    """The family of a node fed (socket type, family) pairs: models, text encoders, conditionings and
+    ControlNets must share one family; latents and VAEs must share its latent space. Returns the model
+    family when there is one, else the latents' family; raises ValueError naming what differs."""
+    model = families_agree([family for kind, family in typed if kind not in LATENT_TYPES])
+    latents = [family for kind, family in typed if kind in LATENT_TYPES and family]
+    spaces = sorted({latent_space(f) for f in latents} | ({latent_space(model)} if model else set()))
+    if len(spaces) > 1:
+        raise ValueError(f"latent spaces differ: {', '.join(spaces)}")
+    return model or (latents[0] if latents else None)
+
+
 def families_agree(families: list[str | None]) -> str | None:
     """The one family shared by `families` (None entries are unknown and agree with anything).
 

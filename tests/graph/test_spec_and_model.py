@@ -117,3 +117,14 @@ def test_widening_rules():
     assert T.families_agree([None, "sd15", "sd15"]) == "sd15"
     with pytest.raises(ValueError, match="sd15, sdxl"):
         T.families_agree(["sdxl", "sd15"])
+
+
+def test_latents_and_vaes_only_have_to_share_a_latent_space():
+    assert T.inputs_agree([(T.MODEL, "sdxl_refiner"), (T.LATENT, "sdxl")]) == "sdxl_refiner"
+    assert T.inputs_agree([(T.LATENT, "sd15"), (T.VAE, "sd")]) == "sd15"  # one VAE serves SD1.x and SD2
+    assert T.inputs_agree([(T.MODEL, "sd2"), (T.VAE, "sd")]) == "sd2"
+    with pytest.raises(ValueError, match="latent spaces differ: sd, sdxl"):
+        T.inputs_agree([(T.LATENT, "sdxl"), (T.VAE, "sd")])
+    with pytest.raises(ValueError, match="model families differ: sdxl, sdxl_refiner"):
+        T.inputs_agree([(T.MODEL, "sdxl_refiner"), (T.CONDITIONING, "sdxl")])
+    assert T.inputs_agree([(T.LATENT, "tiny-x"), (T.VAE, "tiny-x"), (T.IMAGE, None)]) == "tiny-x"
