@@ -1,6 +1,6 @@
 """Cache: MODEL -> MODEL carrying a feature-cache policy that the Sampler applies for its loop (app/runtime/cache).
 
-The loaded model is never changed: the node only attaches plain data (a CachePolicy) to the MODEL handle;
+The loaded model is never changed: the node only appends plain data (a CachePolicy) to the MODEL's patches;
 the Sampler opens the policy around its denoising loop and closes it after, and reports how many UNet blocks
 were skipped (`skipped_blocks` on its finished event). The adaptive strategy calibrates its plan here, on one
 short probe run, and reports it (`plan`) so it can be pasted into the `plan` param to freeze it.
@@ -12,25 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from app.engine.context import NodeError
 from app.graph import types as T
 from app.graph.spec import Input, Output, Param, node
-from app.runtime.cache import STRATEGIES, AdaptiveCache, CacheError, CachePolicy, NoCache, make_policy
+from app.runtime.cache import STRATEGIES, AdaptiveCache, CacheError, CachePolicy, make_policy
 from app.runtime.cache.policy import SCHEDULES
-from app.runtime.values import ModelHandle
+from app.runtime.families import has_unet
 from nodes._diffusion import inference, load
-
-UNET_FAMILIES = ("sd15", "sd2", "sdxl")
-
-
-@dataclass(frozen=True)
-class CachedModel(ModelHandle):
-    """MODEL with a cache policy attached; the Sampler applies `cache` for the length of its loop."""
-
-    cache: CachePolicy = NoCache()
 
 
 def parse_plan(text: str) -> tuple[int, ...]:
@@ -63,12 +53,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
     except (ValueError, CacheError) as error:
         problems.append(str(error))
     family = inputs.get("model")
-    if (
-        params["strategy"] != "none"
-        and family
-        and family not in UNET_FAMILIES
-        and not family.startswith("tiny-")
-    ):
+    if params["strategy"] != "none" and not has_unet(family):
         problems.append(f"{params['strategy']} caches UNet features; a {family} model has no UNet")
     return problems
 
@@ -180,8 +165,7 @@ def cache(
                 policy = _check_or_calibrate(ctx, policy, params, unet, model)
             except CacheError as error:
                 raise NodeError(str(error)) from None
-    fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(ModelHandle)}
-    return {"model": CachedModel(**fields, cache=policy)}
+    return {"model": dataclasses.replace(model, patches=(*model.patches, policy))}
 
 
 def _check_or_calibrate(

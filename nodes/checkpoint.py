@@ -1,4 +1,6 @@
-"""Load Checkpoint: a diffusers folder or a single .safetensors file -> MODEL, CLIP, VAE handles."""
+"""Loaders: Load Checkpoint (a diffusers folder or single .safetensors file -> MODEL, CLIP, VAE handles) and
+Load VAE (a VAE on its own, replacing a checkpoint's). The families they run on live in app/runtime/families.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ from app.engine.context import NodeError
 from app.files import FileProblem, FileResolver
 from app.graph import types as T
 from app.graph.spec import Output, Param, node
-from app.runtime import checkpoints
+from app.runtime import checkpoints, vaes
 from app.runtime.values import CheckpointSource, ClipHandle, ModelHandle, VaeHandle
-from nodes._diffusion import load
+from nodes._diffusion import load, vae_module
 
 
 def _skeleton(path: Path, config: str) -> Path | None:
@@ -25,34 +27,17 @@ def _family(params: dict[str, Any], _inputs: dict[str, str | None]) -> str | Non
 
 def _validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[str]:
     path = Path(params["checkpoint"])
+    if path.is_dir() and not checkpoints.is_diffusers_folder(path):
+        return [f"{path} is a folder without model_index.json (not a diffusers checkpoint)"]
     try:
-        if path.is_file() and params["config"] == "auto" and checkpoints.detect_layout(path) == "sdxl":
-            return [
-                f"{path.name} is an SDXL checkpoint; this version samples sd15, sd2 and tiny-* models (SDXL: not yet)"
-            ]
-        if path.is_dir() and not checkpoints.is_diffusers_folder(path):
-            return [f"{path} is a folder without model_index.json (not a diffusers checkpoint)"]
         skeleton = _skeleton(path, params["config"])
-        family = checkpoints.family_of(path, params["config"])
+        folder = skeleton or path
+        family = checkpoints.architecture(folder)
     except (checkpoints.CheckpointProblem, FileProblem) as error:
         return [str(error)]
-    folder = skeleton or path
-    missing = [
-        p for p in ("unet", "vae", "text_encoder", "scheduler", "tokenizer") if not (folder / p).is_dir()
-    ]
-    if skeleton is not None and missing == ["tokenizer"]:
-        return [
-            f"config skeleton {skeleton} has no tokenizer/ folder: copy the tokenizer files of a {family} "
-            "diffusers model (vocab.json, merges.txt, tokenizer_config.json) there"
-        ]
+    missing = [p for p in (*family.parts(), "scheduler") if not (folder / p).is_dir()]
     if missing:
-        return [
-            f"{folder} has no {', '.join(missing)} folder(s); Load Checkpoint needs a Stable Diffusion layout"
-        ]
-    if family not in checkpoints.SUPPORTED_FAMILIES and not family.startswith("tiny-"):
-        return [
-            f"{path.name} is an {family} checkpoint; this version samples sd15, sd2 and tiny-* models (SDXL: not yet)"
-        ]
+        return [f"{folder} has no {', '.join(missing)} folder(s), which a {family.name} checkpoint needs"]
     return []
 
 
@@ -63,7 +48,7 @@ def _validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[st
     disk_cache=False,
     outputs=[
         Output("model", T.MODEL, "The denoiser (UNet) and its scheduler settings."),
-        Output("clip", T.CLIP, "Tokenizer + text encoder, for Text Encode."),
+        Output("clip", T.CLIP, "Tokenizers + text encoders, for Text Encode."),
         Output("vae", T.VAE, "The autoencoder, for VAE Encode/Decode and Empty Latent."),
     ],
     params=[
@@ -80,15 +65,16 @@ def _validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[st
             T.STRING,
             "auto",
             description="Single files only: the config skeleton folder (in models/configs or assets/configs); "
-            "auto = sd15, sd2 or sdxl from the file's keys.",
+            "auto = sd15, sd2, sdxl or sdxl_refiner from the file's keys.",
         ),
     ],
     family=_family,
     validate=_validate,
 )
 def load_checkpoint(ctx, checkpoint, config):
-    """Loads a Stable Diffusion checkpoint once per process (shared by every node that uses it) and gives
-    handles to its parts. Never downloads anything: single files use a local config skeleton."""
+    """Loads a Stable Diffusion checkpoint (SD1.x, SD2, SDXL, SDXL refiner) once per process, shared by every
+    node that uses it, and gives handles to its parts (ComfyUI: CheckpointLoaderSimple). Never downloads
+    anything: single files use a local config skeleton and the shipped CLIP tokenizers."""
     path = Path(checkpoint)
     try:
         skeleton = _skeleton(path, config)
@@ -100,18 +86,76 @@ def load_checkpoint(ctx, checkpoint, config):
         loaded, _ = load(ctx, source)
     except (OSError, ValueError) as error:
         raise NodeError(f"cannot load {path}: {error}") from None
-    vae_config = loaded.vae.config
     scheduler_config = dict(loaded.scheduler_config)
     return {
         "model": ModelHandle(
             source, family, scheduler_config.get("prediction_type", "epsilon"), scheduler_config
         ),
         "clip": ClipHandle(source, family),
-        "vae": VaeHandle(
-            source,
-            family,
-            scale_factor=2 ** (len(vae_config.block_out_channels) - 1),
-            latent_channels=vae_config.latent_channels,
-            scaling_factor=float(vae_config.scaling_factor),
-        ),
+        "vae": _vae_handle(source, family, loaded.vae.config),
     }
+
+
+def _vae_handle(source: CheckpointSource, family: str, config: Any, standalone: bool = False) -> VaeHandle:
+    return VaeHandle(
+        source,
+        family,
+        scale_factor=2 ** (len(config.block_out_channels) - 1),
+        latent_channels=config.latent_channels,
+        scaling_factor=float(config.scaling_factor),
+        standalone=standalone,
+    )
+
+
+def _vae_family(params: dict[str, Any], _inputs: dict[str, str | None]) -> str | None:
+    return vaes.family_of(FileResolver().resolve("model:vae", params["vae_name"]), params["config"])
+
+
+def _vae_validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[str]:
+    try:
+        vaes.family_of(Path(params["vae_name"]), params["config"])
+    except (checkpoints.CheckpointProblem, FileProblem) as error:
+        return [str(error)]
+    return []
+
+
+@node(
+    "model.vae",
+    title="Load VAE",
+    category="loaders",
+    disk_cache=False,
+    outputs=[Output("vae", T.VAE, "The autoencoder, in place of a checkpoint's (VAE Encode/Decode).")],
+    params=[
+        Param(
+            "vae_name",
+            T.STRING,
+            "",
+            path="model:vae",
+            description="A VAE under models/vae (A1111: models/VAE): a .safetensors file or a diffusers folder.",
+        ),
+        Param(
+            "config",
+            T.STRING,
+            "auto",
+            description="Single files only: the config skeleton whose vae/ describes it (sd15, sdxl, ...). auto: "
+            "SDXL when the file's name or metadata says XL, else SD1.x/SD2 (their VAEs have the same shapes).",
+        ),
+    ],
+    family=_vae_family,
+    validate=_vae_validate,
+)
+def load_vae(ctx, vae_name, config):
+    """Loads a VAE on its own (ComfyUI: VAELoader), e.g. a fixed SDXL VAE or a sharper SD1.5 one, to use in
+    place of a checkpoint's. Its latent space is checked against the model's before anything runs; in fp16
+    runs it stays in fp32, as SD and SDXL VAEs overflow in fp16."""
+    path = Path(vae_name)
+    try:
+        family = vaes.family_of(path, config)
+        source = vaes.source(path, config, checkpoints.weights_fingerprint(path))
+    except checkpoints.CheckpointProblem as error:
+        raise NodeError(str(error)) from None
+    try:
+        module = vae_module(ctx, VaeHandle(source, family, standalone=True))
+    except (OSError, ValueError) as error:
+        raise NodeError(f"cannot load VAE {path}: {error}") from None
+    return {"vae": _vae_handle(source, family, module.config, standalone=True)}

@@ -8,7 +8,7 @@ from app.engine.context import NodeError
 from app.graph import types as T
 from app.graph.spec import Input, Output, Param, node
 from app.runtime.values import Latent
-from nodes._diffusion import inference, load
+from nodes._diffusion import inference, vae_module
 
 
 @node(
@@ -46,7 +46,6 @@ def empty_latent(ctx, vae, width, height, batch):
 def vae_encode(ctx, image, vae):
     """Encodes images to latents: the mean of the VAE's latent distribution (deterministic, so it caches),
     times the VAE's scaling factor. Sizes that are not multiples of the VAE's scale factor are cropped."""
-    loaded, device = load(ctx, vae.source)
     factor = vae.scale_factor
     height, width = (image.shape[1] // factor) * factor, (image.shape[2] // factor) * factor
     if not height or not width:
@@ -54,9 +53,10 @@ def vae_encode(ctx, image, vae):
     import torch
 
     with inference():
-        module = loaded.on("vae", device)
+        module = vae_module(ctx, vae)
+        param = next(module.parameters())
         pixels = torch.from_numpy(np.ascontiguousarray(image[:, :height, :width])).permute(0, 3, 1, 2)
-        pixels = (pixels * 2 - 1).to(device, next(module.parameters()).dtype)
+        pixels = (pixels * 2 - 1).to(param.device, param.dtype)
         latents = module.encode(pixels).latent_dist.mode() * vae.scaling_factor
     return {"latent": Latent(latents.float(), vae.family)}
 
@@ -79,10 +79,10 @@ def vae_encode(ctx, image, vae):
 )
 def vae_decode(ctx, latent, vae, tiled):
     """Decodes latents to images with the VAE (in fp32, as diffusers upcasts SD VAEs)."""
-    loaded, device = load(ctx, vae.source)
     with inference():
-        module = loaded.on("vae", device)
-        z = latent.samples.to(device, next(module.parameters()).dtype) / vae.scaling_factor
+        module = vae_module(ctx, vae)
+        param = next(module.parameters())
+        z = latent.samples.to(param.device, param.dtype) / vae.scaling_factor
         tile = getattr(module, "tile_latent_min_size", None)
         large = tile is not None and max(z.shape[-2:]) > tile
         decoded = module.tiled_decode(z).sample if tiled and large else module.decode(z).sample

@@ -36,7 +36,11 @@ MERGES = 49152 - 256 - 2  # CLIP keeps the first 48 894 merges of the file
 def byte_symbols() -> list[str]:
     """GPT-2/CLIP's printable stand-ins for the 256 bytes, in the order CLIP numbers them: the printable
     bytes first (`!`..`~`, `¡`..`¬`, `®`..`ÿ`), then the others mapped to chr(256 + n)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     others = [b for b in range(256) if b not in printable]
     return [chr(b) for b in printable] + [chr(256 + n) for n in range(len(others))]
 
@@ -49,7 +53,9 @@ def build(bpe_gz: bytes) -> dict[str, bytes]:
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {token: index for index, token in enumerate(tokens)}
     return {
-        "vocab.json": (json.dumps(vocab, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8"),
+        "vocab.json": (json.dumps(vocab, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode(
+            "utf-8"
+        ),
         "merges.txt": ("#version: 0.2\n" + "\n".join(lines) + "\n").encode("utf-8"),
     }
 
@@ -62,14 +68,17 @@ def _check(name: str, data: bytes) -> None:
 
 def _download(folder: Path) -> Path:
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", WHEEL, "-d", str(folder)], check=True
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", WHEEL, "-d", str(folder)],
+        check=True,
     )
     return next(folder.glob("open_clip_torch-*.whl"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--wheel", type=Path, help="a downloaded open-clip-torch wheel (default: download it)")
+    parser.add_argument(
+        "--wheel", type=Path, help="a downloaded open-clip-torch wheel (default: download it)"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:

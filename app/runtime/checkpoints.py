@@ -4,8 +4,10 @@ A checkpoint is a diffusers folder (model_index.json + unet/ vae/ text_encoder/ 
 one .safetensors file in the original (LDM) key layout. A single file needs a config skeleton: a weight-free
 diffusers folder (model_index.json and the component configs) naming the architecture. Skeletons are looked
 up by name in `<model root>/configs/` and then in the shipped `assets/configs/`; "auto" picks one from the
-file's keys (sd15, sd2, sdxl). The family names what a model is compatible with: sd15, sd2, sdxl for the
-standard architectures, "tiny-<name>" for anything else (each small test/embedded model is its own family).
+file's keys (sd15, sd2, sdxl, sdxl_refiner). Tokenizers need not be in a skeleton: the CLIP ones ship in
+assets/tokenizers. The family names what a model is compatible with: sd15, sd2, sdxl, sdxl_refiner for the
+standard architectures, "tiny-<name>" for anything else (each small test/embedded model is its own family);
+`architecture` names the app/runtime/families class that runs it.
 
 Pure Python (json + the safetensors header): never import torch or Qt here.
 """
@@ -16,18 +18,21 @@ import hashlib
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 from app.files import ASSETS, FileResolver, fingerprint
+from app.runtime import families
+from app.runtime.families import Family
 
 SHIPPED_CONFIGS = ASSETS / "configs"
 
 # A key that only the text encoder of each original layout has.
 LAYOUT_KEYS = {
     "sdxl": "conditioner.embedders.1.model.ln_final.weight",
+    "sdxl_refiner": "conditioner.embedders.0.model.ln_final.weight",
     "sd2": "cond_stage_model.model.ln_final.weight",
     "sd15": "cond_stage_model.transformer.text_model.final_layer_norm.weight",
 }
-SUPPORTED_FAMILIES = ("sd15", "sd2")
 
 
 class CheckpointProblem(ValueError):
@@ -38,24 +43,33 @@ def is_diffusers_folder(path: Path) -> bool:
     return path.is_dir() and (path / "model_index.json").is_file()
 
 
+def safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a .safetensors file: {name: {dtype, shape, data_offsets}, "__metadata__": {...}}."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            if len(head) != 8:
+                raise CheckpointProblem(f"{path}: not a safetensors file (too short)")
+            (length,) = struct.unpack("<Q", head)
+            if length > 100_000_000:
+                raise CheckpointProblem(f"{path}: not a safetensors file (header size {length})")
+            header = json.loads(handle.read(length))
+    except OSError as error:
+        raise CheckpointProblem(f"{path}: cannot read it ({error.strerror or error})") from None
+    except ValueError:
+        raise CheckpointProblem(f"{path}: not a safetensors file (unreadable header)") from None
+    if not isinstance(header, dict):
+        raise CheckpointProblem(f"{path}: not a safetensors file (header is not a table)")
+    return header
+
+
 def safetensors_keys(path: Path) -> list[str]:
     """The tensor names in a .safetensors file (reads only its JSON header)."""
-    with path.open("rb") as handle:
-        head = handle.read(8)
-        if len(head) != 8:
-            raise CheckpointProblem(f"{path}: not a safetensors file (too short)")
-        (length,) = struct.unpack("<Q", head)
-        if length > 100_000_000:
-            raise CheckpointProblem(f"{path}: not a safetensors file (header size {length})")
-        try:
-            header = json.loads(handle.read(length))
-        except ValueError:
-            raise CheckpointProblem(f"{path}: not a safetensors file (unreadable header)") from None
-    return [key for key in header if key != "__metadata__"]
+    return [key for key in safetensors_header(path) if key != "__metadata__"]
 
 
 def detect_layout(path: Path) -> str | None:
-    """sd15, sd2 or sdxl from a single file's keys, or None when it is none of them."""
+    """sd15, sd2, sdxl or sdxl_refiner from a single file's keys, or None when it is none of them."""
     keys = set(safetensors_keys(path))
     return next((name for name, key in LAYOUT_KEYS.items() if key in keys), None)
 
@@ -77,7 +91,7 @@ def find_skeleton(path: Path, config: str, resolver: FileResolver | None = None)
         name = detect_layout(path) or ""
         if not name:
             raise CheckpointProblem(
-                f"{path.name}: its keys match no known layout (sd15, sd2, sdxl); "
+                f"{path.name}: its keys match no known layout ({', '.join(LAYOUT_KEYS)}); "
                 "name a config skeleton in the loader's 'config' param"
             )
     folders = config_dirs(resolver)
@@ -89,19 +103,36 @@ def find_skeleton(path: Path, config: str, resolver: FileResolver | None = None)
     raise CheckpointProblem(f"{path.name}: config skeleton {name!r} not found (looked in {where})")
 
 
-def _unet_config(folder: Path) -> dict:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a config file (CheckpointProblem naming the file when it is not one)."""
     try:
-        return json.loads((folder / "unet" / "config.json").read_text("utf-8"))
+        data = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as error:
-        raise CheckpointProblem(f"{folder}: cannot read unet/config.json ({error})") from None
+        raise CheckpointProblem(f"{path}: cannot read it ({error})") from None
+    if not isinstance(data, dict):
+        raise CheckpointProblem(f"{path}: not a JSON object")
+    return data
+
+
+def _unet_config(folder: Path) -> dict:
+    return read_json(folder / "unet" / "config.json")
+
+
+def architecture(folder: Path) -> type[Family]:
+    """The family class that runs the diffusers folder or skeleton at `folder` (model_index + UNet config)."""
+    try:
+        return families.detect(read_json(folder / "model_index.json"), _unet_config(folder))
+    except families.UnknownFamily as error:
+        raise CheckpointProblem(f"{folder}: {error}") from None
 
 
 def family_of_config(folder: Path, name: str) -> str:
-    """sd15 / sd2 / sdxl for the standard UNets, else "tiny-<name>"."""
+    """sd15 / sd2 / sdxl / sdxl_refiner for the standard UNets, else "tiny-<name>"."""
     unet = _unet_config(folder)
     channels = list(unet.get("block_out_channels", []))
     if unet.get("addition_embed_type") == "text_time":
-        return "sdxl" if channels == [320, 640, 1280] else _tiny(name)
+        standard = {(320, 640, 1280): "sdxl", (384, 768, 1536, 1536): "sdxl_refiner"}
+        return standard.get(tuple(channels), _tiny(name))
     if channels == [320, 640, 1280, 1280]:
         dim = unet.get("cross_attention_dim")
         if dim == 768:

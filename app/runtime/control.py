@@ -18,9 +18,6 @@ from typing import Any
 from app.engine.codec import persistable
 from app.runtime.values import CheckpointSource
 
-# A hint names its ControlNet by path + fingerprint, so a CONDITIONING with hints goes to the disk cache too.
-persistable(CheckpointSource)
-
 
 @persistable
 @dataclass(frozen=True)
@@ -65,29 +62,30 @@ def residuals(
     total: int,
     x_in: Any,
     t: Any,
-    embeddings: Any,
+    model_kwargs: dict[str, Any],
     halves: int,
 ) -> dict[str, Any]:
     """UNet keyword arguments (down_block_additional_residuals, mid_block_additional_residual) for a model
-    call on `x_in` (`halves` = 2 for a CFG batch [uncond, cond], else 1); {} when no hint is active."""
+    call on `x_in` with `model_kwargs` (the text embeddings and the family's added inputs, which the
+    ControlNet takes too); `halves` = 2 for a CFG batch [uncond, cond], else 1. {} when no hint is active."""
     import torch
 
     down, mid = None, None
     for hint, net in zip(hints, nets, strict=True):
         if not active(hint, step, total):
             continue
-        x, emb = x_in, embeddings
+        x, kwargs = x_in, model_kwargs
         if hint.guess_mode and halves == 2:
-            x, emb = x_in.chunk(2)[1], embeddings.chunk(2)[1]
+            x, kwargs = x_in.chunk(2)[1], _second_half(model_kwargs)
         image = _image_for(hint.image, net, x)
         d, m = net(
             x,
             t,
-            encoder_hidden_states=emb,
             controlnet_cond=image,
             conditioning_scale=float(hint.strength),
             guess_mode=hint.guess_mode,
             return_dict=False,
+            **kwargs,
         )
         if hint.guess_mode and halves == 2:
             d = [torch.cat([torch.zeros_like(r), r]) for r in d]
@@ -97,6 +95,13 @@ def residuals(
     if down is None:
         return {}
     return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+
+
+def _second_half(value: Any) -> Any:
+    """The cond half of every tensor in a (nested) dict of [uncond, cond] batches."""
+    if isinstance(value, dict):
+        return {k: _second_half(v) for k, v in value.items()}
+    return value.chunk(2)[1]
 
 
 def _image_for(image: Any, net: Any, x: Any) -> Any:
@@ -114,12 +119,12 @@ def _image_for(image: Any, net: Any, x: Any) -> Any:
 
 
 def binder(hints: tuple[Hint, ...], nets: list[Any]) -> Callable[..., dict[str, Any]] | None:
-    """`extra(step, x_in, t, embeddings, halves, total=N)` -> UNet kwargs for the sampling loop; None
+    """`extra(step, x_in, t, model_kwargs, halves, total=N)` -> UNet kwargs for the sampling loop; None
     without hints."""
     if not hints:
         return None
 
-    def extra(step: int, x_in: Any, t: Any, embeddings: Any, halves: int, total: int) -> dict[str, Any]:
-        return residuals(hints, nets, step, total, x_in, t, embeddings, halves)
+    def extra(step: int, x_in: Any, t: Any, model_kwargs: dict, halves: int, total: int) -> dict[str, Any]:
+        return residuals(hints, nets, step, total, x_in, t, model_kwargs, halves)
 
     return extra

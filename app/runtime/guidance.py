@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from app.runtime.families import has_unet
 from app.runtime.values import Guider
 
 DEFAULT_LAYERS = "mid_block.attentions.0.transformer_blocks:0"
@@ -48,7 +49,6 @@ METHODS: dict[str, Method] = {
     "rcfg_self": Method(None, description="residual CFG, self-negative: one model pass per step"),
     "rcfg_onetime": Method(None, description="residual CFG, negative prompt run once at the first step"),
 }
-UNET_FAMILIES = ("sd15", "sd2", "sdxl")
 
 
 def guider_problems(guider: Guider, family: str | None) -> list[str]:
@@ -57,7 +57,7 @@ def guider_problems(guider: Guider, family: str | None) -> list[str]:
     if method is None:
         return [f"unknown guidance method {guider.method!r}; known: {', '.join(METHODS)}"]
     problems = []
-    if method.layers and family and family not in UNET_FAMILIES and not family.startswith("tiny-"):
+    if method.layers and not has_unet(family):
         problems.append(
             f"{guider.method} perturbs UNet attention layers; a {family} model has none it can use"
         )
@@ -83,11 +83,12 @@ def parse_layers(text: str) -> tuple[str, list[int]]:
 
 @dataclass
 class Pass:
-    """One model pass of a step: its label (pred_cond, pred_uncond, ...), text embeddings, and the diffusers
+    """One model pass of a step: its label (pred_cond, pred_uncond, ...), the model inputs of its branch
+    by name (text embeddings, and what the family adds: SDXL's pooled text and time ids), and the diffusers
     batch state when a diffusers guider made it (such passes run one by one inside prepare/cleanup)."""
 
     label: str
-    embeddings: Any
+    inputs: dict[str, Any]
     state: Any = None
 
 
@@ -99,7 +100,7 @@ class ClassicCfg:
     def __init__(self, scale: float, rescale: float) -> None:
         self.scale, self.rescale = scale, rescale
 
-    def passes(self, step: int, total: int, t: Any, cond: Any, uncond: Any) -> list[Pass]:
+    def passes(self, step: int, total: int, t: Any, cond: dict, uncond: dict) -> list[Pass]:
         if self.scale <= 1.0:
             return [Pass("pred_cond", cond)]
         return [Pass("pred_uncond", uncond), Pass("pred_cond", cond)]
@@ -131,7 +132,7 @@ class ResidualCfg:
         self.prediction_type = prediction_type
         self.x0 = None
 
-    def passes(self, step: int, total: int, t: Any, cond: Any, uncond: Any) -> list[Pass]:
+    def passes(self, step: int, total: int, t: Any, cond: dict, uncond: dict) -> list[Pass]:
         if step == 0 and self.onetime:
             return [Pass("pred_uncond", uncond), Pass("pred_cond", cond)]
         return [Pass("pred_cond", cond)]
@@ -179,10 +180,12 @@ class DiffusersGuide:
     def __init__(self, guider: Any) -> None:
         self.guider = guider
 
-    def passes(self, step: int, total: int, t: Any, cond: Any, uncond: Any) -> list[Pass]:
+    def passes(self, step: int, total: int, t: Any, cond: dict, uncond: dict) -> list[Pass]:
         self.guider.set_state(step=step, num_inference_steps=total, timestep=t)
-        batches = self.guider.prepare_inputs({"encoder_hidden_states": (cond, uncond)})
-        return [Pass(b.__guidance_identifier__, b.encoder_hidden_states, b) for b in batches]
+        batches = self.guider.prepare_inputs({name: (cond[name], uncond[name]) for name in cond})
+        return [
+            Pass(b.__guidance_identifier__, {name: getattr(b, name) for name in cond}, b) for b in batches
+        ]
 
     def enter(self, unet: Any) -> None:
         self.guider.prepare_models(unet)

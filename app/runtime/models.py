@@ -22,26 +22,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.runtime import tokenizers
+from app.runtime.checkpoints import architecture
 from app.runtime.device import Precision, dtype, precision_for
+from app.runtime.families import Family, TextEncoder
 from app.runtime.values import CheckpointSource
 
 Listener = Callable[[dict[str, Any]], None]
-PARTS = ("unet", "text_encoder", "vae")
 
 
 @dataclass
 class Loaded:
-    """One checkpoint's components in one precision (modules live on the CPU until `on` moves them)."""
+    """One checkpoint's components in one precision (modules live on the CPU until `on` moves them).
+
+    `family` is the architecture (app/runtime/families) that says which modules and tokenizers there are.
+    """
 
     source: CheckpointSource
     precision: Precision
-    unet: Any
-    text_encoder: Any
-    vae: Any
-    tokenizer: Any
+    family: type[Family]
+    modules: dict[str, Any]  # part name (unet, vae, text_encoder, text_encoder_2) -> torch module
+    tokenizers: dict[str, Any]  # tokenizer, tokenizer_2 -> tokenizer
     scheduler_config: dict[str, Any]
     manager: ModelManager
-    cache: dict[str, Any] = field(default_factory=dict)  # derived data, e.g. the preview colour map
+    derived: dict[str, Any] = field(default_factory=dict)  # data computed from the weights (preview map)
+
+    @property
+    def unet(self) -> Any:
+        return self.modules["unet"]
+
+    @property
+    def vae(self) -> Any:
+        return self.modules["vae"]
 
     def on(self, part: str, device: Any) -> Any:
         """The component `part` on `device` (moved there if needed, making room on the GPU first)."""
@@ -87,16 +99,21 @@ class ModelManager:
             return loaded
 
     def load_module(
-        self, kind: str, source: CheckpointSource, device: Any, reader: Callable[..., Any]
+        self,
+        kind: str,
+        source: CheckpointSource,
+        device: Any,
+        reader: Callable[..., Any],
+        part: str = "unet",
     ) -> Any:
-        """A single-module model (e.g. a ControlNet) on `device` in its precision, read once per process by
-        `reader(source, torch_dtype)`; nodes only read it."""
+        """A single-module model (a ControlNet, a separate VAE) on `device`, read once per process by
+        `reader(source, torch_dtype)` in the dtype the precision gives `part`; nodes only read it."""
         precision = precision_for(device)
         key = (kind, source.path, source.fingerprint, source.config, precision.name)
         with self._lock:
             if key not in self._modules:
                 start = time.perf_counter()
-                module = reader(source, dtype(precision.unet))
+                module = reader(source, dtype(getattr(precision, part)))
                 module.eval().requires_grad_(False)
                 self._modules[key] = module
                 self._emit(
@@ -108,7 +125,7 @@ class ModelManager:
             return module
 
     def place(self, loaded: Loaded, part: str, device: Any) -> Any:
-        module = getattr(loaded, part)
+        module = loaded.modules[part]
         current = next(module.parameters()).device
         if current == device:
             return module
@@ -127,8 +144,7 @@ class ModelManager:
                 return
             if loaded is keep:
                 continue
-            for part in PARTS:
-                module = getattr(loaded, part)
+            for part, module in loaded.modules.items():
                 if next(module.parameters()).device.type == "cuda":
                     module.to("cpu")
                     self._emit("offload", loaded.source, part=part)
@@ -150,52 +166,58 @@ def _nbytes(module: Any) -> int:
 
 
 def _read(source: CheckpointSource, precision: Precision, manager: ModelManager) -> Loaded:
-    """Load a diffusers folder component by component, or a single file through its config skeleton."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    """Load a diffusers folder component by component, or a single file through its config skeleton,
+    with the parts its family names; tokenizers come from the folder when it has them, else shipped."""
+    import diffusers
+    import transformers
 
     path = Path(source.path)
+    folder = Path(source.config) if source.config else path
+    family = architecture(folder)
+    tokenizers = {e.tokenizer: _tokenizer(folder, e) for e in family.encoders}
     if not source.config:
         common = {"local_files_only": True}
-        unet = UNet2DConditionModel.from_pretrained(
-            path, subfolder="unet", torch_dtype=dtype(precision.unet), **common
-        )
-        text_encoder = CLIPTextModel.from_pretrained(
-            path, subfolder="text_encoder", torch_dtype=dtype(precision.text_encoder), **common
-        )
-        vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype(precision.vae), **common)
-        tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **common)
-        scheduler_config = _scheduler_config(path)
+        modules = {
+            "unet": diffusers.UNet2DConditionModel.from_pretrained(
+                path, subfolder="unet", torch_dtype=dtype(precision.unet), **common
+            ),
+            "vae": diffusers.AutoencoderKL.from_pretrained(
+                path, subfolder="vae", torch_dtype=dtype(precision.vae), **common
+            ),
+        }
+        for encoder in family.encoders:
+            modules[encoder.part] = getattr(transformers, encoder.cls).from_pretrained(
+                path, subfolder=encoder.part, torch_dtype=dtype(precision.text_encoder), **common
+            )
     else:
-        from diffusers import StableDiffusionPipeline
-
-        skeleton = Path(source.config)
-        extra = {}
-        if (skeleton / "tokenizer").is_dir():
-            extra["tokenizer"] = CLIPTokenizer.from_pretrained(
-                skeleton, subfolder="tokenizer", local_files_only=True
-            )
-        else:
-            raise FileNotFoundError(
-                f"config skeleton {skeleton} has no tokenizer/ folder: copy the CLIP tokenizer files "
-                "(vocab.json, merges.txt, tokenizer_config.json) of this model family there"
-            )
-        pipe = StableDiffusionPipeline.from_single_file(
+        pipe = getattr(diffusers, family.pipeline).from_single_file(
             str(path),
-            config=str(skeleton),
+            config=str(folder),
             local_files_only=True,
             torch_dtype=dtype(precision.unet),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-            **extra,
+            **_pipeline_extras(family),
+            **tokenizers,
         )
-        unet, text_encoder, tokenizer = pipe.unet, pipe.text_encoder, pipe.tokenizer
-        vae = pipe.vae.to(dtype(precision.vae))
-        scheduler_config = _scheduler_config(skeleton)
-    for module in (unet, text_encoder, vae):
+        modules = {part: getattr(pipe, part) for part in family.parts()}
+        modules["vae"] = modules["vae"].to(dtype(precision.vae))
+    for module in modules.values():
         module.eval().requires_grad_(False)
-    return Loaded(source, precision, unet, text_encoder, vae, tokenizer, scheduler_config, manager)
+    return Loaded(source, precision, family, modules, tokenizers, _scheduler_config(folder), manager)
+
+
+def _tokenizer(folder: Path, encoder: TextEncoder) -> Any:
+    if (folder / encoder.tokenizer).is_dir():
+        from transformers import CLIPTokenizer
+
+        return CLIPTokenizer.from_pretrained(folder, subfolder=encoder.tokenizer, local_files_only=True)
+    return tokenizers.clip(encoder.pad)
+
+
+def _pipeline_extras(family: type[Family]) -> dict[str, Any]:
+    """Keyword arguments the family's pipeline class needs to build without its safety parts."""
+    if family.pipeline == "StableDiffusionPipeline":
+        return {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+    return {}
 
 
 def _scheduler_config(folder: Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 from app.engine.context import NodeError
 from app.runtime import schedulers, seeding
 from app.runtime.cache import CachePolicy, NoCache
+from app.runtime.families import Family
 from app.runtime.guidance import Pass
 from app.runtime.values import Schedule
 
@@ -42,18 +43,21 @@ def sample(
     scheduler: Any,
     schedule: Schedule,
     guide: Any,
-    cond: Any,
-    uncond: Any,
+    cond: dict[str, Any],
+    uncond: dict[str, Any],
     latents: Any,
     seed: int,
     hooks: Hooks | None = None,
     cache: CachePolicy | None = None,
     control: Callable[..., dict[str, Any]] | None = None,
+    family: type[Family] = Family,
 ) -> Any:
-    """Denoise `latents` (B, C, h, w); returns the final latents. `cond`/`uncond` are (1 or B, T, dim) text
-    embeddings of equal length (see text.even_out). `cache` (from a Cache node) is applied for this loop only
-    and the skipped UNet blocks are reported as `skipped_blocks`. `control` (control.binder) gives the UNet
-    the ControlNet residuals of each model call."""
+    """Denoise `latents` (B, C, h, w); returns the final latents. `cond`/`uncond` are the model inputs of
+    the positive and negative branch by name (`family.model_inputs`: text embeddings of equal length, see
+    text.even_out, plus what the family adds), each 1 or B long; `family.unet_kwargs` turns them into the
+    denoiser's arguments. `cache` (from a Cache node) is applied for this loop only and the skipped UNet
+    blocks are reported as `skipped_blocks`. `control` (control.binder) gives the UNet the ControlNet
+    residuals of each model call."""
     import torch
 
     hooks = hooks or Hooks()
@@ -80,7 +84,7 @@ def sample(
         for i, t in enumerate(timesteps):
             x_in = scheduler.scale_model_input(x, t)
             passes = guide.passes(i, total, t, cond, uncond)
-            preds = _run_passes(model, unet, guide, i, x_in, t, passes, residuals)
+            preds = _run_passes(model, unet, guide, i, x_in, t, passes, residuals, family)
             eps = guide.combine(preds, i, x_in, scheduler)
             x = scheduler.step(eps, t, x, **step_kwargs, return_dict=False)[0]
             hooks.progress(i + 1, total)
@@ -95,31 +99,39 @@ def _no_control(*_args: Any) -> dict[str, Any]:
     return {}
 
 
-def _run_passes(model, unet, guide, step: int, x_in: Any, t: Any, passes: list[Pass], control) -> list[Any]:
+def _run_passes(
+    model, unet, guide, step: int, x_in: Any, t: Any, passes: list[Pass], control, family
+) -> list[Any]:
     """Model predictions for the passes, in order: one batched call when the guide allows it."""
     import torch
 
     if guide.batched:
-        embeddings = torch.cat([p.embeddings for p in passes]) if len(passes) > 1 else passes[0].embeddings
-        x = torch.cat([x_in] * len(passes)) if len(passes) > 1 else x_in
-        extra = control(step, x, t, embeddings, len(passes))
-        return list(model(step, x, t, embeddings, **extra).chunk(len(passes)))
+        count = len(passes)
+        inputs = {name: torch.cat([p.inputs[name] for p in passes]) for name in passes[0].inputs}
+        kwargs = family.unet_kwargs(inputs)
+        x = torch.cat([x_in] * count) if count > 1 else x_in
+        return list(model(step, x, t, **kwargs, **control(step, x, t, kwargs, count)).chunk(count))
     for p in passes:
+        kwargs = family.unet_kwargs(p.inputs)
         guide.enter(unet)
         try:
-            p.state.noise_pred = model(step, x_in, t, p.embeddings, **control(step, x_in, t, p.embeddings, 1))
+            p.state.noise_pred = model(step, x_in, t, **kwargs, **control(step, x_in, t, kwargs, 1))
         finally:
             guide.leave(unet)
     return passes
 
 
-def _repeat(embeddings: Any, batch: int, device: Any, dtype: Any) -> Any:
-    embeddings = embeddings.to(device, dtype)
-    if embeddings.shape[0] == batch:
-        return embeddings
-    if embeddings.shape[0] != 1:
-        raise ValueError(f"conditioning has batch {embeddings.shape[0]}, latents have {batch}")
-    return embeddings.repeat(batch, 1, 1)
+def _repeat(inputs: dict[str, Any], batch: int, device: Any, dtype: Any) -> dict[str, Any]:
+    """Every input on the model's device and dtype, repeated to the latent batch when it has batch 1."""
+    repeated = {}
+    for name, value in inputs.items():
+        value = value.to(device, dtype)
+        if value.shape[0] != batch:
+            if value.shape[0] != 1:
+                raise NodeError(f"conditioning has batch {value.shape[0]}, latents have {batch}")
+            value = value.repeat(batch, *([1] * (value.ndim - 1)))
+        repeated[name] = value
+    return repeated
 
 
 def _step_kwargs(scheduler: Any, generator: Any) -> dict[str, Any]:

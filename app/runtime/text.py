@@ -6,7 +6,10 @@ Convention (AUTOMATIC1111's, also what ComfyUI users know as "A1111 token normal
   to 77 with the tokenizer's pad token, encoded alone, and the chunk outputs are concatenated (77*k tokens).
 - Weighting: each token's embedding is multiplied by its weight, then the chunk is rescaled so its mean
   equals the unweighted mean. With no weights the result equals diffusers' `encode_prompt` exactly.
-- Clip skip: 1 = the last layer (default), 2 = the penultimate layer (+ final layer norm), like A1111.
+- Clip skip: 1 = the last layer (default), 2 = the penultimate layer (+ final layer norm), like A1111;
+  for families that read the penultimate layer already (SDXL), clip skip counts back from there, unnormed,
+  as diffusers' `clip_skip` does.
+- Textual inversion: `embedding:NAME` puts NAME's vectors where the token embeddings would be (see tokenize).
 
 torch is imported inside the functions; never import Qt here.
 """
@@ -14,9 +17,12 @@ torch is imported inside the functions; never import Qt here.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 CHUNK = 75
+EMBEDDING = re.compile(r"embedding:([^\s,()\[\]:]+)")
 _TOKEN = re.compile(r"\\[()\[\]\\]|\(|\)|\[|\]|:\s*([+-]?\d*\.?\d+)\s*\)|[^\\()\[\]:]+|:")
 
 
@@ -56,36 +62,96 @@ def parse_weights(text: str) -> list[tuple[str, float]]:
     return [(piece, weight) for piece, weight in merged if piece]
 
 
-def tokenize(tokenizer: Any, text: str) -> tuple[list[list[int]], list[list[float]]]:
-    """Token ids and weights per 77-token chunk (start + up to 75 tokens + end + padding)."""
-    ids: list[int] = []
-    weights: list[float] = []
+@dataclass
+class Chunk:
+    """One 77-token window: ids (start, up to 75 tokens, end, padding), a weight per token, and the
+    textual-inversion vectors that replace the token embeddings at some positions."""
+
+    ids: list[int]
+    weights: list[float]
+    vectors: dict[int, Any] = field(default_factory=dict)
+
+
+Vectors = Callable[[str], Any]  # embedding name -> (n, dim) tensor of this encoder's vectors
+
+
+def tokenize(tokenizer: Any, text: str, vectors: Vectors | None = None) -> list[Chunk]:
+    """The prompt's 77-token chunks. `embedding:NAME` (ComfyUI's syntax, weights apply as to any word)
+    becomes NAME's vectors, looked up with `vectors`; an embedding never straddles two chunks (A1111)."""
+    tokens: list[tuple[int, float, Any]] = []  # (id, weight, vector or None)
     for piece, weight in parse_weights(text):
-        piece_ids = tokenizer(piece, add_special_tokens=False).input_ids
-        ids.extend(piece_ids)
-        weights.extend([weight] * len(piece_ids))
+        for index, part in enumerate(EMBEDDING.split(piece)):
+            if index % 2 == 0:
+                ids = tokenizer(part, add_special_tokens=False).input_ids if part else []
+                tokens.extend((token, weight, None) for token in ids)
+            elif vectors is None:
+                raise ValueError(f"embedding:{part} is used, but no embeddings are available here")
+            else:
+                rows = vectors(part)
+                tokens.append((EMBEDDING_BLOCK, weight, rows))
     start, end = tokenizer.bos_token_id, tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end
-    chunks, chunk_weights = [], []
-    for first in range(0, max(len(ids), 1), CHUNK):
-        body, body_weights = ids[first : first + CHUNK], weights[first : first + CHUNK]
-        padding = CHUNK - len(body)
-        chunks.append([start, *body, end] + [pad] * padding)
-        chunk_weights.append([1.0, *body_weights, 1.0] + [1.0] * padding)
-    return chunks, chunk_weights
+    chunks: list[Chunk] = []
+    body: list[tuple[int, float, Any]] = []
+
+    def close() -> None:
+        chunk = Chunk([start], [1.0])
+        for token, weight, rows in body:
+            if rows is None:
+                chunk.ids.append(token)
+                chunk.weights.append(weight)
+                continue
+            for row in rows:
+                chunk.vectors[len(chunk.ids)] = row
+                chunk.ids.append(start)  # a placeholder id: its embedding is replaced, it is never the end
+                chunk.weights.append(weight)
+        padding = CHUNK + 1 - len(chunk.ids)
+        chunk.ids += [end] + [pad] * padding
+        chunk.weights += [1.0] * (padding + 1)
+        chunks.append(chunk)
+
+    used = 0
+    for token, weight, rows in tokens:
+        size = 1 if rows is None else len(rows)
+        if size > CHUNK:
+            raise ValueError(f"an embedding of {size} vectors does not fit in one {CHUNK}-token chunk")
+        if used + size > CHUNK:
+            close()
+            body, used = [], 0
+        body.append((token, weight, rows))
+        used += size
+    if body or not chunks:
+        close()
+    return chunks
 
 
-def encode(text_encoder: Any, tokenizer: Any, text: str, clip_skip: int, device: Any) -> tuple[Any, Any]:
-    """(embeddings (1, 77*k, dim), pooled (1, dim) of the first chunk) for `text`."""
+EMBEDDING_BLOCK = -1  # marks an embedding's place among the tokens until chunks are built
+
+
+def encode(
+    text_encoder: Any, tokenizer: Any, text: str, clip_skip: int, device: Any, **how: Any
+) -> tuple[Any, Any]:
+    """(embeddings (1, 77*k, dim), pooled (1, dim) of the first chunk) of `text` through one encoder.
+
+    `how`: `penultimate` (read hidden_states[-(clip_skip + 1)] without the final layer norm, as SDXL
+    does) and `vectors` (textual-inversion lookup, see `tokenize`)."""
+    return encode_chunks(text_encoder, tokenize(tokenizer, text, how.get("vectors")), clip_skip, device, how)
+
+
+def encode_chunks(
+    text_encoder: Any, chunks: list[Chunk], clip_skip: int, device: Any, how: dict[str, Any] | None = None
+) -> tuple[Any, Any]:
+    """Encode tokenized chunks; see `encode`."""
     import torch
 
-    chunks, chunk_weights = tokenize(tokenizer, text)
+    penultimate = bool((how or {}).get("penultimate"))
     outputs, pooled = [], None
-    for ids, weights in zip(chunks, chunk_weights, strict=True):
-        hidden, chunk_pooled = _encode_ids(text_encoder, torch.tensor([ids], device=device), clip_skip)
-        if any(w != 1.0 for w in weights):
+    for chunk in chunks:
+        ids = torch.tensor([chunk.ids], device=device)
+        hidden, chunk_pooled = _encode_ids(text_encoder, ids, clip_skip, penultimate, chunk.vectors)
+        if any(w != 1.0 for w in chunk.weights):
             original_mean = hidden.float().mean()
-            scale = torch.tensor(weights, device=device, dtype=hidden.dtype)[None, :, None]
+            scale = torch.tensor(chunk.weights, device=device, dtype=hidden.dtype)[None, :, None]
             hidden = hidden * scale
             hidden = hidden * (original_mean / hidden.float().mean()).to(hidden.dtype)
         outputs.append(hidden)
@@ -93,13 +159,64 @@ def encode(text_encoder: Any, tokenizer: Any, text: str, clip_skip: int, device:
     return torch.cat(outputs, dim=1), pooled
 
 
-def _encode_ids(text_encoder: Any, ids: Any, clip_skip: int) -> tuple[Any, Any]:
-    if clip_skip <= 1:
-        output = text_encoder(ids)
-        return output[0], output[1]
-    output = text_encoder(ids, output_hidden_states=True)
-    norm = getattr(text_encoder, "text_model", text_encoder).final_layer_norm
-    return norm(output.hidden_states[-clip_skip]), output[1]
+def _encode_ids(
+    text_encoder: Any, ids: Any, clip_skip: int, penultimate: bool, vectors: dict
+) -> tuple[Any, Any]:
+    handle = None
+    if vectors:
+        handle = text_encoder.get_input_embeddings().register_forward_hook(_replace_rows(vectors))
+    try:
+        if clip_skip <= 1 and not penultimate:
+            output = text_encoder(ids)
+            return output.last_hidden_state, _pooled(output)
+        output = text_encoder(ids, output_hidden_states=True)
+    finally:
+        if handle is not None:
+            handle.remove()
+    hidden = output.hidden_states[-(clip_skip + penultimate)]
+    if not penultimate:
+        hidden = getattr(text_encoder, "text_model", text_encoder).final_layer_norm(hidden)
+    return hidden, _pooled(output)
+
+
+def _pooled(output: Any) -> Any:
+    """The projected end-token embedding (CLIPTextModelWithProjection) or the pooled output (CLIPTextModel)."""
+    projected = getattr(output, "text_embeds", None)
+    return projected if projected is not None else output.pooler_output
+
+
+def _replace_rows(vectors: dict[int, Any]) -> Callable[..., Any]:
+    def hook(_module: Any, _args: Any, embedded: Any) -> Any:
+        embedded = embedded.clone()
+        for position, row in vectors.items():
+            embedded[:, position] = row.to(embedded.device, embedded.dtype)
+        return embedded
+
+    return hook
+
+
+def encode_prompt(
+    encoders: list[tuple[Any, Any, Any]], text: str, clip_skip: int, device: Any, vectors: Callable[..., Any]
+) -> tuple[Any, Any]:
+    """(embeddings, pooled) of `text` through a family's encoders: `encoders` lists (spec, module,
+    tokenizer) with `spec` an app.runtime.families.TextEncoder; their outputs are concatenated on the
+    feature axis (SDXL: 768 + 1280), the pooled embedding is the one the family marks. `vectors(spec)`
+    gives the textual-inversion lookup for an encoder. Encoders whose tokenizers split a prompt into
+    different numbers of chunks (CLIP-G reads each `!` as a token) get empty chunks appended."""
+    import torch
+
+    tokenized = [tokenize(tokenizer, text, vectors(spec)) for spec, _, tokenizer in encoders]
+    most = max(len(chunks) for chunks in tokenized)
+    hidden, pooled = [], None
+    for (spec, module, tokenizer), chunks in zip(encoders, tokenized, strict=True):
+        chunks = chunks + [tokenize(tokenizer, "")[0]] * (most - len(chunks))
+        states, pooled_here = encode_chunks(
+            module, chunks, clip_skip, device, {"penultimate": spec.penultimate}
+        )
+        hidden.append(states)
+        if spec.pooled or pooled is None:
+            pooled = pooled_here
+    return torch.cat(hidden, dim=-1), pooled
 
 
 def even_out(first: Any, first_pad: Any, second: Any, second_pad: Any) -> tuple[Any, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 from app.engine.codec import persistable
 
 
+@persistable
 @dataclass(frozen=True)
 class CheckpointSource:
     """Where a model's weights are: a diffusers folder, or a single file plus its config skeleton folder."""
@@ -25,47 +26,67 @@ class CheckpointSource:
     config: str = ""  # skeleton folder for a single-file checkpoint; "" for a diffusers folder
 
 
+@persistable
+@dataclass(frozen=True)
+class LoraPatch:
+    """A LoRA file (path + fingerprint) added at `strength` to a MODEL's UNet or a CLIP's text encoders."""
+
+    source: CheckpointSource
+    strength: float
+
+
 @dataclass(frozen=True)
 class ModelHandle:
-    """MODEL: the denoiser (UNet) of a checkpoint and how it was trained to predict."""
+    """MODEL: the denoiser (UNet) of a checkpoint, how it was trained to predict, and `patches`: what nodes
+    between the loader and the Sampler added, in order (LoRA weights, a feature-cache policy). Nodes add a
+    patch with `dataclasses.replace(model, patches=(*model.patches, patch))`; the Sampler applies them for
+    its loop and removes them after, so the loaded weights are shared and never changed for good."""
 
     source: CheckpointSource
     family: str
     prediction_type: str = "epsilon"
     scheduler_config: dict[str, Any] = field(default_factory=dict)
+    patches: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
 class ClipHandle:
-    """CLIP: the tokenizer and text encoder of a checkpoint."""
+    """CLIP: the tokenizers and text encoders of a checkpoint, with LoRA patches for Text Encode."""
 
     source: CheckpointSource
     family: str
+    patches: tuple[LoraPatch, ...] = ()
 
 
 @dataclass(frozen=True)
 class VaeHandle:
-    """VAE: the autoencoder; `scale_factor` = image pixels per latent pixel, `scaling_factor` = latent scale."""
+    """VAE: the autoencoder; `scale_factor` = image pixels per latent pixel, `scaling_factor` = latent scale.
+    `standalone`: the source is a VAE on its own (Load VAE), not a checkpoint's part."""
 
     source: CheckpointSource
     family: str
     scale_factor: int = 8
     latent_channels: int = 4
     scaling_factor: float = 0.18215
+    standalone: bool = False
 
 
 @persistable
 @dataclass(frozen=True)
 class Conditioning:
-    """CONDITIONING: text embeddings (B, tokens, dim), optional pooled embedding (SDXL-class models),
+    """CONDITIONING: text embeddings (B, tokens, dim), the pooled embedding (SDXL-class models read it),
     `pad` = the embedding of one empty 77-token chunk (to even out prompts of different lengths, A1111-style),
-    and `hints` reserved for ControlNet hints attached by later nodes."""
+    `hints` = ControlNets attached by Apply ControlNet, `size` = SDXL's size conditioning (original h, w,
+    crop top, left, target h, w; 0 = the image size; () = all from the image) and `aesthetic_score` for
+    the SDXL refiner (None = 6.0 positive, 2.5 negative)."""
 
     embeddings: Any
     family: str | None = None
     pooled: Any = None
     pad: Any = None
     hints: tuple = ()
+    size: tuple[int, ...] = ()
+    aesthetic_score: float | None = None
 
 
 @persistable

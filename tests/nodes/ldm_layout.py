@@ -1,7 +1,10 @@
-"""Write a diffusers SD1.x model as one original-layout (LDM / A1111) .safetensors file, for loader tests.
+"""Write a diffusers SD1.x or SDXL model as one original-layout (LDM / A1111) .safetensors file, for loader tests.
 
 Our own mapping of the public key layout of the original Stable Diffusion checkpoints: UNet under
-`model.diffusion_model.`, VAE under `first_stage_model.`, CLIP under `cond_stage_model.transformer.text_model.`.
+`model.diffusion_model.`, VAE under `first_stage_model.`, CLIP under `cond_stage_model.transformer.text_model.`;
+SDXL's text encoders under `conditioner.embedders.0.transformer.text_model.` (CLIP-L, Hugging Face layout)
+and `conditioner.embedders.1.model.` (CLIP-G, OpenCLIP layout: fused q/k/v, transposed text_projection);
+the refiner has only CLIP-G, as embedder 0.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ def unet_key(key: str, layers: int) -> str:
         "conv_in": "input_blocks.0.0",
         "conv_norm_out": "out.0",
         "conv_out": "out.2",
+        "add_embedding.linear_1": "label_emb.0.0",
+        "add_embedding.linear_2": "label_emb.0.2",
     }
     for old, new in top.items():
         if key.startswith(old + "."):
@@ -97,6 +102,55 @@ def vae_key(key: str, levels: int) -> str:
 
 def write_single_file(unet, vae, text_encoder, path: Path) -> Path:
     """All three models' weights in the SD1.x original key layout, as one .safetensors file."""
+    state = _unet_and_vae(unet, vae)
+    for key, value in text_encoder.state_dict().items():
+        state["cond_stage_model.transformer.text_model." + key.removeprefix("text_model.")] = value
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+OPEN_CLIP = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
+
+
+def open_clip_state(text_encoder) -> dict[str, torch.Tensor]:
+    """A CLIPTextModelWithProjection's weights in OpenCLIP's layout (what SDXL files carry for CLIP-G)."""
+    source = {k.removeprefix("text_model."): v for k, v in text_encoder.state_dict().items()}
+    state = {
+        "token_embedding.weight": source.pop("embeddings.token_embedding.weight"),
+        "positional_embedding": source.pop("embeddings.position_embedding.weight"),
+        "ln_final.weight": source.pop("final_layer_norm.weight"),
+        "ln_final.bias": source.pop("final_layer_norm.bias"),
+        "text_projection": source.pop("text_projection.weight").T,
+    }
+    for key in [k for k in source if ".q_proj." in k]:
+        layer, kind = key.split(".self_attn.q_proj.")
+        fused = torch.cat([source.pop(key.replace(".q_proj.", f".{p}_proj.")) for p in "qkv"])
+        state[f"transformer.resblocks.{layer.split('.')[-1]}.attn.in_proj_{kind}"] = fused
+    for key, value in source.items():
+        if not key.startswith("encoder.layers."):
+            continue
+        rest = key.removeprefix("encoder.layers.").replace("self_attn.out_proj", "attn.out_proj")
+        for old, new in OPEN_CLIP.items():
+            rest = rest.replace(old, new)
+        state["transformer.resblocks." + rest] = value
+    return state
+
+
+def write_sdxl_single_file(unet, vae, text_encoder, text_encoder_2, path: Path) -> Path:
+    """An SDXL base (or, with `text_encoder` None, refiner) model as one original-layout file."""
+    state = _unet_and_vae(unet, vae)
+    embedder = 0
+    if text_encoder is not None:
+        for key, value in text_encoder.state_dict().items():
+            state["conditioner.embedders.0.transformer.text_model." + key.removeprefix("text_model.")] = value
+        embedder = 1
+    for key, value in open_clip_state(text_encoder_2).items():
+        state[f"conditioner.embedders.{embedder}.model.{key}"] = value
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+def _unet_and_vae(unet, vae) -> dict[str, torch.Tensor]:
     layers = unet.config.layers_per_block
     state: dict[str, torch.Tensor] = {}
     for key, value in unet.state_dict().items():
@@ -120,7 +174,4 @@ def write_single_file(unet, vae, text_encoder, path: Path) -> Path:
         if ".attn_1." in new and new.endswith(".weight") and value.ndim == 2:
             value = value[:, :, None, None]  # LDM attention projections are 1x1 convolutions
         state["first_stage_model." + new] = value
-    for key, value in text_encoder.state_dict().items():
-        state["cond_stage_model.transformer.text_model." + key.removeprefix("text_model.")] = value
-    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
-    return path
+    return state

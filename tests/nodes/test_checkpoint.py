@@ -58,7 +58,7 @@ def test_single_file_weights_are_bit_identical(roots):
     loaded = manager().load(CheckpointSource(str(single), "x", str(skeleton)), torch.device("cpu"))
     reference = h.pipeline(model)
     for part in ("unet", "vae", "text_encoder"):
-        ours, theirs = getattr(loaded, part).state_dict(), getattr(reference, part).state_dict()
+        ours, theirs = loaded.modules[part].state_dict(), getattr(reference, part).state_dict()
         assert ours.keys() == theirs.keys()
         assert all(torch.equal(ours[k], theirs[k].reshape(ours[k].shape)) for k in ours), part
 
@@ -80,9 +80,9 @@ def test_single_file_problems_are_validation_errors(roots):
     g.set_param("model", "config", "no-such-skeleton")
     problems = [str(p) for p in validate(g, registry)]
     assert len(problems) == 1 and "config skeleton 'no-such-skeleton' not found (looked in" in problems[0]
-    g.set_param("model", "config", "auto")  # keys say sd15; the shipped sd15 skeleton has no tokenizer
-    problems = [str(p) for p in validate(g, registry)]
-    assert len(problems) == 1 and "has no tokenizer/ folder" in problems[0]
+    g.set_param("model", "config", "auto")  # keys say sd15: the shipped skeleton, tokenizer shipped too
+    assert validate(g, registry) == []
+    assert checkpoints.find_skeleton(roots[2], "auto") == checkpoints.SHIPPED_CONFIGS / "sd15"
 
 
 def test_family_comes_from_the_config(roots, tmp_path):

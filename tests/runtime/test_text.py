@@ -39,7 +39,7 @@ def test_unweighted_prompt_equals_the_plain_encoder_call(clip):
 def test_long_prompts_become_77_token_chunks(clip):
     encoder, tokenizer = clip
     prompt = "x" * 100  # one token per character with the byte-level test tokenizer
-    chunks, weights = text.tokenize(tokenizer, prompt)
+    chunks = [chunk.ids for chunk in text.tokenize(tokenizer, prompt)]
     assert [len(c) for c in chunks] == [77, 77]
     assert chunks[0][0] == tokenizer.bos_token_id and chunks[0][76] == tokenizer.eos_token_id
     assert chunks[1][26] == tokenizer.eos_token_id  # 25 tokens left for the second chunk
@@ -61,7 +61,7 @@ def test_weighting_scales_tokens_and_keeps_the_chunk_mean(clip):
 
 def test_clip_skip_two_is_the_penultimate_layer_with_final_norm(clip):
     encoder, tokenizer = clip
-    ids = torch.tensor([text.tokenize(tokenizer, "a cat")[0][0]])
+    ids = torch.tensor([text.tokenize(tokenizer, "a cat")[0].ids])
     with torch.no_grad():
         hidden = encoder(ids, output_hidden_states=True).hidden_states[-2]
         expected = encoder.final_layer_norm(hidden)
