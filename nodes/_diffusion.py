@@ -13,6 +13,7 @@ from typing import Any
 from app.engine.context import Context, NodeError
 from app.runtime import device as devices
 from app.runtime import lora
+from app.runtime.control import ControlNetHandle
 from app.runtime.models import Loaded, manager
 from app.runtime.values import CheckpointSource, LoraPatch, VaeHandle
 
@@ -36,6 +37,14 @@ def vae_module(ctx: Context, vae: VaeHandle) -> Any:
 
     with _forwarded(ctx):
         return manager().load_module("vae", vae.source, devices.torch_device(ctx.device), read, part="vae")
+
+
+def controlnet_module(ctx: Context, handle: ControlNetHandle) -> Any:
+    """The handle's ControlNetModel on this run's device, loaded once per process by the model manager."""
+    from app.runtime.controlnets import read
+
+    with _forwarded(ctx):
+        return manager().load_module("controlnet", handle.source, devices.torch_device(ctx.device), read)
 
 
 def lora_files(ctx: Context, loaded: Loaded, patches: Iterable[Any]) -> list[tuple[lora.LoraFile, float]]:

@@ -1,15 +1,13 @@
 """Load ControlNet and Apply ControlNet: a ControlNet (diffusers folder or single .safetensors) attached to a
 CONDITIONING as a hint; the Sampler adds its residuals (app/runtime/control.py).
 
-The family of a ControlNet is read from its config without loading weights: sd15 / sd2 / sdxl for the
-standard architectures; a small one names its base model's family in a `nodeloom.json` beside its config
-({"family": "tiny-shapes"}), else it is "tiny-<folder name>". The engine refuses a CONTROL_NET whose family
-differs from the CONDITIONING's at Apply ControlNet. No torch import at module level; never import Qt.
+Its family is read from its config without loading weights (app/runtime/controlnets.py); the engine refuses
+a CONTROL_NET whose family differs from the CONDITIONING's at Apply ControlNet. No torch import at module
+level; never import Qt.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,51 +16,9 @@ from app.files import FileProblem, FileResolver
 from app.graph import types as T
 from app.graph.spec import Input, Output, Param, node
 from app.runtime import checkpoints, control
+from app.runtime.controlnets import ControlNetProblem, config_folder, family_of
 from app.runtime.values import CheckpointSource, Conditioning
-
-SDXL_KEYS = ("add_embedding.linear_1.weight", "control_model.label_emb.0.0.weight", "label_emb.0.0.weight")
-
-
-class ControlNetProblem(ValueError):
-    """A ControlNet that cannot be used; the message names the file."""
-
-
-def config_folder(path: Path, config: str) -> Path:
-    """The folder whose config.json describes the ControlNet: the diffusers folder itself, or the skeleton
-    of a single file (in models/configs or assets/configs; auto = controlnet-sd15 or controlnet-sdxl)."""
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ControlNetProblem(f"{path} has no config.json (not a diffusers ControlNet folder)")
-        return path
-    if path.suffix != ".safetensors":
-        raise ControlNetProblem(f"{path.name}: only .safetensors single files are loaded")
-    name = config
-    if config == "auto":
-        keys = set(checkpoints.safetensors_keys(path))
-        name = "controlnet-sdxl" if keys.intersection(SDXL_KEYS) else "controlnet-sd15"
-    for folder in checkpoints.config_dirs():
-        if (folder / name / "config.json").is_file():
-            return folder / name
-    raise ControlNetProblem(f"{path.name}: ControlNet config skeleton {name!r} not found in models/configs")
-
-
-def family_of(path: Path, config: str = "auto") -> str:
-    """sd15 / sd2 / sdxl from the config's architecture, else the family named in nodeloom.json."""
-    folder = config_folder(path, config)
-    try:
-        cfg = json.loads((folder / "config.json").read_text("utf-8"))
-    except (OSError, ValueError) as error:
-        raise ControlNetProblem(f"{folder}: cannot read config.json ({error})") from None
-    channels = list(cfg.get("block_out_channels", []))
-    if cfg.get("addition_embed_type") == "text_time" and channels == [320, 640, 1280]:
-        return "sdxl"
-    if channels == [320, 640, 1280, 1280] and cfg.get("cross_attention_dim") in (768, 1024):
-        return "sd15" if cfg["cross_attention_dim"] == 768 else "sd2"
-    sidecar = (path if path.is_dir() else path.parent) / "nodeloom.json"
-    if sidecar.is_file():
-        return str(json.loads(sidecar.read_text("utf-8"))["family"])
-    stem = path.name.removesuffix(".safetensors")
-    return stem if stem.startswith("tiny-") else f"tiny-{stem}"
+from nodes._diffusion import controlnet_module
 
 
 def _family(params: dict[str, Any], _inputs: dict[str, str | None]) -> str | None:
@@ -75,25 +31,6 @@ def _validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[st
     except (ControlNetProblem, checkpoints.CheckpointProblem, FileProblem, KeyError) as error:
         return [str(error)]
     return []
-
-
-def read(source: CheckpointSource, torch_dtype: Any) -> Any:
-    """The ControlNetModel of a source, offline (a single file goes through its local config skeleton)."""
-    from diffusers import ControlNetModel
-
-    if not source.config:
-        return ControlNetModel.from_pretrained(source.path, torch_dtype=torch_dtype, local_files_only=True)
-    return ControlNetModel.from_single_file(
-        source.path, config=source.config, torch_dtype=torch_dtype, local_files_only=True
-    )
-
-
-def load_net(ctx, handle: control.ControlNetHandle) -> Any:
-    """The handle's ControlNetModel on this run's device, loaded once per process by the model manager."""
-    from app.runtime import device as devices
-    from app.runtime.models import manager
-
-    return manager().load_module("controlnet", handle.source, devices.torch_device(ctx.device), read)
 
 
 @node(
@@ -135,7 +72,7 @@ def load_controlnet(ctx, controlnet, config):
         CheckpointSource(str(path), checkpoints.weights_fingerprint(path), skeleton), family
     )
     try:
-        load_net(ctx, handle)
+        controlnet_module(ctx, handle)
     except (OSError, ValueError) as error:
         raise NodeError(f"cannot load ControlNet {path}: {error}") from None
     return {"control_net": handle}

@@ -11,8 +11,7 @@ from app.runtime.cache import CachePolicy
 from app.runtime.guidance import make_guide
 from app.runtime.schedulers import make_scheduler
 from app.runtime.values import Latent
-from nodes._diffusion import inference, load, lora_files, report_loras
-from nodes.controlnet import load_net
+from nodes._diffusion import controlnet_module, inference, load, lora_files, report_loras
 
 
 @node(
@@ -72,7 +71,7 @@ def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
         hooks = sampling.Hooks(
             progress=ctx.progress, preview=show, check_cancelled=ctx.check_cancelled, report=ctx.report
         )
-        nets = [load_net(ctx, h.controlnet) for h in positive.hints]
+        nets = [controlnet_module(ctx, h.controlnet) for h in positive.hints]
         with lora.patched({"unet": unet}, loras) as applied:
             samples = sampling.sample(
                 unet,

@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from nodes.controlnet import family_of
+from app.runtime.controlnets import family_of
 from tools.make_tiny_random_model import write as write_model
 from tools.train_tiny_controlnet import PRESETS, export, train
 

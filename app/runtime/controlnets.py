@@ -1,0 +1,71 @@
+"""What a ControlNet file or folder is, read from its config without loading weights, and reading it.
+
+The family is sd15 / sd2 / sdxl for the standard architectures; a small one names its base model's family
+in a `nodeloom.json` beside its config ({"family": "tiny-shapes"}), else it is "tiny-<folder name>".
+A single .safetensors file is described by a skeleton config (models/configs or assets/configs; auto =
+controlnet-sd15, or controlnet-sdxl for SDXL keys). Pure Python except `read`; never import Qt here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from app.runtime import checkpoints
+from app.runtime.values import CheckpointSource
+
+SDXL_KEYS = ("add_embedding.linear_1.weight", "control_model.label_emb.0.0.weight", "label_emb.0.0.weight")
+
+
+class ControlNetProblem(ValueError):
+    """A ControlNet that cannot be used; the message names the file."""
+
+
+def config_folder(path: Path, config: str) -> Path:
+    """The folder whose config.json describes the ControlNet: the diffusers folder itself, or the skeleton
+    of a single file (in models/configs or assets/configs; auto = controlnet-sd15 or controlnet-sdxl)."""
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ControlNetProblem(f"{path} has no config.json (not a diffusers ControlNet folder)")
+        return path
+    if path.suffix != ".safetensors":
+        raise ControlNetProblem(f"{path.name}: only .safetensors single files are loaded")
+    name = config
+    if config == "auto":
+        keys = set(checkpoints.safetensors_keys(path))
+        name = "controlnet-sdxl" if keys.intersection(SDXL_KEYS) else "controlnet-sd15"
+    for folder in checkpoints.config_dirs():
+        if (folder / name / "config.json").is_file():
+            return folder / name
+    raise ControlNetProblem(f"{path.name}: ControlNet config skeleton {name!r} not found in models/configs")
+
+
+def family_of(path: Path, config: str = "auto") -> str:
+    """sd15 / sd2 / sdxl from the config's architecture, else the family named in nodeloom.json."""
+    folder = config_folder(path, config)
+    try:
+        cfg = json.loads((folder / "config.json").read_text("utf-8"))
+    except (OSError, ValueError) as error:
+        raise ControlNetProblem(f"{folder}: cannot read config.json ({error})") from None
+    channels = list(cfg.get("block_out_channels", []))
+    if cfg.get("addition_embed_type") == "text_time" and channels == [320, 640, 1280]:
+        return "sdxl"
+    if channels == [320, 640, 1280, 1280] and cfg.get("cross_attention_dim") in (768, 1024):
+        return "sd15" if cfg["cross_attention_dim"] == 768 else "sd2"
+    sidecar = (path if path.is_dir() else path.parent) / "nodeloom.json"
+    if sidecar.is_file():
+        return str(json.loads(sidecar.read_text("utf-8"))["family"])
+    stem = path.name.removesuffix(".safetensors")
+    return stem if stem.startswith("tiny-") else f"tiny-{stem}"
+
+
+def read(source: CheckpointSource, torch_dtype: Any) -> Any:
+    """The ControlNetModel of a source, offline (a single file goes through its local config skeleton)."""
+    from diffusers import ControlNetModel
+
+    if not source.config:
+        return ControlNetModel.from_pretrained(source.path, torch_dtype=torch_dtype, local_files_only=True)
+    return ControlNetModel.from_single_file(
+        source.path, config=source.config, torch_dtype=torch_dtype, local_files_only=True
+    )
