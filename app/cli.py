@@ -1,4 +1,4 @@
-"""The `nodeloom` command: run, validate, nodes, schema, edit, render-graph.
+"""The `nodeloom` command: run, validate, nodes, models, schema, edit, render-graph.
 
 Exit codes: 0 done; 2 usage error (bad flag, bad --set); 3 the graph file or graph is invalid;
 4 a node failed while running; 130 cancelled. A user mistake never prints a traceback.
@@ -19,7 +19,7 @@ from app.engine.context import CancelToken, RunSettings
 from app.engine.executor import Executor
 from app.engine.plan import validate
 from app.engine.store import DEFAULT_DISK_BYTES, DEFAULT_MEMORY_BYTES, DiskStore, MemoryStore
-from app.files import FileProblem, FileResolver
+from app.files import MODEL_FOLDERS, FileProblem, FileResolver
 from app.fsutil import user_cache_dir
 from app.graph import serialize
 from app.graph.model import Graph
@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print full specs as JSON")
 
     commands.add_parser("schema", help="print the JSON Schema of graph files")
+
+    models = commands.add_parser(
+        "models", help="list the models under every model root, per kind and family (headers only)"
+    )
+    models.add_argument("--kind", action="append", choices=tuple(MODEL_FOLDERS), help="only this kind")
+    models.add_argument("--json", action="store_true", help="print one JSON object per model")
 
     edit = commands.add_parser("edit", help="open the editor")
     edit.add_argument("graph", nargs="?")
@@ -273,6 +279,33 @@ def cmd_nodes(args: argparse.Namespace, registry: Registry) -> int:
     return EXIT_OK
 
 
+def cmd_models(args: argparse.Namespace, registry: Registry) -> int:
+    from app.runtime import inventory
+
+    resolver = FileResolver()
+    entries = inventory.scan(resolver, tuple(args.kind or MODEL_FOLDERS))
+    if args.json:
+        print(json.dumps([e.to_json() for e in entries], indent=2))
+        return EXIT_OK
+    roots = ", ".join(str(r) for r in resolver.model_roots)
+    print(f"model roots, first wins: {roots}")
+    for root in resolver.model_roots:
+        mine = [e for e in entries if e.root == str(root)]
+        if not mine:
+            continue
+        print(root)
+        for kind in MODEL_FOLDERS:
+            rows = [e for e in mine if e.kind == kind]
+            if rows:
+                print(f"  {kind}")
+                width = max(len(e.name) for e in rows)
+                for entry in rows:
+                    print(f"    {entry.name:<{width}}  {entry.family:<12} {entry.detail}")
+    if not entries:
+        print("no models found (set $NODELOOM_MODEL_ROOTS or model_roots in the config file)")
+    return EXIT_OK
+
+
 def cmd_ui(args: argparse.Namespace, registry: Registry) -> int:
     try:
         from app.ui import launch
@@ -289,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             "run": cmd_run,
             "validate": cmd_validate,
             "nodes": cmd_nodes,
+            "models": cmd_models,
             "edit": cmd_ui,
             "render-graph": cmd_ui,
         }.get(args.command)

@@ -30,6 +30,11 @@ def test_cli_and_every_node_family_import_without_torch_or_qt():
     assert _loaded_after(code) == []
 
 
+def test_listing_models_reads_headers_without_torch():
+    code = "from app.runtime import inventory\nentries = inventory.scan()\nassert entries"
+    assert _loaded_after(code) == []
+
+
 def test_no_source_file_under_graph_or_engine_imports_qt_or_torch():
     """Also the lazy imports inside functions (the subprocess tests only see module level)."""
     for folder in ("app/graph", "app/engine"):

@@ -1,0 +1,80 @@
+"""`nodeloom models` lists a ComfyUI/A1111-style models folder per kind and family from headers alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def header_only(path: Path, shapes: dict[str, list[int]], metadata: dict | None = None) -> Path:
+    """A .safetensors file with these tensor names and shapes and no data (only headers are read)."""
+    header: dict = {k: {"dtype": "F16", "shape": v, "data_offsets": [0, 0]} for k, v in shapes.items()}
+    if metadata:
+        header["__metadata__"] = metadata
+    data = json.dumps(header).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(data)) + data)
+    return path
+
+
+def models(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NODELOOM_MODEL_ROOTS": str(root), "NODELOOM_CONFIG": str(root / "none.json")}
+    return subprocess.run(
+        [sys.executable, "-m", "app", "models", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_models_lists_every_kind_with_its_family(tmp_path):
+    from tests.nodes.sdxl_helpers import write_stripped
+
+    root = tmp_path / "ComfyUI" / "models"
+    (root / "checkpoints").mkdir(parents=True)
+    write_stripped(root / "checkpoints" / "sd_xl_base_1.0.safetensors", "sdxl")
+    (root / "checkpoints" / "old.ckpt").write_bytes(b"pickle")
+    header_only(
+        root / "Lora" / "style.safetensors",  # A1111's folder name
+        {"lora_unet_input_blocks_4_1_proj_in.lora_down.weight": [4, 640], "lora_te2_text_model_x.alpha": []},
+    )
+    header_only(
+        root / "loras" / "sd15-detail.safetensors",
+        {"lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight": [8, 768]},
+    )
+    header_only(root / "embeddings" / "neg.safetensors", {"emb_params": [4, 768]})
+    header_only(root / "embeddings" / "xl-neg.safetensors", {"clip_l": [2, 768], "clip_g": [2, 1280]})
+    header_only(root / "vae" / "sdxl_vae.safetensors", {"encoder.conv_out.weight": [8, 512, 3, 3]})
+    header_only(
+        root / "clip" / "clip_l.safetensors", {"text_model.embeddings.token_embedding.weight": [49408, 768]}
+    )
+    header_only(root / "unet" / "flux1-dev.safetensors", {"double_blocks.0.img_attn.norm.key_norm.scale": [128], "guidance_in.in_layer.weight": [3072, 256]})  # fmt: skip
+    result = models(root, "--json")
+    assert result.returncode == 0, result.stderr
+    found = {(e["kind"], e["name"]): e for e in json.loads(result.stdout)}
+    expected = {
+        ("checkpoints", "checkpoints/sd_xl_base_1.0.safetensors"): "sdxl",
+        ("checkpoints", "checkpoints/old.ckpt"): "?",
+        ("loras", "Lora/style.safetensors"): "sdxl",
+        ("loras", "loras/sd15-detail.safetensors"): "sd15",
+        ("embeddings", "embeddings/neg.safetensors"): "sd15",
+        ("embeddings", "embeddings/xl-neg.safetensors"): "sdxl",
+        ("vae", "vae/sdxl_vae.safetensors"): "sdxl",
+        ("text_encoders", "clip/clip_l.safetensors"): "clip_l",
+        ("diffusion_models", "unet/flux1-dev.safetensors"): "flux-dev",
+    }
+    for key, family in expected.items():
+        assert key in found, (key, sorted(found))
+        assert found[key]["family"] == family, found[key]
+    assert "pickles can run code" in found[("checkpoints", "checkpoints/old.ckpt")]["detail"]
+    text = models(root, "--kind", "loras")
+    assert text.returncode == 0 and "Lora/style.safetensors" in text.stdout and "vae" not in text.stdout
+    assert str(root) in text.stdout
