@@ -22,7 +22,7 @@ from app.engine.store import DEFAULT_DISK_BYTES, DEFAULT_MEMORY_BYTES, DiskStore
 from app.files import MODEL_FOLDERS, FileProblem, FileResolver
 from app.fsutil import user_cache_dir
 from app.graph import serialize
-from app.graph.model import Graph
+from app.graph.model import Edge, Graph, Node
 from app.graph.schema import graph_schema
 from app.registry import Registry, RegistryError, default_registry
 
@@ -77,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
         "--cache-dir", help="on-disk result cache folder (default: $NODELOOM_CACHE_DIR or the user cache dir)"
     )
     run.add_argument("--no-disk-cache", action="store_true", help="keep results in memory only")
+    run.add_argument(
+        "--lora",
+        dest="loras",
+        action="append",
+        default=[],
+        metavar="NAME[:MODEL[:CLIP]]",
+        help="add a Load LoRA after the graph's checkpoint (repeatable, stacked in order); strengths "
+        "default to 1, CLIP to the model strength",
+    )
 
     check = commands.add_parser("validate", help="report every problem of a graph without running it")
     check.add_argument("graph")
@@ -210,8 +219,43 @@ def _megabytes(variable: str, default: int) -> int:
         raise UsageError(f"${variable}={text!r} is not a number of megabytes") from None
 
 
+def insert_loras(graph: Graph, items: list[str]) -> None:
+    """Chain a Load LoRA node per `NAME[:MODEL[:CLIP]]` between the graph's one Load Checkpoint and
+    everything its MODEL and CLIP fed, in the order given (raises UsageError)."""
+    if not items:
+        return
+    loaders = [n.id for n in graph if n.type == "model.checkpoint" and n.mode == "normal"]
+    if len(loaders) != 1:
+        raise UsageError(
+            f"--lora needs a graph with exactly one Load Checkpoint (this one has {len(loaders)}); "
+            "add Load LoRA nodes to the graph instead"
+        )
+    source = {"model": (loaders[0], "model"), "clip": (loaders[0], "clip")}
+    users = [e for e in graph.edges if e.src == loaders[0] and e.src_port in source]
+    for item in items:
+        name, *numbers = item.split(":")
+        try:
+            strengths = [float(n) for n in numbers]
+        except ValueError:
+            raise UsageError(f"--lora {item!r}: strengths must be numbers, as in NAME:0.8:1.0") from None
+        if not name or len(strengths) > 2:
+            raise UsageError(f"--lora {item!r}: expected NAME, NAME:STRENGTH or NAME:MODEL:CLIP")
+        model_strength = strengths[0] if strengths else 1.0
+        params = {"lora_name": name, "strength_model": model_strength}
+        params["strength_clip"] = strengths[1] if len(strengths) > 1 else model_strength
+        node = graph.add_node(Node(graph.new_id("lora"), "model.lora", params=params))
+        for port, (src, src_port) in source.items():
+            graph.connect(Edge(src, src_port, node.id, port))
+            source[port] = (node.id, port)
+    for edge in users:
+        graph.disconnect(edge)
+        src, src_port = source[edge.src_port]
+        graph.connect(Edge(src, src_port, edge.dst, edge.dst_port))
+
+
 def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     graph = load_graph(args.graph, registry, args.sets)
+    insert_loras(graph, args.loras)
     disk = None
     if not args.no_disk_cache:
         root = Path(args.cache_dir).expanduser() if args.cache_dir else user_cache_dir() / "results"

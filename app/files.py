@@ -62,10 +62,13 @@ class FileResolver:
     model_roots: tuple[Path, ...] = field(default_factory=lambda: tuple(configured_model_roots()))
 
     def model_dirs(self, kind: str) -> list[Path]:
-        """Folders searched for models of `kind`, best first (existing ones only)."""
+        """Folders searched for models of `kind`, best first (existing ones only). Checkpoints may also
+        sit directly in a root (the shipped models do); other kinds only in their own folders, so a picker
+        of LoRAs never offers a checkpoint."""
         names = MODEL_FOLDERS.get(kind, (kind,))
         found = [root / name for root in self.model_roots for name in names]
-        found.extend(self.model_roots)
+        if kind == "checkpoints":
+            found.extend(self.model_roots)
         return [d for d in found if d.is_dir()]
 
     def list_models(self, kind: str) -> list[str]:

@@ -78,3 +78,35 @@ def test_models_lists_every_kind_with_its_family(tmp_path):
     text = models(root, "--kind", "loras")
     assert text.returncode == 0 and "Lora/style.safetensors" in text.stdout and "vae" not in text.stdout
     assert str(root) in text.stdout
+
+
+def test_run_stacks_loras_from_the_command_line(tmp_path):
+    from app.graph import pngmeta
+    from tests.nodes import lora_helpers as L
+    from tools import make_tiny_random_sdxl as xl
+
+    parts = xl.make_components(seed=0)  # the shipped tiny-random-sdxl's architecture
+    for index, name in enumerate(("detail", "style")):
+        pairs = L.make_pairs(parts["unet"], {"text_encoder_2": parts["text_encoder_2"]}, seed=index)
+        L.save(L.kohya(pairs, sdxl=True), tmp_path / "models" / "loras" / f"{name}.safetensors")
+    env = {**os.environ, "NODELOOM_MODEL_ROOTS": str(tmp_path / "models")}
+    command = [sys.executable, "-m", "app", "run", "graphs/sdxl_txt2img.json", "--set", "schedule.steps=2"]
+    command += ["--lora", "detail.safetensors:0.8", "--lora", "style.safetensors:1.2:0.5", "--json-events"]
+    command += ["--no-disk-cache", "-o", str(tmp_path / "out")]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {e["node"] for e in events if e["event"] == "finished"} >= {"lora", "lora_2", "sampler"}
+    assert not [e for e in events if e["event"] == "warning"]
+    written = next(e["path"] for e in events if e["event"] == "output")
+    saved = json.loads(pngmeta.read_text(Path(written).read_bytes())["nodeloom"])
+    assert saved["nodes"]["lora_2"]["params"] == {
+        "lora_name": "style.safetensors",
+        "strength_model": 1.2,
+        "strength_clip": 0.5,
+    }
+    assert [e["from"] for e in saved["edges"] if e["to"] == ["sampler", "model"]] == [["lora_2", "model"]]
+    bad = subprocess.run(
+        command[:7] + ["--lora", "x:strong"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "strengths must be numbers" in bad.stderr

@@ -69,3 +69,22 @@ def test_a_rebound_key_works_in_the_editor(qtbot, registry, tmp_path, monkeypatc
     assert window.editor.graph.nodes["save"].mode == "normal"
     qtbot.keyClick(window.view, Qt.Key.Key_K)
     assert window.editor.graph.nodes["save"].mode == "mute"
+
+
+@pytest.mark.parametrize(
+    ("query", "found"),
+    [
+        ("LoraLoader", "model.lora"),
+        ("LoraLoaderModelOnly", "model.lora_model_only"),
+        ("VAELoader", "model.vae"),
+        ("CheckpointLoaderSimple", "model.checkpoint"),
+        ("CLIPTextEncode", "conditioning.text_encode"),
+        ("CLIPTextEncodeSDXL", "conditioning.size"),
+        ("KSampler", "sampling.sampler"),
+        ("lora", "model.lora"),
+    ],
+)
+def test_comfyui_class_names_find_our_nodes(query, found):
+    from app.registry import default_registry
+
+    assert _types(default_registry(), query)[0] == found
