@@ -40,7 +40,8 @@ def hand_loop(loaded, steps: int, size: int, device):
     from diffusers import EulerDiscreteScheduler
     from diffusers.utils.torch_utils import randn_tensor
 
-    unet, vae, text_encoder, tokenizer = loaded.unet, loaded.vae, loaded.text_encoder, loaded.tokenizer
+    unet, vae = loaded.unet, loaded.vae
+    text_encoder, tokenizer = loaded.modules["text_encoder"], loaded.tokenizers["tokenizer"]
     scheduler = EulerDiscreteScheduler.from_config(loaded.scheduler_config)
     with torch.inference_mode():
         ids = [
@@ -109,8 +110,8 @@ def compare(label: str, model_name: str, size: int, args) -> None:
     pipe = StableDiffusionPipeline(
         unet=loaded.unet,
         vae=loaded.vae,
-        text_encoder=loaded.text_encoder,
-        tokenizer=loaded.tokenizer,
+        text_encoder=loaded.modules["text_encoder"],
+        tokenizer=loaded.tokenizers["tokenizer"],
         scheduler=EulerDiscreteScheduler.from_config(loaded.scheduler_config),
         safety_checker=None,
         feature_extractor=None,

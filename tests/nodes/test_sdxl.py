@@ -1,6 +1,6 @@
 """SDXL base and refiner: our graphs equal diffusers' SDXL pipelines on tiny models (folders and single
 files), detection reads full-size headers, and the existing nodes (img2img, size conditioning, Cache,
-guidance, previews) work on the SDXL UNet."""
+guidance, previews, ControlNet) work on the SDXL UNet."""
 
 from __future__ import annotations
 
@@ -243,3 +243,50 @@ def test_fp16_loads_keep_the_sdxl_vae_in_fp32(root):
     loaded = _read(CheckpointSource(str(root / xl.BASE), "fp16"), FP16, manager())
     assert loaded.unet.dtype == loaded.modules["text_encoder_2"].dtype == torch.float16
     assert loaded.vae.dtype == torch.float32
+
+
+def test_sdxl_controlnet_equals_stable_diffusion_xl_controlnet_pipeline(root):
+    from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline
+
+    from app.runtime import tokenizers
+    from tools.make_tiny_random_controlnet import write as write_controlnet
+
+    folder = write_controlnet(root / "controlnet" / "tiny-xl-canny", root / xl.BASE, seed=4)
+    steps, scale, seed = 4, 6.0, 8
+    g = xl.graph("controlnet_canny", prompt__text=PROMPT, negative__text="", schedule__steps=steps)
+    for node, param, value in [
+        ("schedule", "scheduler", "euler"),
+        ("guidance", "scale", scale),
+        ("sampler", "seed", seed),
+        ("controlnet", "controlnet", folder.name),
+        ("canny", "width", h.SIZE),
+        ("canny", "height", h.SIZE),
+        ("apply", "strength", 0.8),
+    ]:
+        g.set_param(node, param, value)
+    ours = h.run(h.executor(), g).outputs["sampler"]["latent"].samples
+    control = torch.from_numpy(h.executor().run(g, ["canny"]).outputs["canny"]["image"]).permute(0, 3, 1, 2)
+    pipe = StableDiffusionXLControlNetPipeline.from_pretrained(
+        root / xl.BASE,
+        controlnet=ControlNetModel.from_pretrained(folder, local_files_only=True),
+        tokenizer=tokenizers.clip(),
+        tokenizer_2=tokenizers.clip("!"),
+        local_files_only=True,
+    )
+    pipe.scheduler = make_scheduler(Schedule("euler", steps), pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    reference = pipe(
+        PROMPT,
+        image=control,
+        negative_prompt="",
+        num_inference_steps=steps,
+        guidance_scale=scale,
+        controlnet_conditioning_scale=0.8,
+        height=h.SIZE,
+        width=h.SIZE,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        output_type="latent",
+    ).images
+    assert (ours - reference).abs().max().item() < TOLERANCE
+    plain = h.run(h.executor(), xl.graph(prompt__text=PROMPT, negative__text="", schedule__steps=steps))
+    assert (ours - plain.outputs["sampler"]["latent"].samples).abs().max().item() > 1e-3
