@@ -19,7 +19,7 @@ from app.engine.context import CancelToken, RunSettings
 from app.engine.executor import Executor
 from app.engine.plan import validate
 from app.engine.store import DEFAULT_DISK_BYTES, DEFAULT_MEMORY_BYTES, DiskStore, MemoryStore
-from app.files import MODEL_FOLDERS, FileProblem, FileResolver
+from app.files import MODEL_FOLDERS, FileProblem, FileResolver, input_dirs
 from app.fsutil import user_cache_dir
 from app.graph import serialize
 from app.graph.model import Edge, Graph, Node
@@ -159,7 +159,7 @@ def apply_set(graph: Graph, registry: Registry, item: str) -> None:
 
 
 def _resolver(graph_path: str) -> FileResolver:
-    return FileResolver(base_dirs=(Path.cwd(), Path(graph_path).resolve().parent))
+    return FileResolver(base_dirs=input_dirs(Path(graph_path).resolve().parent))
 
 
 def _jsonable(event: dict[str, Any]) -> dict[str, Any]:

@@ -54,6 +54,14 @@ def configured_model_roots() -> list[Path]:
     return unique
 
 
+def input_dirs(graph_folder: Path | None) -> tuple[Path, ...]:
+    """Where a graph's relative input files (Load Image paths) are looked for, in order: the graph file's
+    own folder, so a graph shared with its pictures works from anywhere, then the working folder. The CLI
+    and the editor both resolve through this one order."""
+    folders = [graph_folder.resolve()] if graph_folder is not None else []
+    return tuple(dict.fromkeys([*folders, Path.cwd()]))
+
+
 @dataclass(frozen=True)
 class FileResolver:
     """Resolves file params: input files against base folders, models against model roots."""

@@ -26,7 +26,7 @@ from app.engine.plan import Problem, effective_graph, validate
 from app.engine.status import NodeState, StatusTracker
 from app.engine.store import DiskStore
 from app.engine.worker import DEFAULT_REGISTRY, Worker
-from app.files import FileResolver
+from app.files import FileResolver, input_dirs
 from app.fsutil import user_cache_dir
 from app.graph import serialize
 from app.graph import types as T
@@ -63,7 +63,7 @@ class Runner(QObject):
         self.editor = editor
         root = Path(cache_dir) if cache_dir else user_cache_dir() / "results"
         self.worker = Worker(cache_dir=root, registry=worker_registry)
-        self.base_dirs: list[Path] = [Path.cwd()]
+        self.base_dirs: list[Path] = list(input_dirs(None))
         self.tracker = StatusTracker(
             editor.registry, FileResolver(base_dirs=tuple(self.base_dirs)), DiskStore(root)
         )
@@ -147,7 +147,7 @@ class Runner(QObject):
 
     def set_graph_folder(self, folder: Path | None) -> None:
         """Relative input files resolve against the graph file's folder first, then the working folder."""
-        self.base_dirs = ([folder] if folder else []) + [Path.cwd()]
+        self.base_dirs = list(input_dirs(folder))
         self.tracker.resolver = FileResolver(base_dirs=tuple(self.base_dirs))
         self._refresh_timer.start()
 

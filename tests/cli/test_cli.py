@@ -136,3 +136,39 @@ def test_nodes_schema_and_validate_commands():
     assert nodeloom("validate", str(SHAPES)).returncode == 0
     usage = nodeloom("frobnicate")
     assert usage.returncode == 2
+
+
+def test_relative_inputs_resolve_in_the_graphs_folder_first_then_the_working_folder(tmp_path):
+    import cv2
+    import numpy as np
+
+    from app.files import input_dirs
+
+    graph_dir, work = tmp_path / "shared", tmp_path / "work"
+    graph_dir.mkdir()
+    work.mkdir()
+    for folder, bgr in ((graph_dir, (0, 0, 255)), (work, (255, 0, 0))):  # red beside the graph, blue in cwd
+        cv2.imwrite(str(folder / "pic.png"), np.full((8, 8, 3), bgr, np.uint8))
+    cv2.imwrite(str(work / "only-here.png"), np.full((8, 8, 3), (0, 255, 0), np.uint8))
+    graph = {
+        "schema_version": 1,
+        "nodes": {
+            "load": {"type": "image.load", "version": 1, "params": {"path": "pic.png"}},
+            "other": {"type": "image.load", "version": 1, "params": {"path": "only-here.png"}},
+            "save": {"type": "image.save", "version": 1, "params": {"prefix": "a"}},
+            "save2": {"type": "image.save", "version": 1, "params": {"prefix": "b"}},
+        },
+        "edges": [
+            {"from": ["load", "image"], "to": ["save", "image"]},
+            {"from": ["other", "image"], "to": ["save2", "image"]},
+        ],
+    }
+    (graph_dir / "graph.json").write_text(json.dumps(graph))
+    run = nodeloom(
+        "run", str(graph_dir / "graph.json"), "--no-disk-cache", "-o", str(tmp_path / "out"), cwd=work
+    )
+    assert run.returncode == 0, run.stderr
+    first, second = (cv2.imread(str(next((tmp_path / "out").glob(f"{p}_*.png")))) for p in ("a", "b"))
+    assert tuple(first[0, 0]) == (0, 0, 255)  # the graph's own picture wins
+    assert tuple(second[0, 0]) == (0, 255, 0)  # then the working folder
+    assert input_dirs(graph_dir)[0] == graph_dir.resolve() and input_dirs(None) == (Path.cwd(),)
