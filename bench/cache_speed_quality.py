@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from diffusers import DDIMScheduler, UNet2DConditionModel  # noqa: E402
 
 import app  # noqa: E402,F401  (sets Hugging Face offline)
-from app.runtime.cache import CachePolicy, DeepCache, NoCache, PyramidBroadcast  # noqa: E402
+from app.runtime.cache import CachePolicy, DeepCache, NoCache, PyramidBroadcast, open_runner  # noqa: E402
 from app.runtime.cache.adaptive import calibrate  # noqa: E402
 
 SD15_UNET = dict(
@@ -76,7 +76,7 @@ def sample_steps(unet, policy: CachePolicy, latents, cond, uncond, steps: int, g
     ddim = DDIMScheduler(**SD15_SCHEDULE)
     ddim.set_timesteps(steps)
     text = torch.cat([uncond, cond])
-    with policy.apply(unet, steps) as denoise:
+    with open_runner(policy, unet, steps) as denoise:
         x = latents * ddim.init_noise_sigma
         for i, t in enumerate(ddim.timesteps):
             x_in = ddim.scale_model_input(torch.cat([x, x]), t)

@@ -20,7 +20,7 @@ from typing import Any
 
 from app.engine.context import NodeError
 from app.runtime import schedulers, seeding
-from app.runtime.cache import CachePolicy, NoCache
+from app.runtime.cache import CachePolicy, NoCache, open_runner
 from app.runtime.families import Family
 from app.runtime.guidance import Pass
 from app.runtime.values import Schedule
@@ -80,7 +80,7 @@ def sample(
     step_kwargs = _step_kwargs(scheduler, generator)
     every = max(1, total // PREVIEWS_PER_RUN)
     residuals = functools.partial(control, total=total) if control else _no_control
-    with torch.inference_mode(), (cache or NoCache()).apply(unet, total) as model:
+    with torch.inference_mode(), open_runner(cache or NoCache(), unet, total) as model:
         for i, t in enumerate(timesteps):
             x_in = scheduler.scale_model_input(x, t)
             passes = guide.passes(i, total, t, cond, uncond)

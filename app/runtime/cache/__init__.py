@@ -1,12 +1,13 @@
 """Feature caching across denoising steps (the Cache node's runtime): policies and the runners that apply them.
 
-Import the policy types from here; torch is only imported when a policy is applied. Never import Qt.
+Import the policy types and `open_runner` from here; torch is only imported when a runner is opened. Never
+import Qt.
 """
 
+from app.runtime.cache.base import CacheError, open_runner
 from app.runtime.cache.policy import (
     STRATEGIES,
     AdaptiveCache,
-    CacheError,
     CachePolicy,
     DeepCache,
     NoCache,
@@ -23,4 +24,5 @@ __all__ = [
     "NoCache",
     "PyramidBroadcast",
     "make_policy",
+    "open_runner",
 ]

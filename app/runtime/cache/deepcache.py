@@ -28,8 +28,7 @@ from diffusers.models.unets.unet_2d_blocks import (
 )
 from diffusers.utils.torch_utils import apply_freeu
 
-from app.runtime.cache.policy import CacheError
-from app.runtime.cache.runners import Runner
+from app.runtime.cache.base import CacheError, Runner
 
 DOWN_BLOCKS = (DownBlock2D, CrossAttnDownBlock2D)
 UP_BLOCKS = (UpBlock2D, CrossAttnUpBlock2D)
@@ -229,14 +228,15 @@ class UNetWalk:
 class DeepCacheRunner(Runner):
     """Runs full steps through the whole UNet (keeping the deep feature) and other steps shallow."""
 
-    def __init__(self, unet: Any, total_steps: int, full_steps: frozenset[int], branch: int) -> None:
+    def __init__(self, unet: Any, total_steps: int, policy: Any) -> None:
+        """`policy`: a DeepCache or AdaptiveCache (anything with `full_steps(total)` and `branch`)."""
         super().__init__(unet, total_steps)
         self.walk = UNetWalk(unet)
-        self.walk.check_branch(branch)
-        self.full_steps = full_steps
-        self.branch = branch
+        self.walk.check_branch(policy.branch)
+        self.full_steps = policy.full_steps(total_steps)
+        self.branch = policy.branch
         self.features: dict[tuple, torch.Tensor] = {}
-        self._saved = self.walk.total_blocks - self.walk.blocks_run(branch)
+        self._saved = self.walk.total_blocks - self.walk.blocks_run(policy.branch)
 
     def denoise(self, slot, step_index, sample, timestep, encoder_hidden_states, **kwargs):
         self.total_blocks += self.walk.total_blocks

@@ -25,15 +25,15 @@ from diffusers.hooks.pyramid_attention_broadcast import (
 )
 from diffusers.hooks.pyramid_attention_broadcast import PyramidAttentionBroadcastState
 
-from app.runtime.cache.policy import CacheError, PyramidBroadcast
-from app.runtime.cache.runners import Runner
+from app.runtime.cache.base import CacheError, Runner
+from app.runtime.cache.policy import PyramidBroadcast
 
 
 class PabRunner(Runner):
     """Attaches PAB hooks to `model` for one loop; `close` takes them off again."""
 
     def __init__(self, model: Any, total_steps: int, policy: PyramidBroadcast) -> None:
-        super().__init__(model, total_steps)
+        super().__init__(model, total_steps, policy)
         # Broadcasting is allowed while low < step index < high (the hook's strict comparison).
         self.low, self.high = policy.start - 1, total_steps - policy.end
         self._before = {module: set(vars(module)) for module in model.modules()}

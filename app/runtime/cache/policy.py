@@ -1,50 +1,40 @@
 """Cache policies: plain-data descriptions of which work a denoising loop may skip, and at which steps.
 
 A policy is a frozen dataclass, one class per strategy, so a graph can save it, the engine can key it, and
-new strategies (the DiT ones: FirstBlockCache, TaylorSeer, MagCache, Δ-DiT, RAS) slot in as one more class
-plus one applier module. Every schedule is keyed by the step index of the loop (0 .. total_steps - 1), never
-by timestep values, so it means the same thing under every scheduler.
+a new strategy (the DiT ones: FirstBlockCache, TaylorSeer, MagCache, Δ-DiT, RAS) is one more class here that
+names its runner, plus that runner's module, plus its row in STRATEGIES. Every schedule is keyed by the step
+index of the loop (0 .. total_steps - 1), never by timestep values, so it means the same under every scheduler.
 
 The Sampler uses a policy like this (the loaded model is only borrowed, never changed for good):
 
-    with policy.apply(unet, total_steps) as denoise:
+    with open_runner(policy, unet, total_steps) as denoise:
         for i, t in enumerate(timesteps):
-            eps = denoise(i, latents_in, t, text_embeddings, **controlnet_residuals)
+            prediction = denoise(i, latents_in, t, text_embeddings, **unet_kwargs)
     ctx.report(skipped_blocks=denoise.skipped_blocks)
 
-Pure data: never import torch, diffusers or Qt at module level here (`apply` imports its runner lazily).
+Pure data: never import torch, diffusers or Qt here.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
+
+from app.runtime.cache.base import CacheError, check_int, check_steps
 
 SCHEDULES = ("uniform", "non_uniform")
 
 
-class CacheError(ValueError):
-    """A policy cannot be used as given (bad params, or a model the strategy does not support)."""
-
-
 @dataclass(frozen=True)
 class CachePolicy:
-    """Base of all strategies; on its own it skips nothing (strategy "none")."""
+    """Base of all strategies; on its own it skips nothing (strategy "none").
+
+    Class variables: `strategy` (the Cache node's name for it) and `runner` ("module:Class" of the
+    base.Runner subclass that applies it, built as Runner(model, total_steps, policy))."""
 
     strategy: ClassVar[str] = "none"
-
-    def apply(self, model: Any, total_steps: int) -> AbstractContextManager[Any]:
-        """A context that yields `denoise(step_index, sample, timestep, encoder_hidden_states, **kwargs)`.
-
-        `denoise` returns the model's prediction tensor and counts `skipped_blocks` / `total_blocks`.
-        Whatever it hooks into `model` is removed on exit, also when the loop raises.
-        """
-        from app.runtime.cache import runners
-
-        _check_steps(total_steps)
-        return runners.open_runner(self, model, total_steps)
+    runner: ClassVar[str] = "app.runtime.cache.base:Runner"
 
 
 @dataclass(frozen=True)
@@ -69,6 +59,7 @@ class DeepCache(CachePolicy):
     """
 
     strategy: ClassVar[str] = "deepcache"
+    runner: ClassVar[str] = "app.runtime.cache.deepcache:DeepCacheRunner"
     interval: int = 3
     branch: int = 0
     schedule: str = "uniform"
@@ -76,16 +67,16 @@ class DeepCache(CachePolicy):
     end: int = 0
 
     def __post_init__(self) -> None:
-        _check_int("interval", self.interval, 1)
-        _check_int("branch", self.branch, 0)
-        _check_int("start", self.start, 0)
-        _check_int("end", self.end, 0)
+        check_int("interval", self.interval, 1)
+        check_int("branch", self.branch, 0)
+        check_int("start", self.start, 0)
+        check_int("end", self.end, 0)
         if self.schedule not in SCHEDULES:
             raise CacheError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 
     def full_steps(self, total_steps: int) -> frozenset[int]:
         """The step indices that run the whole UNet (and refresh the cache); all others are shallow."""
-        _check_steps(total_steps)
+        check_steps(total_steps)
         first, stop = self.start, max(self.start, total_steps - self.end)
         outside = set(range(0, first)) | set(range(stop, total_steps))
         length = stop - first
@@ -113,13 +104,14 @@ class AdaptiveCache(CachePolicy):
     """
 
     strategy: ClassVar[str] = "adaptive"
+    runner: ClassVar[str] = "app.runtime.cache.deepcache:DeepCacheRunner"
     plan: tuple[int, ...] = (0,)
     plan_steps: int = 1
     branch: int = 0
 
     def __post_init__(self) -> None:
-        _check_int("plan_steps", self.plan_steps, 1)
-        _check_int("branch", self.branch, 0)
+        check_int("plan_steps", self.plan_steps, 1)
+        check_int("branch", self.branch, 0)
         plan = tuple(sorted(set(self.plan)))
         if not plan or plan[0] != 0 or plan[-1] >= self.plan_steps:
             raise CacheError(
@@ -129,7 +121,7 @@ class AdaptiveCache(CachePolicy):
 
     def full_steps(self, total_steps: int) -> frozenset[int]:
         """The plan, rescaled from `plan_steps` to `total_steps` when they differ."""
-        _check_steps(total_steps)
+        check_steps(total_steps)
         if total_steps == self.plan_steps or self.plan_steps == 1:
             return frozenset(s for s in self.plan if s < total_steps) | {0}
         scale = (total_steps - 1) / (self.plan_steps - 1)
@@ -148,16 +140,17 @@ class PyramidBroadcast(CachePolicy):
     """
 
     strategy: ClassVar[str] = "pab"
+    runner: ClassVar[str] = "app.runtime.cache.pab:PabRunner"
     self_interval: int = 2
     cross_interval: int = 4
     start: int = 2
     end: int = 2
 
     def __post_init__(self) -> None:
-        _check_int("self_interval", self.self_interval, 1)
-        _check_int("cross_interval", self.cross_interval, 1)
-        _check_int("start", self.start, 0)
-        _check_int("end", self.end, 0)
+        check_int("self_interval", self.self_interval, 1)
+        check_int("cross_interval", self.cross_interval, 1)
+        check_int("start", self.start, 0)
+        check_int("end", self.end, 0)
 
 
 STRATEGIES: dict[str, type[CachePolicy]] = {
@@ -188,11 +181,3 @@ def _dense_at_ends(length: int, count: int) -> list[int]:
         picks.append(min(max(spot, lowest), length - (count - k)))
     return picks
 
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise CacheError(f"{name} must be a whole number >= {low}, got {value!r}")
-
-
-def _check_steps(total_steps: int) -> None:
-    _check_int("total_steps", total_steps, 1)

@@ -1,27 +1,26 @@
-"""The denoise callables a policy yields for one sampling loop, and the context that opens and closes them.
+"""What every cache strategy shares: the error type, the base denoise callable (`Runner`), and
+`open_runner`, which builds the runner a policy names and closes it when the sampling loop ends.
 
-`open_runner(policy, model, total_steps)` picks the runner for the policy's strategy. Every runner is called
-as `denoise(step_index, sample, timestep, encoder_hidden_states, **unet_kwargs)` and returns the model's
+A policy (policy.py, plain data) names its runner class as "module:Class" in its `runner` class variable;
+`open_runner` imports it only then, so policies stay torch-free and nothing imports in a circle. Every
+runner is built as `Runner(model, total_steps, policy)` and called as
+`denoise(step_index, sample, timestep, encoder_hidden_states, **unet_kwargs)`, returning the model's
 prediction tensor. Calls within one step are told apart by their order and input shape, so a sampler may run
 CFG as one batch or as separate passes (cond, uncond, PAG...) and each pass gets its own cache slot.
 
-Imports torch lazily through the strategy modules; never import Qt here.
+Pure Python at module level; runners import torch/diffusers in their own modules. Never import Qt here.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from app.runtime.cache.policy import (
-    AdaptiveCache,
-    CacheError,
-    CachePolicy,
-    DeepCache,
-    NoCache,
-    PyramidBroadcast,
-)
+
+class CacheError(ValueError):
+    """A policy cannot be used as given (bad params, or a model the strategy does not support)."""
 
 
 class Runner:
@@ -32,7 +31,7 @@ class Runner:
         total_blocks (int): block evaluations the plain loop would have made, where the strategy knows them.
     """
 
-    def __init__(self, model: Any, total_steps: int) -> None:
+    def __init__(self, model: Any, total_steps: int, policy: Any = None) -> None:
         self.model = model
         self.total_steps = total_steps
         self.skipped_blocks = 0
@@ -63,25 +62,24 @@ class Runner:
         self._open = False
 
 
+def check_int(name: str, value: Any, low: int) -> None:
+    """A CacheError unless `value` is a whole number >= `low`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise CacheError(f"{name} must be a whole number >= {low}, got {value!r}")
+
+
+def check_steps(total_steps: int) -> None:
+    check_int("total_steps", total_steps, 1)
+
+
 @contextmanager
-def open_runner(policy: CachePolicy, model: Any, total_steps: int) -> Iterator[Runner]:
-    """Yield the runner for `policy` on `model`; close it on exit, also when the loop raises."""
-    runner = _make_runner(policy, model, total_steps)
+def open_runner(policy: Any, model: Any, total_steps: int) -> Iterator[Runner]:
+    """Yield the runner `policy` names, on `model` for a loop of `total_steps`; close it on exit, also when
+    the loop raises (whatever it hooked into the model comes off)."""
+    check_steps(total_steps)
+    module, _, name = policy.runner.partition(":")
+    runner = getattr(importlib.import_module(module), name)(model, total_steps, policy)
     try:
         yield runner
     finally:
         runner.close()
-
-
-def _make_runner(policy: CachePolicy, model: Any, total_steps: int) -> Runner:
-    if isinstance(policy, (DeepCache, AdaptiveCache)):
-        from app.runtime.cache.deepcache import DeepCacheRunner
-
-        return DeepCacheRunner(model, total_steps, policy.full_steps(total_steps), policy.branch)
-    if isinstance(policy, PyramidBroadcast):
-        from app.runtime.cache.pab import PabRunner
-
-        return PabRunner(model, total_steps, policy)
-    if type(policy) in (NoCache, CachePolicy):
-        return Runner(model, total_steps)
-    raise CacheError(f"no runner for cache strategy {policy.strategy!r}")
