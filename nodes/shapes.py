@@ -45,18 +45,24 @@ def draw(
     size: float,
     width: int = 64,
     height: int = 64,
+    outline: float = 0.0,
 ) -> np.ndarray:
-    """An anti-aliased HxWx3 uint8 image. x, y: centre as fractions; size: half-extent as a fraction of min(W, H)."""
+    """An anti-aliased HxWx3 uint8 image. x, y: centre as fractions; size: half-extent as a fraction of
+    min(W, H); outline > 0 draws only the edge, that thick (as a fraction of min(W, H)), instead of filling."""
     big_w, big_h = width * _SUPERSAMPLE, height * _SUPERSAMPLE
     canvas = np.empty((big_h, big_w, 3), np.uint8)
     canvas[:] = background
     cx, cy, half = x * big_w, y * big_h, size * min(big_w, big_h)
+    thickness = max(1, int(round(outline * min(big_w, big_h)))) if outline > 0 else -1
     if shape == "circle":
-        cv2.circle(canvas, (int(round(cx)), int(round(cy))), int(round(half)), colour, -1, cv2.LINE_AA)
+        radius = int(round(half - max(thickness, 0) / 2))
+        cv2.circle(canvas, (int(round(cx)), int(round(cy))), radius, colour, thickness, cv2.LINE_AA)
     else:
-        cv2.fillPoly(
-            canvas, [np.round(shape_points(shape, cx, cy, half)).astype(np.int32)], colour, cv2.LINE_AA
-        )
+        points = np.round(shape_points(shape, cx, cy, half)).astype(np.int32)
+        if thickness > 0:
+            cv2.polylines(canvas, [points], True, colour, thickness, cv2.LINE_AA)
+        else:
+            cv2.fillPoly(canvas, [points], colour, cv2.LINE_AA)
     return cv2.resize(canvas, (width, height), interpolation=cv2.INTER_AREA)
 
 

@@ -48,21 +48,25 @@ def _jitter(rgb: tuple[int, int, int], rng: np.random.Generator) -> tuple[int, i
     return tuple(int(v) for v in shifted)
 
 
-def random_sample(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, Sample]:
-    """One uniformly chosen combination drawn at a random place and size, colours jittered."""
+def random_sample(
+    rng: np.random.Generator, size: int = 64, outline: float = 0.0
+) -> tuple[np.ndarray, Sample]:
+    """One uniformly chosen combination drawn at a random place and size, colours jittered (outline > 0:
+    the shape's edge only, that thick; see nodes.shapes.draw)."""
     combos = all_combinations()
     colour, shape, background = combos[int(rng.integers(len(combos)))]
     half = float(rng.uniform(*SIZE_RANGE))
     x, y = (float(v) for v in rng.uniform(half + 0.02, 1.0 - half - 0.02, 2))
-    image = draw(
-        shape, _jitter(COLOURS[colour], rng), _jitter(COLOURS[background], rng), x, y, half, size, size
-    )
+    fore, back = _jitter(COLOURS[colour], rng), _jitter(COLOURS[background], rng)
+    image = draw(shape, fore, back, x, y, half, size, size, outline)
     return image, Sample(colour, shape, background)
 
 
-def random_batch(rng: np.random.Generator, count: int, size: int = 64) -> tuple[np.ndarray, list[Sample]]:
+def random_batch(
+    rng: np.random.Generator, count: int, size: int = 64, outline: float = 0.0
+) -> tuple[np.ndarray, list[Sample]]:
     """(count, size, size, 3) uint8 images and their labels."""
-    pairs = [random_sample(rng, size) for _ in range(count)]
+    pairs = [random_sample(rng, size, outline) for _ in range(count)]
     return np.stack([p[0] for p in pairs]), [p[1] for p in pairs]
 
 

@@ -61,3 +61,17 @@ def test_the_shipped_controlnet_puts_the_shape_where_the_edges_are(monkeypatch) 
     result = control_eval.evaluate(control_eval.CONTROLNET, count=4, steps=10)
     assert result["controlnet"] > 0.6
     assert result["controlnet"] > result["without"] + 0.3
+
+
+def test_the_shipped_lora_draws_outlines_and_its_strength_is_a_dial() -> None:
+    from tools.train_tiny_lora import render, solidity
+
+    picks = [("red", "circle", "blue"), ("yellow", "square", "green"), ("white", "triangle", "black")]
+    pictures = render(picks, (0.0, 1.0), seed=31_000)
+    solid = {
+        s: np.mean([solidity(i, p[0]) for i, p in zip(images, picks, strict=True)])
+        for s, images in pictures.items()
+    }
+    assert solid[0.0] > 0.9  # strength 0: the base model's filled shapes
+    assert solid[1.0] < 0.75  # strength 1: hollow outlines (a drawn outline measures about 0.4)
+    assert all(judge(image).colour == pick[0] for image, pick in zip(pictures[1.0], picks, strict=True))
