@@ -258,3 +258,22 @@ def test_frame_title_colour_and_node_colour_from_the_inspector(qtbot, window):
     assert editor.graph.layout["colours"] == {"shape": "#2a4030"}
     window.inspector.widgets["@colour"].setCurrentText("default")
     assert editor.graph.layout["colours"] == {}
+
+
+def test_a_lora_file_param_offers_the_files_of_the_loras_folder(qtbot):
+    from app.registry import default_registry
+    from app.ui.window import MainWindow
+
+    registry = default_registry()
+    win = MainWindow(registry, serialize.load("graphs/lora.json", registry))
+    qtbot.addWidget(win)
+    _select(win, "lora")
+    offered = [
+        win.inspector.widgets["lora_name"].itemText(i)
+        for i in range(win.inspector.widgets["lora_name"].count())
+    ]
+    assert "tiny-shapes-outline.safetensors" in offered
+    assert "tiny-shapes" not in offered  # checkpoints are not LoRAs
+    _select(win, "model")
+    checkpoints = win.inspector.widgets["checkpoint"]
+    assert "tiny-random-sdxl" in [checkpoints.itemText(i) for i in range(checkpoints.count())]
