@@ -9,7 +9,6 @@ import struct
 
 import numpy as np
 import pytest
-import torch
 from safetensors.torch import save_file
 
 from app.engine.plan import validate
