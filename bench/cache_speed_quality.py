@@ -1,4 +1,4 @@
-"""Cache node speed vs quality: DeepCache intervals 2/3/5 (uniform and non-uniform) beside the uncached loop.
+"""Step Cache node speed vs quality: DeepCache intervals 2/3/5 (uniform and non-uniform) beside the uncached loop.
 
 Runs the Sampler's loop (DDIM, CFG as one batch of two, scale input -> denoise -> guidance -> step) once
 uncached and once per cache policy, in one process, and prints per policy: wall time, speedup over the
@@ -6,7 +6,7 @@ uncached loop, skipped UNet blocks, and quality against the uncached result (PSN
 
   (a) the embedded model (assets/models/tiny-shapes; falls back to assets/models/tiny-random-sd15) at its
       native size; quality on the VAE-decoded images (0..1 RGB). Also intervals 3 and 5 with the first
-      2 steps uncached (the Cache node's default), PAB, and an adaptive plan.
+      2 steps uncached (the Step Cache node's default), PAB, and an adaptive plan.
   (b) a random-weight UNet with SD1.5's exact architecture (860 M params, no download) at 256x256; speed
       does not depend on weight values. Its VAE would be random too, so quality is measured on the final
       latents (PSNR with the uncached latents' range as peak; SSIM per channel after mapping that range to
@@ -39,8 +39,8 @@ import torch  # noqa: E402
 from diffusers import DDIMScheduler, UNet2DConditionModel  # noqa: E402
 
 import app  # noqa: E402,F401  (sets Hugging Face offline)
-from app.runtime.cache import CachePolicy, DeepCache, NoCache, PyramidBroadcast, open_runner  # noqa: E402
-from app.runtime.cache.adaptive import calibrate  # noqa: E402
+from app.runtime.step_cache import CachePolicy, DeepCache, NoCache, PyramidBroadcast, open_denoiser  # noqa: E402
+from app.runtime.step_cache.adaptive import calibrate  # noqa: E402
 
 SD15_UNET = dict(
     sample_size=64,
@@ -64,7 +64,7 @@ SD15_SCHEDULE = dict(
     set_alpha_to_one=False,
 )
 DEEPCACHE = [DeepCache(interval=n, schedule=s) for n in (2, 3, 5) for s in ("uniform", "non_uniform")]
-# The Cache node's default keeps the first 2 steps uncached; on a trained model that matters most.
+# The Step Cache node's default keeps the first 2 steps uncached; on a trained model that matters most.
 WITH_START = [DeepCache(interval=n, start=2) for n in (3, 5)]
 
 
@@ -76,7 +76,7 @@ def sample_steps(unet, policy: CachePolicy, latents, cond, uncond, steps: int, g
     ddim = DDIMScheduler(**SD15_SCHEDULE)
     ddim.set_timesteps(steps)
     text = torch.cat([uncond, cond])
-    with open_runner(policy, unet, steps) as denoise:
+    with open_denoiser(policy, unet, steps) as denoise:
         x = latents * ddim.init_noise_sigma
         for i, t in enumerate(ddim.timesteps):
             x_in = ddim.scale_model_input(torch.cat([x, x]), t)

@@ -79,7 +79,7 @@ def run_ours(unet, scheduler_config, embeddings, size: int, factor: int, steps: 
 
     from app.runtime import sampling
     from app.runtime.families.sdxl import StableDiffusionXL
-    from app.runtime.guidance import make_guide
+    from app.runtime.guidance import make_guidance
     from app.runtime.schedulers import make_scheduler
     from app.runtime.values import Conditioning, Guider, Schedule
 
@@ -93,9 +93,9 @@ def run_ours(unet, scheduler_config, embeddings, size: int, factor: int, steps: 
         factor,
     )
     scheduler = make_scheduler(schedule, scheduler_config)
-    guide = make_guide(Guider("cfg", SCALE))
+    guidance = make_guidance(Guider("cfg", SCALE))
     return sampling.sample(
-        unet, scheduler, schedule, guide, cond, uncond, latents, SEED, family=StableDiffusionXL
+        unet, scheduler, schedule, guidance, cond, uncond, latents, SEED, family=StableDiffusionXL
     )
 
 

@@ -12,6 +12,7 @@ from app.files import FileProblem, FileResolver
 from app.graph import types as T
 from app.graph.spec import Output, Param, node
 from app.runtime import checkpoints, vaes
+from app.runtime.families import pixels_per_latent
 from app.runtime.values import CheckpointSource, ClipHandle, ModelHandle, VaeHandle
 from nodes._diffusion import load, vae_module
 
@@ -100,9 +101,9 @@ def _vae_handle(source: CheckpointSource, family: str, config: Any, standalone: 
     return VaeHandle(
         source,
         family,
-        scale_factor=2 ** (len(config.block_out_channels) - 1),
+        pixels_per_latent=pixels_per_latent(config),
         latent_channels=config.latent_channels,
-        scaling_factor=float(config.scaling_factor),
+        latent_scale=float(config.scaling_factor),
         standalone=standalone,
     )
 

@@ -26,14 +26,14 @@ from nodes._diffusion import inference, vae_module
     ],
 )
 def empty_latent(ctx, vae, width, height, batch):
-    """An empty latent batch for an image of width x height (multiples of the VAE's scale factor)."""
+    """An empty latent batch for an image of width x height (multiples of the VAE's pixels per latent)."""
     import torch
 
-    factor = vae.scale_factor
+    factor = vae.pixels_per_latent
     if width % factor or height % factor:
         raise NodeError(f"width and height must be multiples of {factor} for this VAE, got {width}x{height}")
     shape = (batch, vae.latent_channels, height // factor, width // factor)
-    return {"latent": Latent(torch.zeros(shape), vae.family)}
+    return {"latent": Latent(torch.zeros(shape), vae.family, factor)}
 
 
 @node(
@@ -45,8 +45,8 @@ def empty_latent(ctx, vae, width, height, batch):
 )
 def vae_encode(ctx, image, vae):
     """Encodes images to latents: the mean of the VAE's latent distribution (deterministic, so it caches),
-    times the VAE's scaling factor. Sizes that are not multiples of the VAE's scale factor are cropped."""
-    factor = vae.scale_factor
+    times the VAE's latent scale. Sizes that are not multiples of its pixels per latent are cropped."""
+    factor = vae.pixels_per_latent
     height, width = (image.shape[1] // factor) * factor, (image.shape[2] // factor) * factor
     if not height or not width:
         raise NodeError(f"image {image.shape[2]}x{image.shape[1]} is smaller than the VAE's {factor}px cell")
@@ -57,8 +57,8 @@ def vae_encode(ctx, image, vae):
         param = next(module.parameters())
         pixels = torch.from_numpy(np.ascontiguousarray(image[:, :height, :width])).permute(0, 3, 1, 2)
         pixels = (pixels * 2 - 1).to(param.device, param.dtype)
-        latents = module.encode(pixels).latent_dist.mode() * vae.scaling_factor
-    return {"latent": Latent(latents.float(), vae.family)}
+        latents = module.encode(pixels).latent_dist.mode() * vae.latent_scale
+    return {"latent": Latent(latents.float(), vae.family, factor)}
 
 
 @node(
@@ -82,7 +82,7 @@ def vae_decode(ctx, latent, vae, tiled):
     with inference():
         module = vae_module(ctx, vae)
         param = next(module.parameters())
-        z = latent.samples.to(param.device, param.dtype) / vae.scaling_factor
+        z = latent.samples.to(param.device, param.dtype) / vae.latent_scale
         tile = getattr(module, "tile_latent_min_size", None)
         large = tile is not None and max(z.shape[-2:]) > tile
         decoded = module.tiled_decode(z).sample if tiled and large else module.decode(z).sample

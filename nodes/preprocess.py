@@ -48,7 +48,7 @@ _INPUTS = (
     Input(
         "latent",
         T.LATENT,
-        "Optional: size the result to this latent (8 pixels per latent cell).",
+        "Optional: size the result to this latent's image size.",
         optional=True,
     ),
 )
@@ -57,9 +57,9 @@ _OUTPUT = (Output("image", T.IMAGE, "The control image, RGB 0..1."),)
 
 def _size(frame: np.ndarray, width: int, height: int, latent) -> tuple[int, int]:
     if latent is not None and not (width and height):
-        samples = getattr(latent, "samples", latent)
+        samples, factor = getattr(latent, "samples", latent), getattr(latent, "pixels_per_latent", 8)
         lat_h, lat_w = (int(v) for v in samples.shape[-2:])
-        return width or lat_w * 8, height or lat_h * 8
+        return width or lat_w * factor, height or lat_h * factor
     return width or frame.shape[1], height or frame.shape[0]
 
 

@@ -7,10 +7,10 @@ import dataclasses
 from app.graph import types as T
 from app.graph.spec import Input, Output, Param, node
 from app.runtime import control, lora, preview, sampling, text
-from app.runtime.cache import CachePolicy
-from app.runtime.guidance import make_guide
+from app.runtime.families import pixels_per_latent
+from app.runtime.guidance import make_guidance
 from app.runtime.schedulers import make_scheduler
-from app.runtime.values import Latent
+from app.runtime.step_cache import CachePolicy
 from nodes._diffusion import controlnet_module, inference, load, lora_files, report_loras
 
 
@@ -49,7 +49,7 @@ def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
     loaded, device = load(ctx, model.source)
     family = loaded.family
     vae_config = loaded.vae.config
-    factor = 2 ** (len(vae_config.block_out_channels) - 1)
+    factor = pixels_per_latent(vae_config)
     key = ("rgb_map", str(device))
 
     def show(latents, step, total):
@@ -77,7 +77,7 @@ def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
                 unet,
                 make_scheduler(schedule, model.scheduler_config),
                 schedule,
-                make_guide(guider, model.prediction_type),
+                make_guidance(guider, model.prediction_type),
                 inputs,
                 negative_inputs,
                 latent.samples,
@@ -88,4 +88,4 @@ def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
                 family=family,
             )
     report_loras(ctx, applied)
-    return {"latent": Latent(samples.float(), model.family)}
+    return {"latent": dataclasses.replace(latent, samples=samples.float(), family=model.family)}

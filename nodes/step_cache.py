@@ -1,4 +1,6 @@
-"""Cache: MODEL -> MODEL carrying a feature-cache policy that the Sampler applies for its loop (app/runtime/cache).
+"""Step Cache: MODEL -> MODEL carrying a feature-cache policy that the Sampler applies for its loop
+(app/runtime/step_cache). "Step cache" is work skipped across denoising steps; the engine's result cache
+(what `cached` badges and --cache-dir mean) is another thing.
 
 The loaded model is never changed: the node only appends plain data (a CachePolicy) to the MODEL's patches;
 the Sampler opens the policy around its denoising loop and closes it after, and reports how many UNet blocks
@@ -17,9 +19,9 @@ from typing import Any
 from app.engine.context import NodeError
 from app.graph import types as T
 from app.graph.spec import Input, Output, Param, node
-from app.runtime.cache import STRATEGIES, AdaptiveCache, CacheError, CachePolicy, make_policy
-from app.runtime.cache.policy import SCHEDULES
 from app.runtime.families import has_unet
+from app.runtime.step_cache import STRATEGIES, AdaptiveCache, CacheError, CachePolicy, make_policy
+from app.runtime.step_cache.policy import SCHEDULES
 from nodes._diffusion import inference, load
 
 
@@ -60,7 +62,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
 
 @node(
     "sampling.cache",
-    title="Cache",
+    title="Step Cache",
     category="sampling",
     disk_cache=False,
     inputs=[Input("model", T.MODEL, "The model whose denoising loop should skip work.")],
@@ -142,7 +144,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             T.STRING,
             "",
             description="adaptive: steps that run the whole UNet, e.g. '0,1,3,6,10'. Empty = calibrate on "
-            "a short probe run (the Cache node reports the plan it found; paste it here to freeze it).",
+            "a short probe run (the Step Cache node reports the plan it found; paste it here to freeze it).",
         ),
     ],
     validate=_validate,
@@ -172,14 +174,14 @@ def _check_or_calibrate(
     ctx, policy: CachePolicy, params: dict[str, Any], unet: Any, model: Any
 ) -> CachePolicy:
     """Refuse a UNet the strategy cannot handle (or a branch it lacks); calibrate an adaptive plan if none."""
-    from app.runtime.cache.deepcache import UNetWalk
+    from app.runtime.step_cache.deepcache import UNetWalk
 
     if params["strategy"] in ("deepcache", "adaptive"):
         UNetWalk(unet).check_branch(params["branch"])
     if params["strategy"] != "adaptive" or parse_plan(params["plan"]):
         return policy
-    from app.runtime.cache.adaptive import calibrate, probe_inputs
     from app.runtime.schedulers import make_scheduler, timesteps
+    from app.runtime.step_cache.adaptive import calibrate, probe_inputs
     from app.runtime.values import Schedule
 
     schedule = Schedule("ddim", params["steps"])

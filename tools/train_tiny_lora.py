@@ -77,7 +77,14 @@ def pool(vae, tokenizer, count: int, seed: int) -> dict[str, torch.Tensor]:
 
 
 def train(
-    steps: int, batch: int, rank: int, lr: float, workdir: Path, seed: int = 0, pool_size: int = 4096, log=print
+    steps: int,
+    batch: int,
+    rank: int,
+    lr: float,
+    workdir: Path,
+    seed: int = 0,
+    pool_size: int = 4096,
+    log=print,
 ):
     """The LoRA-wrapped UNet and text encoder after `steps` (resuming from workdir/lora.pt)."""
     from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict

@@ -5,8 +5,11 @@ pinned with it): `cfg` and the residual CFG variants are ours; every other metho
 class and drives it exactly as diffusers' modular denoise loop does (set_state -> prepare_inputs -> per batch
 prepare_models / model / cleanup_models -> guider(batches)). If the guider API changes, only this file does.
 
-A guide is made fresh for every sampling run (guiders keep per-run state, e.g. APG's momentum), and every
-hook a guider attaches to the UNet for one pass is removed right after that pass.
+Words: a *guider* (values.Guider, the GUIDER socket) is the plain-data choice the Guidance node makes
+(method, scale, options); a *guidance* object (ClassicCfg, ResidualCfg, DiffusersGuidance) is what
+`make_guidance` builds from it fresh for every sampling run, since guidance keeps per-run state (APG's
+momentum); a *diffusers guider* is diffusers' own class, which DiffusersGuidance drives. Every hook a diffusers
+guider attaches to the UNet for one pass is removed right after that pass.
 
 Methods that perturb attention layers (pag, skip_layer, seg, auto_guidance) need a UNet with transformer
 blocks at the given layer path; they refuse non-UNet families at validation. Residual CFG (StreamDiffusion,
@@ -172,7 +175,7 @@ def _from_epsilon(eps: Any, x: Any, abar: float, kind: str) -> Any:
     return (eps - (1 - abar) ** 0.5 * x) / abar**0.5
 
 
-class DiffusersGuide:
+class DiffusersGuidance:
     """Drives a diffusers guider through its protocol; each pass runs alone between prepare and cleanup."""
 
     batched = False
@@ -197,15 +200,15 @@ class DiffusersGuide:
         return self.guider([p.state for p in preds]).pred
 
 
-def make_guide(guider: Guider, prediction_type: str = "epsilon") -> Any:
-    """A fresh guide object for one sampling run."""
+def make_guidance(guider: Guider, prediction_type: str = "epsilon") -> Any:
+    """A fresh guidance object for one sampling run."""
     options = guider.options
     if guider.method == "cfg":
         return ClassicCfg(guider.scale, float(options.get("rescale", 0.0)))
     if guider.method in ("rcfg_self", "rcfg_onetime"):
         delta = float(options.get("delta", 1.0))
         return ResidualCfg(guider.scale, delta, guider.method == "rcfg_onetime", prediction_type)
-    return DiffusersGuide(diffusers_guider(guider))
+    return DiffusersGuidance(diffusers_guider(guider))
 
 
 def diffusers_guider(guider: Guider) -> Any:

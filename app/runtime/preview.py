@@ -1,4 +1,4 @@
-"""Cheap latent -> RGB previews: a per-VAE linear map (4 latent channels + bias -> RGB).
+"""Cheap latent -> RGB previews: a per-VAE linear map (the latent channels + bias -> RGB).
 
 The map is fitted by least squares on a few small random latents decoded once with the model's own VAE
 (block-averaged down to latent resolution), so it works for any SD-class VAE without shipped tables.
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 
-def fit_rgb_map(vae: Any, scaling_factor: float, scale_factor: int) -> Any:
+def fit_rgb_map(vae: Any, latent_scale: float, pixels_per_latent: int) -> Any:
     """(C + 1, 3) float32 tensor: [latent channels, 1] @ map ~ RGB in 0..1 at latent resolution."""
     import torch
 
@@ -22,8 +22,8 @@ def fit_rgb_map(vae: Any, scaling_factor: float, scale_factor: int) -> Any:
     latents = torch.randn((4, channels, 8, 8), generator=generator)
     param = next(vae.parameters())
     with torch.inference_mode():
-        decoded = vae.decode((latents / scaling_factor).to(param.device, param.dtype)).sample.float().cpu()
-    rgb = torch.nn.functional.avg_pool2d((decoded / 2 + 0.5).clamp(0, 1), scale_factor)
+        decoded = vae.decode((latents / latent_scale).to(param.device, param.dtype)).sample.float().cpu()
+    rgb = torch.nn.functional.avg_pool2d((decoded / 2 + 0.5).clamp(0, 1), pixels_per_latent)
     inputs = torch.cat([latents, torch.ones_like(latents[:, :1])], dim=1)
     rows = inputs.permute(0, 2, 3, 1).reshape(-1, channels + 1)
     targets = rgb.permute(0, 2, 3, 1).reshape(-1, 3)

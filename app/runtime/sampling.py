@@ -20,9 +20,9 @@ from typing import Any
 
 from app.engine.context import NodeError
 from app.runtime import schedulers, seeding
-from app.runtime.cache import CachePolicy, NoCache, open_runner
 from app.runtime.families import Family
 from app.runtime.guidance import Pass
+from app.runtime.step_cache import CachePolicy, NoCache, open_denoiser
 from app.runtime.values import Schedule
 
 PREVIEWS_PER_RUN = 5
@@ -42,7 +42,7 @@ def sample(
     unet: Any,
     scheduler: Any,
     schedule: Schedule,
-    guide: Any,
+    guidance: Any,
     cond: dict[str, Any],
     uncond: dict[str, Any],
     latents: Any,
@@ -55,7 +55,7 @@ def sample(
     """Denoise `latents` (B, C, h, w); returns the final latents. `cond`/`uncond` are the model inputs of
     the positive and negative branch by name (`family.model_inputs`: text embeddings of equal length, see
     text.even_out, plus what the family adds), each 1 or B long; `family.unet_kwargs` turns them into the
-    denoiser's arguments. `cache` (from a Cache node) is applied for this loop only and the skipped UNet
+    denoiser's arguments. `cache` (from a Step Cache node) is applied for this loop only and the skipped UNet
     blocks are reported as `skipped_blocks`. `control` (control.binder) gives the UNet the ControlNet
     residuals of each model call."""
     import torch
@@ -80,13 +80,13 @@ def sample(
     step_kwargs = _step_kwargs(scheduler, generator)
     every = max(1, total // PREVIEWS_PER_RUN)
     residuals = functools.partial(control, total=total) if control else _no_control
-    with torch.inference_mode(), open_runner(cache or NoCache(), unet, total) as model:
+    with torch.inference_mode(), open_denoiser(cache or NoCache(), unet, total) as model:
         for i, t in enumerate(timesteps):
             x_in = scheduler.scale_model_input(x, t)
-            passes = guide.passes(i, total, t, cond, uncond)
-            preds = _run_passes(model, unet, guide, i, x_in, t, passes, residuals, family)
-            eps = guide.combine(preds, i, x_in, scheduler)
-            x = scheduler.step(eps, t, x, **step_kwargs, return_dict=False)[0]
+            passes = guidance.passes(i, total, t, cond, uncond)
+            preds = _run_passes(model, unet, guidance, i, x_in, t, passes, residuals, family)
+            prediction = guidance.combine(preds, i, x_in, scheduler)  # epsilon, v or flow: the model's kind
+            x = scheduler.step(prediction, t, x, **step_kwargs, return_dict=False)[0]
             hooks.progress(i + 1, total)
             if hooks.preview is not None and ((i + 1) % every == 0 or i + 1 == total):
                 hooks.preview(x, i + 1, total)
@@ -100,12 +100,12 @@ def _no_control(*_args: Any) -> dict[str, Any]:
 
 
 def _run_passes(
-    model, unet, guide, step: int, x_in: Any, t: Any, passes: list[Pass], control, family
+    model, unet, guidance, step: int, x_in: Any, t: Any, passes: list[Pass], control, family
 ) -> list[Any]:
-    """Model predictions for the passes, in order: one batched call when the guide allows it."""
+    """Model predictions for the passes, in order: one batched call when the guidance allows it."""
     import torch
 
-    if guide.batched:
+    if guidance.batched:
         count = len(passes)
         inputs = {name: torch.cat([p.inputs[name] for p in passes]) for name in passes[0].inputs}
         kwargs = family.unet_kwargs(inputs)
@@ -113,11 +113,11 @@ def _run_passes(
         return list(model(step, x, t, **kwargs, **control(step, x, t, kwargs, count)).chunk(count))
     for p in passes:
         kwargs = family.unet_kwargs(p.inputs)
-        guide.enter(unet)
+        guidance.enter(unet)
         try:
             p.state.noise_pred = model(step, x_in, t, **kwargs, **control(step, x_in, t, kwargs, 1))
         finally:
-            guide.leave(unet)
+            guidance.leave(unet)
     return passes
 
 

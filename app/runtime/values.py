@@ -60,14 +60,15 @@ class ClipHandle:
 
 @dataclass(frozen=True)
 class VaeHandle:
-    """VAE: the autoencoder; `scale_factor` = image pixels per latent pixel, `scaling_factor` = latent scale.
+    """VAE: the autoencoder; `pixels_per_latent` = image pixels per latent pixel along a side (8 for SD),
+    `latent_scale` = what latents are multiplied by after encoding (the VAE config's `scaling_factor`).
     `standalone`: the source is a VAE on its own (Load VAE), not a checkpoint's part."""
 
     source: CheckpointSource
     family: str
-    scale_factor: int = 8
+    pixels_per_latent: int = 8
     latent_channels: int = 4
-    scaling_factor: float = 0.18215
+    latent_scale: float = 0.18215
     standalone: bool = False
 
 
@@ -92,10 +93,12 @@ class Conditioning:
 @persistable
 @dataclass(frozen=True)
 class Latent:
-    """LATENT: samples (B, C, h, w) already multiplied by the VAE's scaling factor, and their family."""
+    """LATENT: samples (B, C, h, w) already multiplied by the VAE's latent scale, their family, and how
+    many image pixels one latent pixel covers (along a side)."""
 
     samples: Any
     family: str | None = None
+    pixels_per_latent: int = 8
 
 
 @persistable

@@ -1,4 +1,4 @@
-"""The Cache node through whole graphs: exact when nothing is cached, skipped blocks on the Sampler's finished
+"""The Step Cache node through whole graphs: exact when nothing is cached, skipped blocks on the Sampler's finished
 event, composition with CFG and PAG, adaptive plans that reproduce, and a loaded model left as it was."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from app.engine.context import RunSettings
-from app.runtime.cache import DeepCache
-from app.runtime.cache.deepcache import UNetWalk
 from app.runtime.models import manager
-from nodes.cache import _validate
+from app.runtime.step_cache import DeepCache
+from app.runtime.step_cache.deepcache import UNetWalk
+from nodes.step_cache import _validate
 from tests.nodes import diffusion_helpers as h
 
 STEPS = 6

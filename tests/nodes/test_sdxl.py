@@ -186,7 +186,7 @@ def test_base_latents_feed_the_refiner_but_base_prompts_do_not(root):
 
 
 def test_deepcache_runs_on_the_sdxl_unet_and_equals_it_in_full(root):
-    from app.runtime.cache.deepcache import UNetWalk
+    from app.runtime.step_cache.deepcache import UNetWalk
 
     pipe = xl.pipeline(root / xl.BASE)
     unet = pipe.unet

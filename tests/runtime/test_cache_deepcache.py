@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.runtime.cache import AdaptiveCache, CacheError, DeepCache, open_runner
-from app.runtime.cache.adaptive import calibrate
-from app.runtime.cache.deepcache import UNetWalk
+from app.runtime.step_cache import AdaptiveCache, CacheError, DeepCache, open_denoiser
+from app.runtime.step_cache.adaptive import calibrate
+from app.runtime.step_cache.deepcache import UNetWalk
 from tests.runtime.cache_models import (
     inputs,
     model_state,
@@ -79,7 +79,7 @@ def test_interval_one_equals_the_uncached_loop_exactly(unet, data):
     latents, cond, uncond = data
     reference = sample(plain(unet), latents, cond, uncond)
     for policy in (DeepCache(interval=1), DeepCache(interval=1, branch=3, schedule="non_uniform")):
-        with open_runner(policy, unet, 10) as denoise:
+        with open_denoiser(policy, unet, 10) as denoise:
             assert torch.equal(sample(denoise, latents, cond, uncond), reference)
         assert denoise.skipped_blocks == 0 and denoise.total_blocks == 10 * 12
 
@@ -89,12 +89,12 @@ def test_caching_changes_the_output_but_stays_close_on_a_smooth_model(unet, data
     reference = sample(plain(unet), latents, cond, uncond)
     errors = []
     for interval in (2, 3, 5):
-        with open_runner(DeepCache(interval=interval), unet, 10) as denoise:
+        with open_denoiser(DeepCache(interval=interval), unet, 10) as denoise:
             out = sample(denoise, latents, cond, uncond)
         errors.append(((out - reference).norm() / reference.norm()).item())
     assert all(0 < e < 0.15 for e in errors), errors
     # A deeper branch recomputes more, so it stays closer.
-    with open_runner(DeepCache(interval=3, branch=3), unet, 10) as denoise:
+    with open_denoiser(DeepCache(interval=3, branch=3), unet, 10) as denoise:
         deep = sample(denoise, latents, cond, uncond)
     assert 0 < ((deep - reference).norm() / reference.norm()).item() < errors[1]
 
@@ -107,7 +107,7 @@ def test_skipped_block_counts_match_the_schedule(unet, data, branch, shallow, in
     latents, cond, uncond = data
     policy = DeepCache(interval=interval, branch=branch, schedule=schedule, start=1, end=1)
     cached_steps = 12 - len(policy.full_steps(12))
-    with open_runner(policy, unet, 12) as denoise:
+    with open_denoiser(policy, unet, 12) as denoise:
         sample(denoise, latents, cond, uncond, steps=12, sequential=True)  # two passes per step
     assert denoise.total_blocks == 12 * 2 * 12
     assert denoise.skipped_blocks == cached_steps * 2 * (12 - shallow)
@@ -117,7 +117,7 @@ def test_cfg_as_one_batch_or_two_passes_gives_the_same_cached_result(unet, data)
     latents, cond, uncond = data
     results = []
     for sequential in (False, True):
-        with open_runner(DeepCache(interval=3), unet, 10) as denoise:
+        with open_denoiser(DeepCache(interval=3), unet, 10) as denoise:
             results.append(sample(denoise, latents, cond, uncond, sequential=sequential))
     torch.testing.assert_close(results[0], results[1], rtol=0, atol=1e-4)
 
@@ -130,11 +130,11 @@ def test_controlnet_residuals_flow_through_full_and_shallow_steps():
     reference = sample(plain(unet), latents, cond, uncond, controlnet=controlnet, hint=hint)
     without = sample(plain(unet), latents, cond, uncond)
     assert (reference - without).abs().max() > 1e-3  # the residuals matter
-    with open_runner(DeepCache(interval=1), unet, 10) as denoise:
+    with open_denoiser(DeepCache(interval=1), unet, 10) as denoise:
         assert torch.equal(
             sample(denoise, latents, cond, uncond, controlnet=controlnet, hint=hint), reference
         )
-    with open_runner(DeepCache(interval=3, branch=2), unet, 10) as denoise:
+    with open_denoiser(DeepCache(interval=3, branch=2), unet, 10) as denoise:
         cached = sample(denoise, latents, cond, uncond, controlnet=controlnet, hint=hint)
     assert denoise.skipped_blocks > 0
     error = ((cached - reference).norm() / reference.norm()).item()
@@ -160,14 +160,14 @@ def test_the_model_is_unchanged_after_a_cached_run_and_after_a_failing_one(unet,
     with torch.no_grad():
         before_out = unet(x, 100, cond).sample
     before = model_state(unet)
-    with open_runner(DeepCache(interval=3), unet, 10) as denoise:
+    with open_denoiser(DeepCache(interval=3), unet, 10) as denoise:
         sample(denoise, latents, cond, uncond)
 
     def explode(*args, **kwargs):
         raise RuntimeError("cancelled mid-loop")
 
     with pytest.raises(RuntimeError, match="cancelled"):
-        with open_runner(DeepCache(interval=2), unet, 10) as denoise:
+        with open_denoiser(DeepCache(interval=2), unet, 10) as denoise:
             denoise(0, x, 900, cond)
             denoise(1, x, 800, cond)
             explode()
@@ -185,12 +185,12 @@ def test_refused_inputs_and_models_raise_cache_errors(unet, data):
     _, cond, _ = data
     x = torch.randn(1, 4, 16, 16)
     with pytest.raises(CacheError, match="branch must be between 0 and 3"):
-        with open_runner(DeepCache(branch=4), unet, 10):
+        with open_denoiser(DeepCache(branch=4), unet, 10):
             pass
     with pytest.raises(CacheError, match="UNet2DConditionModel"):
-        with open_runner(DeepCache(), torch.nn.Linear(2, 2), 10):
+        with open_denoiser(DeepCache(), torch.nn.Linear(2, 2), 10):
             pass
-    with open_runner(DeepCache(), unet, 10) as denoise:
+    with open_denoiser(DeepCache(), unet, 10) as denoise:
         with pytest.raises(CacheError, match="T2I-Adapter"):
             denoise(0, x, 1, cond, down_intrablock_additional_residuals=[x])
         with pytest.raises(CacheError, match="outside the loop"):
@@ -215,7 +215,7 @@ def test_adaptive_calibration_makes_a_plan_that_runs(unet, data):
     )
     assert again == policy  # deterministic: a saved plan reproduces
     reference = sample(plain(unet), latents, cond, uncond)
-    with open_runner(policy, unet, 10) as denoise:
+    with open_denoiser(policy, unet, 10) as denoise:
         out = sample(denoise, latents, cond, uncond)
     assert denoise.skipped_blocks == 6 * 11
     assert 0 < ((out - reference).norm() / reference.norm()).item() < 0.15

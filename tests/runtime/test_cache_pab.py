@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers.models.attention_processor import AttnProcessor
 
-from app.runtime.cache import PyramidBroadcast, open_runner
+from app.runtime.step_cache import PyramidBroadcast, open_denoiser
 from tests.runtime.cache_models import inputs, model_state, one_torch_thread, plain, sample, tiny_unet
 
 
@@ -46,7 +46,7 @@ def test_pab_skips_attention_as_counted_and_as_scheduled(unet):
 
     policy = PyramidBroadcast(self_interval=2, cross_interval=4, start=2, end=2)
     CountingProcessor.calls = 0
-    with open_runner(policy, unet, 10) as denoise:
+    with open_denoiser(policy, unet, 10) as denoise:
         out = sample(denoise, latents, cond, uncond)
     # Steps 2..7 may broadcast: self-attention recomputes on even steps (skips 3, 5, 7), cross-attention
     # on multiples of 4 (skips 2, 3, 5, 6, 7); the tiny UNet has 4 transformer blocks.
@@ -62,7 +62,7 @@ def test_each_cfg_pass_keeps_its_own_attention_cache(unet):
     policy = PyramidBroadcast(self_interval=3, cross_interval=3, start=1, end=1)
     results = []
     for sequential in (False, True):
-        with open_runner(policy, unet, 10) as denoise:
+        with open_denoiser(policy, unet, 10) as denoise:
             results.append(sample(denoise, latents, cond, uncond, sequential=sequential))
     torch.testing.assert_close(results[0], results[1], rtol=0, atol=1e-4)
     # Steps 1..8 may broadcast and recompute at 3 and 6: two passes x 8 attention modules x 6 skips.
@@ -75,12 +75,12 @@ def test_hooks_are_gone_after_the_loop_even_when_it_fails(unet):
     with torch.no_grad():
         before_out = unet(x, 100, cond).sample
     before = model_state(unet)
-    with open_runner(PyramidBroadcast(), unet, 10) as denoise:
+    with open_denoiser(PyramidBroadcast(), unet, 10) as denoise:
         assert model_state(unet)[1] != before[1]  # hooked while the loop runs
         sample(denoise, latents, cond)
     assert model_state(unet)[1] == before[1]
     with pytest.raises(RuntimeError, match="cancelled"):
-        with open_runner(PyramidBroadcast(start=0), unet, 10) as denoise:
+        with open_denoiser(PyramidBroadcast(start=0), unet, 10) as denoise:
             denoise(0, x, 900, cond)
             raise RuntimeError("cancelled mid-loop")
     after = model_state(unet)
@@ -89,6 +89,6 @@ def test_hooks_are_gone_after_the_loop_even_when_it_fails(unet):
     with torch.no_grad():
         assert torch.equal(unet(x, 100, cond).sample, before_out)
     # And a second PAB run on the same model works (no hook left registered under PAB's name).
-    with open_runner(PyramidBroadcast(), unet, 10) as denoise:
+    with open_denoiser(PyramidBroadcast(), unet, 10) as denoise:
         sample(denoise, latents, cond)
     assert denoise.skipped_blocks > 0

@@ -7,8 +7,15 @@ import math
 
 import pytest
 
-from app.runtime.cache import AdaptiveCache, CacheError, DeepCache, NoCache, PyramidBroadcast, make_policy
-from app.runtime.cache.adaptive import plan_refreshes
+from app.runtime.step_cache import (
+    AdaptiveCache,
+    CacheError,
+    DeepCache,
+    NoCache,
+    PyramidBroadcast,
+    make_policy,
+)
+from app.runtime.step_cache.adaptive import plan_refreshes
 
 
 def test_uniform_schedule_refreshes_every_interval_steps():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.runtime.families.base import Family, TextEncoder
+from app.runtime.families.base import Family, TextEncoder, pixels_per_latent
 from app.runtime.families.sd import StableDiffusion
 from app.runtime.families.sdxl import StableDiffusionXL, StableDiffusionXLRefiner
 
@@ -49,4 +49,5 @@ __all__ = [
     "by_name",
     "detect",
     "has_unet",
+    "pixels_per_latent",
 ]

@@ -46,6 +46,11 @@ class TextEncoder:
     embedding_key: str = "clip_l"
 
 
+def pixels_per_latent(vae_config: Any) -> int:
+    """Image pixels per latent pixel along a side: the VAE halves the size at every level but the last."""
+    return 2 ** (len(vae_config.block_out_channels) - 1)
+
+
 class Family:
     """Base of every family: the SD1.x behaviour (one CLIP, no added model inputs)."""
 

@@ -1,11 +1,11 @@
-"""Feature caching across denoising steps (the Cache node's runtime): policies and the runners that apply them.
+"""Feature caching across denoising steps (the Step Cache node's runtime): policies and the denoisers that apply them.
 
-Import the policy types and `open_runner` from here; torch is only imported when a runner is opened. Never
+Import the policy types and `open_denoiser` from here; torch is only imported when a denoiser is opened. Never
 import Qt.
 """
 
-from app.runtime.cache.base import CacheError, open_runner
-from app.runtime.cache.policy import (
+from app.runtime.step_cache.base import CacheError, open_denoiser
+from app.runtime.step_cache.policy import (
     STRATEGIES,
     AdaptiveCache,
     CachePolicy,
@@ -24,5 +24,5 @@ __all__ = [
     "NoCache",
     "PyramidBroadcast",
     "make_policy",
-    "open_runner",
+    "open_denoiser",
 ]

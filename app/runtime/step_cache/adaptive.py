@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.runtime.cache.policy import AdaptiveCache, CacheError
+from app.runtime.step_cache.policy import AdaptiveCache, CacheError
 
 
 def plan_refreshes(cost: Sequence[Sequence[float]], budget: int) -> tuple[int, ...]:
@@ -75,7 +75,7 @@ def calibrate(
     """
     import torch
 
-    from app.runtime.cache.deepcache import UNetWalk
+    from app.runtime.step_cache.deepcache import UNetWalk
 
     walk = UNetWalk(unet)
     walk.check_branch(branch)

@@ -1,14 +1,14 @@
-"""What every cache strategy shares: the error type, the base denoise callable (`Runner`), and
-`open_runner`, which builds the runner a policy names and closes it when the sampling loop ends.
+"""What every cache strategy shares: the error type, the base denoise callable (`Denoiser`), and
+`open_denoiser`, which builds the denoiser a policy names and closes it when the sampling loop ends.
 
-A policy (policy.py, plain data) names its runner class as "module:Class" in its `runner` class variable;
-`open_runner` imports it only then, so policies stay torch-free and nothing imports in a circle. Every
-runner is built as `Runner(model, total_steps, policy)` and called as
+A policy (policy.py, plain data) names its denoiser class as "module:Class" in its `denoiser` class variable;
+`open_denoiser` imports it only then, so policies stay torch-free and nothing imports in a circle. Every
+denoiser is built as `Denoiser(model, total_steps, policy)` and called as
 `denoise(step_index, sample, timestep, encoder_hidden_states, **unet_kwargs)`, returning the model's
 prediction tensor. Calls within one step are told apart by their order and input shape, so a sampler may run
 CFG as one batch or as separate passes (cond, uncond, PAG...) and each pass gets its own cache slot.
 
-Pure Python at module level; runners import torch/diffusers in their own modules. Never import Qt here.
+Pure Python at module level; denoisers import torch/diffusers in their own modules. Never import Qt here.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class CacheError(ValueError):
     """A policy cannot be used as given (bad params, or a model the strategy does not support)."""
 
 
-class Runner:
+class Denoiser:
     """Base denoise callable: the plain model call, with the bookkeeping every strategy shares.
 
     Attributes:
@@ -58,7 +58,7 @@ class Runner:
         return self.model(sample, timestep, encoder_hidden_states, **kwargs).sample
 
     def close(self) -> None:
-        """Undo whatever the runner attached to the model and drop cached tensors."""
+        """Undo whatever the denoiser attached to the model and drop cached tensors."""
         self._open = False
 
 
@@ -73,13 +73,13 @@ def check_steps(total_steps: int) -> None:
 
 
 @contextmanager
-def open_runner(policy: Any, model: Any, total_steps: int) -> Iterator[Runner]:
-    """Yield the runner `policy` names, on `model` for a loop of `total_steps`; close it on exit, also when
+def open_denoiser(policy: Any, model: Any, total_steps: int) -> Iterator[Denoiser]:
+    """Yield the denoiser `policy` names, on `model` for a loop of `total_steps`; close it on exit, also when
     the loop raises (whatever it hooked into the model comes off)."""
     check_steps(total_steps)
-    module, _, name = policy.runner.partition(":")
-    runner = getattr(importlib.import_module(module), name)(model, total_steps, policy)
+    module, _, name = policy.denoiser.partition(":")
+    denoiser = getattr(importlib.import_module(module), name)(model, total_steps, policy)
     try:
-        yield runner
+        yield denoiser
     finally:
-        runner.close()
+        denoiser.close()

@@ -28,7 +28,7 @@ from diffusers.models.unets.unet_2d_blocks import (
 )
 from diffusers.utils.torch_utils import apply_freeu
 
-from app.runtime.cache.base import CacheError, Runner
+from app.runtime.step_cache.base import CacheError, Denoiser
 
 DOWN_BLOCKS = (DownBlock2D, CrossAttnDownBlock2D)
 UP_BLOCKS = (UpBlock2D, CrossAttnUpBlock2D)
@@ -225,7 +225,7 @@ class UNetWalk:
         return unet.conv_out(h), captured
 
 
-class DeepCacheRunner(Runner):
+class DeepCacheDenoiser(Denoiser):
     """Runs full steps through the whole UNet (keeping the deep feature) and other steps shallow."""
 
     def __init__(self, unet: Any, total_steps: int, policy: Any) -> None:

@@ -25,11 +25,11 @@ from diffusers.hooks.pyramid_attention_broadcast import (
 )
 from diffusers.hooks.pyramid_attention_broadcast import PyramidAttentionBroadcastState
 
-from app.runtime.cache.base import CacheError, Runner
-from app.runtime.cache.policy import PyramidBroadcast
+from app.runtime.step_cache.base import CacheError, Denoiser
+from app.runtime.step_cache.policy import PyramidBroadcast
 
 
-class PabRunner(Runner):
+class PabDenoiser(Denoiser):
     """Attaches PAB hooks to `model` for one loop; `close` takes them off again."""
 
     def __init__(self, model: Any, total_steps: int, policy: PyramidBroadcast) -> None:

@@ -2,12 +2,12 @@
 
 A policy is a frozen dataclass, one class per strategy, so a graph can save it, the engine can key it, and
 a new strategy (the DiT ones: FirstBlockCache, TaylorSeer, MagCache, Δ-DiT, RAS) is one more class here that
-names its runner, plus that runner's module, plus its row in STRATEGIES. Every schedule is keyed by the step
+names its denoiser, plus that denoiser's module, plus its row in STRATEGIES. Every schedule is keyed by the step
 index of the loop (0 .. total_steps - 1), never by timestep values, so it means the same under every scheduler.
 
 The Sampler uses a policy like this (the loaded model is only borrowed, never changed for good):
 
-    with open_runner(policy, unet, total_steps) as denoise:
+    with open_denoiser(policy, unet, total_steps) as denoise:
         for i, t in enumerate(timesteps):
             prediction = denoise(i, latents_in, t, text_embeddings, **unet_kwargs)
     ctx.report(skipped_blocks=denoise.skipped_blocks)
@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from app.runtime.cache.base import CacheError, check_int, check_steps
+from app.runtime.step_cache.base import CacheError, check_int, check_steps
 
 SCHEDULES = ("uniform", "non_uniform")
 
@@ -30,11 +30,11 @@ SCHEDULES = ("uniform", "non_uniform")
 class CachePolicy:
     """Base of all strategies; on its own it skips nothing (strategy "none").
 
-    Class variables: `strategy` (the Cache node's name for it) and `runner` ("module:Class" of the
-    base.Runner subclass that applies it, built as Runner(model, total_steps, policy))."""
+    Class variables: `strategy` (the Step Cache node's name for it) and `denoiser` ("module:Class" of the
+    base.Denoiser subclass that applies it, built as Denoiser(model, total_steps, policy))."""
 
     strategy: ClassVar[str] = "none"
-    runner: ClassVar[str] = "app.runtime.cache.base:Runner"
+    denoiser: ClassVar[str] = "app.runtime.step_cache.base:Denoiser"
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class DeepCache(CachePolicy):
     """
 
     strategy: ClassVar[str] = "deepcache"
-    runner: ClassVar[str] = "app.runtime.cache.deepcache:DeepCacheRunner"
+    denoiser: ClassVar[str] = "app.runtime.step_cache.deepcache:DeepCacheDenoiser"
     interval: int = 3
     branch: int = 0
     schedule: str = "uniform"
@@ -94,7 +94,7 @@ class AdaptiveCache(CachePolicy):
     """DeepCache with a calibrated refresh plan (in the spirit of Block-wise Adaptive Caching, BAC).
 
     A short uncached calibration run measures how much the deep feature moves at each step; the full
-    passes go where it moves most (see `app.runtime.cache.adaptive.calibrate`). The plan is plain data, so
+    passes go where it moves most (see `app.runtime.step_cache.adaptive.calibrate`). The plan is plain data, so
     a shared graph reproduces it without calibrating again.
 
     Args:
@@ -104,7 +104,7 @@ class AdaptiveCache(CachePolicy):
     """
 
     strategy: ClassVar[str] = "adaptive"
-    runner: ClassVar[str] = "app.runtime.cache.deepcache:DeepCacheRunner"
+    denoiser: ClassVar[str] = "app.runtime.step_cache.deepcache:DeepCacheDenoiser"
     plan: tuple[int, ...] = (0,)
     plan_steps: int = 1
     branch: int = 0
@@ -140,7 +140,7 @@ class PyramidBroadcast(CachePolicy):
     """
 
     strategy: ClassVar[str] = "pab"
-    runner: ClassVar[str] = "app.runtime.cache.pab:PabRunner"
+    denoiser: ClassVar[str] = "app.runtime.step_cache.pab:PabDenoiser"
     self_interval: int = 2
     cross_interval: int = 4
     start: int = 2
@@ -180,4 +180,3 @@ def _dense_at_ends(length: int, count: int) -> list[int]:
         lowest = picks[-1] + 1 if picks else 0
         picks.append(min(max(spot, lowest), length - (count - k)))
     return picks
-
