@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine.context import CancelToken, RunSettings
+from app.engine.events import EventKind
 from app.engine.executor import Executor
 from app.engine.plan import validate
 from app.engine.store import DEFAULT_DISK_BYTES, DEFAULT_MEMORY_BYTES, DiskStore, MemoryStore
@@ -182,7 +183,7 @@ class _Printer:
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind, node = event["event"], event.get("node")
-        if kind == "progress":
+        if kind == EventKind.PROGRESS:
             done = int(20 * event["step"] / max(event["total"], 1))
             print(
                 f"\r  {node}: [{'#' * done}{'.' * (20 - done)}] {event['step']}/{event['total']}",
@@ -190,19 +191,19 @@ class _Printer:
                 file=sys.stderr,
                 flush=True,
             )
-        elif kind == "finished":
+        elif kind == EventKind.FINISHED:
             extra = "".join(
                 f", {k} {v}" for k, v in event.items() if k not in ("event", "node", "duration", "key")
             )
             print(f"\r  ran {node} in {event['duration']:.2f}s{extra}" + " " * 20, file=sys.stderr)
-        elif kind == "output":
+        elif kind == EventKind.OUTPUT:
             self.written.append(event["path"])
-        elif kind == "model":
+        elif kind == EventKind.MODEL:
             took = f" in {event['seconds']:.2f}s" if "seconds" in event else ""
             print(f"\r  model {event['action']}: {event['path']}{took}", file=sys.stderr)
-        elif kind == "error":
+        elif kind == EventKind.ERROR:
             print(f"\r  error in node '{node}': {event['message']}", file=sys.stderr)
-        elif kind in ("blocked", "warning"):
+        elif kind in (EventKind.BLOCKED, EventKind.WARNING):
             print(
                 f"\r  {kind} {node}: {event.get('message') or 'after ' + ', '.join(event['by'])}",
                 file=sys.stderr,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine.context import Context, NodeError
+from app.engine.events import EventKind
 from app.runtime import device as devices
 from app.runtime import lora
 from app.runtime.control import ControlNetHandle
@@ -70,7 +71,7 @@ def lora_files(ctx: Context, loaded: Loaded, patches: Iterable[Any]) -> list[tup
 def report_loras(ctx: Context, applied: lora.Applied) -> None:
     """A warning event per LoRA file with keys that were not applied, and the count on the finished event."""
     for message in applied.warnings():
-        ctx.emit("warning", message=message)
+        ctx.emit(EventKind.WARNING, message=message)
     if applied.changed:
         ctx.report(lora_layers=applied.changed)
 
@@ -80,7 +81,7 @@ def _forwarded(ctx: Context) -> Iterator[None]:
     """Model manager events during the block become this node's `model` events."""
 
     def forward(event: dict[str, Any]) -> None:
-        ctx.emit("model", **{k: v for k, v in event.items() if k != "event"})
+        ctx.emit(EventKind.MODEL, **{k: v for k, v in event.items() if k != "event"})
 
     models = manager()
     models.add_listener(forward)

@@ -12,6 +12,7 @@ import numpy as np
 import app
 from app import images
 from app.engine.context import NodeError
+from app.engine.events import EventKind
 from app.fsutil import atomic_write_bytes
 from app.graph import pngmeta
 from app.graph import types as T
@@ -89,7 +90,7 @@ def save_image(ctx, image, prefix):
     for frame in image:
         path = images.next_free_name(folder, prefix)
         atomic_write_bytes(path, pngmeta.add_text(images.encode_png(frame), texts))
-        ctx.emit("output", path=str(path))
+        ctx.emit(EventKind.OUTPUT, path=str(path))
     return {}
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.engine.events import EventKind
 from app.files import FileResolver
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -70,11 +71,11 @@ class Context:
         self.emit_event({"event": event, "node": self.node_id, **fields})
 
     def progress(self, step: int, total: int) -> None:
-        self.emit("progress", step=step, total=total)
+        self.emit(EventKind.PROGRESS, step=step, total=total)
 
     def preview(self, image: Any, step: int | None = None, total: int | None = None) -> None:
         """A preview image (numpy HWC uint8 or float 0..1); the CLI drops the pixels, the editor shows them."""
-        self.emit("preview", image=image, step=step, total=total)
+        self.emit(EventKind.PREVIEW, image=image, step=step, total=total)
 
     def report(self, **fields: Any) -> None:
         """Add fields to this node's `finished` event (e.g. how many steps a cache skipped)."""

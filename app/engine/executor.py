@@ -2,8 +2,8 @@
 
 One run: effective graph (bypass/mute) -> validation of what the targets need -> keys -> walk back
 from the targets, stopping at results found in memory or on disk -> run the rest in dependency order.
-Events: started, progress, preview, cached, finished (with `duration`), error, blocked, cancelled,
-output. A failing node keeps every upstream result cached and blocks only what depends on it.
+Events (app/engine/events.py): started, progress, preview, cached, finished (with `duration`), error,
+blocked, cancelled, output, warning, model. A failing node keeps every upstream result cached and blocks only what depends on it.
 Never import torch or Qt here.
 """
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.engine.context import Cancelled, CancelToken, Context, EventSink, NodeError, RunSettings
+from app.engine.events import EventKind, ProblemCode, RunStatus
 from app.engine.keys import compute_keys
 from app.engine.plan import (
     Index,
@@ -38,7 +39,7 @@ _CANCELLED = object()  # _run_node's answer when the node stopped on a cancel
 class RunResult:
     """What happened: `status` is ok, invalid, error or cancelled."""
 
-    status: str
+    status: RunStatus
     problems: list[Problem] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     ran: list[str] = field(default_factory=list)
@@ -60,9 +61,6 @@ class Executor:
         self.memory = memory if memory is not None else MemoryStore()
         self.disk = disk
 
-    def is_cached(self, key: str) -> bool:
-        return key in self.memory or (self.disk is not None and self.disk.has(key))
-
     def run(
         self,
         graph: Graph,
@@ -79,13 +77,15 @@ class Executor:
         wanted = list(targets) if targets else default_targets(runnable, self.registry)
         missing = [t for t in wanted if t not in runnable.nodes]
         if missing:
-            problems.append(Problem(missing[0], None, "no such node to run (is it muted or bypassed?)"))
+            message = "no such node to run (is it muted or bypassed?)"
+            problems.append(Problem(missing[0], None, message, ProblemCode.NO_SUCH_NODE))
         if not wanted:
             problems.append(
                 Problem(
                     None,
                     None,
                     "nothing to run: the graph has no output node (Save/Preview); name a node to run with --target",
+                    ProblemCode.NO_OUTPUT,
                 )
             )
         needed = ancestors(index, [t for t in wanted if t in runnable.nodes])
@@ -99,7 +99,14 @@ class Executor:
         for node_id in order:
             if node_id in values:
                 result.cached.append(node_id)
-                emit({"event": "cached", "node": node_id, "source": values[node_id][1], "key": keys[node_id]})
+                emit(
+                    {
+                        "event": EventKind.CACHED,
+                        "node": node_id,
+                        "source": values[node_id][1],
+                        "key": keys[node_id],
+                    }
+                )
         values = {k: v for k, (v, _) in values.items()}
         failed: set[str] = set()
         for node_id in order:
@@ -108,10 +115,10 @@ class Executor:
             upstream_failed = {e.src for e in index.incoming[node_id].values()} & failed
             if upstream_failed:
                 failed.add(node_id)
-                emit({"event": "blocked", "node": node_id, "by": sorted(upstream_failed)})
+                emit({"event": EventKind.BLOCKED, "node": node_id, "by": sorted(upstream_failed)})
                 continue
             if token.cancelled():
-                emit({"event": "cancelled", "node": node_id})
+                emit({"event": EventKind.CANCELLED, "node": node_id})
                 result.status = "cancelled"
                 break
             outcome = self._run_node(runnable, index, node_id, keys[node_id], values, settings, emit, token)
@@ -164,7 +171,7 @@ class Executor:
         incoming = index.incoming[node_id]
         kwargs, problems = param_values(spec, node_id, node.params, incoming, settings.resolver)
         if problems:  # validated already; a file that vanished since then lands here
-            emit({"event": "error", "node": node_id, "message": str(problems[0])})
+            emit({"event": EventKind.ERROR, "node": node_id, "message": str(problems[0])})
             return str(problems[0])
         for port in spec.inputs:
             kwargs[port.name] = None
@@ -172,22 +179,29 @@ class Executor:
             kwargs[name] = values[edge.src][edge.src_port]
         inputs = {port.name: kwargs[port.name] for port in spec.inputs}
         ctx = Context(node_id=node_id, settings=settings, emit_event=emit, token=token)
-        emit({"event": "started", "node": node_id, "type": spec.type})
+        emit({"event": EventKind.STARTED, "node": node_id, "type": spec.type})
         start = time.perf_counter()
         try:
             outputs = spec.run(ctx, **kwargs)
             outputs = self._check_outputs(spec, outputs or {})
         except Cancelled:
-            emit({"event": "cancelled", "node": node_id})
+            emit({"event": EventKind.CANCELLED, "node": node_id})
             return _CANCELLED
         except NodeError as error:
-            emit({"event": "error", "node": node_id, "message": str(error), "inputs": summarise(inputs)})
+            emit(
+                {
+                    "event": EventKind.ERROR,
+                    "node": node_id,
+                    "message": str(error),
+                    "inputs": summarise(inputs),
+                }
+            )
             return str(error)
         except Exception as error:  # a bug or a resource failure inside the node: keep the traceback
             message = f"{type(error).__name__}: {error}"
             emit(
                 {
-                    "event": "error",
+                    "event": EventKind.ERROR,
                     "node": node_id,
                     "message": message,
                     "traceback": traceback.format_exc(),
@@ -203,9 +217,21 @@ class Executor:
                 try:
                     self.disk.put(key, outputs)
                 except OSError as error:  # a full or read-only cache folder must not fail the run
-                    emit({"event": "warning", "node": node_id, "message": f"disk cache not written: {error}"})
+                    emit(
+                        {
+                            "event": EventKind.WARNING,
+                            "node": node_id,
+                            "message": f"disk cache not written: {error}",
+                        }
+                    )
         emit(
-            {"event": "finished", "node": node_id, "duration": round(duration, 6), "key": key, **ctx.reported}
+            {
+                "event": EventKind.FINISHED,
+                "node": node_id,
+                "duration": round(duration, 6),
+                "key": key,
+                **ctx.reported,
+            }
         )
         return outputs
 

@@ -16,6 +16,7 @@ import networkx as nx
 
 from app.files import FileProblem, FileResolver
 from app.graph import types as T
+from app.graph.codes import ProblemCode
 from app.graph.model import Edge, Graph
 from app.graph.spec import NodeSpec
 from app.registry import Registry
@@ -23,11 +24,12 @@ from app.registry import Registry
 
 @dataclass(frozen=True)
 class Problem:
-    """One validation problem: which node, which port or param, and what is wrong."""
+    """One validation problem: which node, which port or param, what is wrong, and its machine-readable code."""
 
     node: str | None
     where: str | None
     message: str
+    code: ProblemCode = ProblemCode.NODE_CHECK
 
     def __str__(self) -> str:
         if self.node is None:
@@ -36,7 +38,7 @@ class Problem:
         return f"{place}: {self.message}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"node": self.node, "where": self.where, "message": self.message}
+        return {"node": self.node, "where": self.where, "message": self.message, "code": str(self.code)}
 
 
 class Index:
@@ -91,7 +93,7 @@ def effective_graph(graph: Graph, registry: Registry) -> tuple[Graph, list[Probl
                     else "is bypassed and has no input of that type to pass on"
                 )
                 message = f"comes from '{node.id}.{edge.src_port}', but node '{node.id}' {why}"
-                problems.append(Problem(edge.dst, edge.dst_port, message))
+                problems.append(Problem(edge.dst, edge.dst_port, message, ProblemCode.INPUT_REMOVED))
         result.edges = [e for e in result.edges if e.dst != node.id]
         del result.nodes[node.id]
     return result, problems
@@ -148,12 +150,12 @@ def param_values(
         param = spec.param(name)
         problem = param.check(value)
         if problem:
-            problems.append(Problem(node_id, name, problem))
+            problems.append(Problem(node_id, name, problem, problem.code))
         elif param.reads_file:
             try:
                 values[name] = str(resolver.resolve(param.path or "", value))
             except FileProblem as error:
-                problems.append(Problem(node_id, name, str(error)))
+                problems.append(Problem(node_id, name, str(error), ProblemCode.FILE_NOT_FOUND))
     return values, problems
 
 
@@ -188,7 +190,7 @@ def validate(
     if order is None:
         cycle = nx.find_cycle(nx.DiGraph([(e.src, e.dst) for e in graph.edges]))
         loop = " -> ".join([a for a, _ in cycle] + [cycle[0][0]])
-        problems.append(Problem(cycle[0][0], None, f"the graph has a cycle: {loop}"))
+        problems.append(Problem(cycle[0][0], None, f"the graph has a cycle: {loop}", ProblemCode.CYCLE))
         order = list(graph.nodes)
     families: dict[str, str | None] = {}
     for node_id in order:
@@ -203,6 +205,7 @@ def validate(
                         node_id,
                         None,
                         f"unknown node type '{node.type}' (its data is kept; install the node family or remove the node)",
+                        ProblemCode.UNKNOWN_NODE_TYPE,
                     )
                 )
             continue
@@ -225,25 +228,28 @@ def _node_problems(graph, registry, resolver, node_id, spec, incoming, input_fam
                 node_id,
                 None,
                 f"saved by a newer Nodeloom ({spec.type} v{node.version}; this one knows v{spec.version})",
+                ProblemCode.NEWER_VERSION,
             )
         )
     for name in node.params:
         if spec.param(name) is None:
-            found.append(Problem(node_id, name, f"unknown param for {spec.title}"))
+            found.append(Problem(node_id, name, f"unknown param for {spec.title}", ProblemCode.UNKNOWN_PARAM))
     for port in spec.inputs:
         if not port.optional and port.name not in incoming:
-            found.append(Problem(node_id, port.name, f"required input ({port.type}) is not connected"))
+            message = f"required input ({port.type}) is not connected"
+            found.append(Problem(node_id, port.name, message, ProblemCode.REQUIRED_INPUT_MISSING))
     for edge in incoming.values():
         found.extend(_edge_problems(graph, registry, spec, edge))
     values, param_problems = param_values(spec, node_id, node.params, incoming, resolver)
     found.extend(param_problems)
     if not param_problems:
-        found.extend(Problem(node_id, name, why) for name, why in extra_files(spec, values, resolver)[1])
+        missing = extra_files(spec, values, resolver)[1]
+        found.extend(Problem(node_id, name, why, ProblemCode.FILE_NOT_FOUND) for name, why in missing)
     try:
         T.inputs_agree(_typed(spec, input_families))
     except ValueError as error:
         detail = ", ".join(f"{name}: {fam}" for name, fam in sorted(input_families.items()) if fam)
-        found.append(Problem(node_id, None, f"{error} ({detail})"))
+        found.append(Problem(node_id, None, f"{error} ({detail})", ProblemCode.FAMILY_MISMATCH))
     if spec.validate is not None and not found:
         found.extend(Problem(node_id, None, text) for text in spec.validate(values, input_families))
     return found
@@ -257,6 +263,7 @@ def _edge_problems(graph: Graph, registry: Registry, spec: NodeSpec, edge: Edge)
                 edge.dst,
                 edge.dst_port,
                 f"{spec.title} has no input '{edge.dst_port}' (link from {edge.src}.{edge.src_port})",
+                ProblemCode.UNKNOWN_INPUT,
             )
         ]
     src_spec = registry.get(graph.nodes[edge.src].type)
@@ -269,6 +276,7 @@ def _edge_problems(graph: Graph, registry: Registry, spec: NodeSpec, edge: Edge)
                 edge.dst,
                 edge.dst_port,
                 f"linked from '{edge.src}.{edge.src_port}', which is not an output of {src_spec.title}",
+                ProblemCode.NOT_AN_OUTPUT,
             )
         ]
     if not T.compatible(src_port.type, dst_type):
@@ -277,6 +285,7 @@ def _edge_problems(graph: Graph, registry: Registry, spec: NodeSpec, edge: Edge)
                 edge.dst,
                 edge.dst_port,
                 f"takes {dst_type} but '{edge.src}.{edge.src_port}' gives {src_port.type}",
+                ProblemCode.TYPE_MISMATCH,
             )
         ]
     return []

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.engine.events import EventKind
+
 DEFAULT_REGISTRY = "app.registry:default_registry"
 PREVIEW_INTERVAL = 0.25  # seconds between step previews of one node
 
@@ -57,7 +59,7 @@ def _serve(jobs: Any, events: Any, flag: Any, options: dict[str, Any]) -> None:
     registry = _load_registry(options["registry"])
     disk = DiskStore(options["cache_dir"], options["disk_cap"]) if options.get("cache_dir") else None
     executor = Executor(registry, memory=MemoryStore(options["memory_budget"]), disk=disk)
-    events.put({"event": "worker_ready"})
+    events.put({"event": EventKind.WORKER_READY})
     while True:
         job = jobs.get()
         if job is None:
@@ -67,17 +69,17 @@ def _serve(jobs: Any, events: Any, flag: Any, options: dict[str, Any]) -> None:
         last_preview: dict[str, float] = {}
 
         def emit(event: dict[str, Any], run_id: int = run_id, last_preview: dict = last_preview) -> None:
-            if event["event"] == "preview":
+            if event["event"] == EventKind.PREVIEW:
                 now = time.monotonic()
                 final = event.get("step") is not None and event.get("step") == event.get("total")
                 if not final and now - last_preview.get(event["node"], -1.0) < PREVIEW_INTERVAL:
                     return
                 last_preview[event["node"]] = now
             events.put({**event, "run": run_id})
-            if event["event"] in ("finished", "cached") and event.get("key"):
+            if event["event"] in (EventKind.FINISHED, EventKind.CACHED) and event.get("key"):
                 picture = _first_image(executor.memory.get(event["key"]))
                 if picture is not None:
-                    events.put({"event": "image", "node": event["node"], "run": run_id, **picture})
+                    events.put({"event": EventKind.IMAGE, "node": event["node"], "run": run_id, **picture})
 
         try:
             graph = serialize.loads(job["graph"], registry, source=job.get("source", "<editor>"))
@@ -95,8 +97,8 @@ def _serve(jobs: Any, events: Any, flag: Any, options: dict[str, Any]) -> None:
             }
         except Exception as error:  # a bug in the engine itself: report it, keep serving
             done = {"status": "error", "problems": [], "errors": {"": f"{type(error).__name__}: {error}"}}
-        events.put({"event": "device", "run": run_id, **_device_info()})
-        events.put({"event": "run_done", "run": run_id, **done})
+        events.put({"event": EventKind.DEVICE, "run": run_id, **_device_info()})
+        events.put({"event": EventKind.RUN_DONE, "run": run_id, **done})
 
 
 def _first_image(outputs: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -197,7 +199,13 @@ class Worker:
             self._process.join()
         self._process = None
         stopped = [
-            {"event": "run_done", "run": self.running, "status": "killed", "problems": [], "errors": {}}
+            {
+                "event": EventKind.RUN_DONE,
+                "run": self.running,
+                "status": "killed",
+                "problems": [],
+                "errors": {},
+            }
         ]
         self.running = None
         return stopped
@@ -214,7 +222,7 @@ class Worker:
         except queue.Empty:
             pass
         for event in found:
-            if event["event"] == "run_done" and event.get("run") == self.running:
+            if event["event"] == EventKind.RUN_DONE and event.get("run") == self.running:
                 self.running = None
         return found
 

@@ -87,10 +87,6 @@ class History:
     def undo_label(self) -> str:
         return self._done[-1].label if self._done else ""
 
-    @property
-    def redo_label(self) -> str:
-        return self._undone[-1].label if self._undone else ""
-
     def __len__(self) -> int:
         return len(self._done)
 

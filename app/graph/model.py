@@ -132,7 +132,7 @@ class Graph:
         return node
 
     def remove_node(self, node_id: str) -> tuple[Node, list[Edge]]:
-        """Remove a node and its links; returns both so a command can undo it."""
+        """Remove a node and its links; returns both (commands record undo steps through ops.Recorder)."""
         node = self.node(node_id)
         removed = [e for e in self.edges if node_id in (e.src, e.dst)]
         for edge in removed:

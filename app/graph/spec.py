@@ -24,12 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.graph import types as T
+from app.graph.codes import ProblemCode
 
 PARAM_TYPES = (T.INT, T.FLOAT, T.STRING, T.BOOL, T.SEED)
 SEED_MAX = 2**64 - 1
 
-# What a path param points at: a file to read ("image", "graph", "file"), a model under a model root
-# ("model:checkpoints", "model:vae", "model:controlnet", ...), or something the node writes ("output").
+# What a path param points at: an input file to read ("image", "file"), or a model under a model root
+# ("model:checkpoints", "model:vae", "model:loras", ...; see app/files.MODEL_FOLDERS). Files a node reads
+# are fingerprinted into its cache key; a path kind outside these is not.
 PATH_KINDS_READ = ("image", "file")
 
 
@@ -83,27 +85,32 @@ class ParamSpec:
         """Whether the param names a file the node reads (so its fingerprint joins the cache key)."""
         return self.path is not None and (self.path in PATH_KINDS_READ or self.path.startswith("model:"))
 
-    def check(self, value: Any) -> str | None:
-        """Why `value` is not acceptable for this param, or None when it is."""
+    def check(self, value: Any) -> Verdict | None:
+        """Why `value` is not acceptable for this param (a str carrying its `code`), or None when it is."""
         kind = self.type
+        wrong = ProblemCode.INVALID_INPUT_TYPE
         if kind == T.BOOL:
-            return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+            return (
+                None if isinstance(value, bool) else Verdict(f"expected true or false, got {value!r}", wrong)
+            )
         if kind in (T.INT, T.SEED):
             if isinstance(value, bool) or not isinstance(value, int):
-                return f"expected a whole number, got {value!r}"
+                return Verdict(f"expected a whole number, got {value!r}", wrong)
             low = 0 if kind == T.SEED and self.min is None else self.min
             high = SEED_MAX if kind == T.SEED and self.max is None else self.max
             return _range_problem(value, low, high)
         if kind == T.FLOAT:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                return f"expected a number, got {value!r}"
+                return Verdict(f"expected a number, got {value!r}", wrong)
             if not math.isfinite(value):
-                return f"expected a finite number, got {value!r}"
+                return Verdict(f"expected a finite number, got {value!r}", wrong)
             return _range_problem(value, self.min, self.max)
         if not isinstance(value, str):
-            return f"expected text, got {value!r}"
+            return Verdict(f"expected text, got {value!r}", wrong)
         if self.choices is not None and value not in self.choices:
-            return f"{value!r} is not one of: {', '.join(self.choices)}"
+            return Verdict(
+                f"{value!r} is not one of: {', '.join(self.choices)}", ProblemCode.VALUE_NOT_IN_LIST
+            )
         return None
 
     def normalise(self, value: Any) -> Any:
@@ -147,11 +154,22 @@ class ParamSpec:
         return data
 
 
-def _range_problem(value: float, low: float | None, high: float | None) -> str | None:
+class Verdict(str):
+    """Why a value is refused: the sentence itself, plus its machine-readable `code` (app/graph/codes.py)."""
+
+    code: ProblemCode
+
+    def __new__(cls, message: str, code: ProblemCode) -> Verdict:
+        verdict = super().__new__(cls, message)
+        verdict.code = code
+        return verdict
+
+
+def _range_problem(value: float, low: float | None, high: float | None) -> Verdict | None:
     if low is not None and value < low:
-        return f"{value!r} is below the minimum {low!r}"
+        return Verdict(f"{value!r} is below the minimum {low!r}", ProblemCode.VALUE_SMALLER_THAN_MIN)
     if high is not None and value > high:
-        return f"{value!r} is above the maximum {high!r}"
+        return Verdict(f"{value!r} is above the maximum {high!r}", ProblemCode.VALUE_BIGGER_THAN_MAX)
     return None
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.engine.events import EventKind
 from app.runtime import tokenizers
 from app.runtime.checkpoints import architecture
 from app.runtime.device import Precision, dtype, precision_for
@@ -77,7 +78,7 @@ class ModelManager:
 
     def _emit(self, action: str, source: CheckpointSource, **fields: Any) -> None:
         for listener in list(self._listeners):
-            listener({"event": "model", "action": action, "path": source.path, **fields})
+            listener({"event": EventKind.MODEL, "action": action, "path": source.path, **fields})
 
     def load(self, source: CheckpointSource, device: Any) -> Loaded:
         """The checkpoint's components in the precision `device` uses (loaded on first use)."""

@@ -22,6 +22,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from app.engine.events import EventKind
 from app.engine.plan import Problem, effective_graph, validate
 from app.engine.status import NodeState, StatusTracker
 from app.engine.store import DiskStore
@@ -38,7 +39,14 @@ POLL_MS = 25
 REFRESH_MS = 40
 KILL_AFTER_MS = 4000
 EDITS = ("param_changed", "edge_added", "edge_removed", "node_added", "node_removed", "node_changed")
-STATE_EVENTS = ("started", "cached", "finished", "error", "blocked", "cancelled")
+STATE_EVENTS = (
+    EventKind.STARTED,
+    EventKind.CACHED,
+    EventKind.FINISHED,
+    EventKind.ERROR,
+    EventKind.BLOCKED,
+    EventKind.CANCELLED,
+)
 
 
 class Runner(QObject):
@@ -229,40 +237,40 @@ class Runner(QObject):
         if event.get("run") not in (None, self.run_id):
             return False
         self.log.append({k: v for k, v in event.items() if k != "image"})
-        if kind in ("cached", "finished", "error"):
+        if kind in (EventKind.CACHED, EventKind.FINISHED, EventKind.ERROR):
             self.tracker.observe(event)
             self.progress.pop(node, None)
-            if kind == "error":
+            if kind == EventKind.ERROR:
                 self.errors[node] = event
                 self.message.emit(f"error in {self._title(node)}: {event.get('message', '')}")
             else:
                 self.errors.pop(node, None)
-        elif kind == "started":
+        elif kind == EventKind.STARTED:
             self.progress[node] = (0, 0)
             self.message.emit(self._starting(node))
-        elif kind == "cancelled":
+        elif kind == EventKind.CANCELLED:
             self.progress.pop(node, None)
-        elif kind == "progress" and node in self.progress:
+        elif kind == EventKind.PROGRESS and node in self.progress:
             self.progress[node] = (event["step"], event["total"])
             self.editor.scene.set_run_state(node, RunState("running", "", event["step"], event["total"]))
-        elif kind == "preview" and event.get("image") is not None:
+        elif kind == EventKind.PREVIEW and event.get("image") is not None:
             step = f"step {event['step']}/{event['total']}" if event.get("total") else "preview"
             self._show(node, event["image"], f"{self._title(node)} — {step}")
-        elif kind == "image":
+        elif kind == EventKind.IMAGE:
             self._image(node, event)
-        elif kind == "model":
+        elif kind == EventKind.MODEL:
             took = f" in {event['seconds']:.1f}s" if "seconds" in event else ""
             self.message.emit(f"model {event.get('action')}: {Path(event.get('path', '')).name}{took}")
-        elif kind == "output":
+        elif kind == EventKind.OUTPUT:
             self.message.emit(f"wrote {event.get('path', event.get('value', ''))}")
-        elif kind == "warning":
+        elif kind == EventKind.WARNING:
             self.message.emit(f"{self._title(node)}: {event.get('message', '')}")
-        elif kind == "device":
+        elif kind == EventKind.DEVICE:
             self.device_info = event
             self.device.emit(event)
-        elif kind == "run_done":
+        elif kind == EventKind.RUN_DONE:
             self._done(event)
-        return kind in STATE_EVENTS or kind == "run_done"
+        return kind in STATE_EVENTS or kind == EventKind.RUN_DONE
 
     def _done(self, event: dict[str, Any]) -> None:
         self.run_id = None

@@ -172,3 +172,17 @@ def test_relative_inputs_resolve_in_the_graphs_folder_first_then_the_working_fol
     assert tuple(first[0, 0]) == (0, 0, 255)  # the graph's own picture wins
     assert tuple(second[0, 0]) == (0, 255, 0)  # then the working folder
     assert input_dirs(graph_dir)[0] == graph_dir.resolve() and input_dirs(None) == (Path.cwd(),)
+
+
+def test_validate_json_and_events_use_the_shared_vocabulary(tmp_path):
+    from app.engine.events import EventKind, ProblemCode
+
+    bad = json.loads(SHAPES.read_text())
+    bad["nodes"]["shape"]["params"]["size"] = 9.0
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    report = nodeloom("validate", str(path), "--json")
+    problems = json.loads(report.stdout)["problems"]
+    assert report.returncode == 3 and [p["code"] for p in problems] == [ProblemCode.VALUE_BIGGER_THAN_MAX]
+    run = nodeloom("run", str(SHAPES), "--json-events", "--no-disk-cache", "-o", str(tmp_path / "out"))
+    assert run.returncode == 0 and {e["event"] for e in events(run)} <= set(EventKind)

@@ -112,3 +112,40 @@ def test_a_chain_of_bypassed_nodes_passes_through_all_of_them(counting):
         graph.nodes = {k: graph.nodes[k] for k in order}
         runnable, problems = effective_graph(graph, counting.registry)
         assert problems == [] and [(e.src, e.dst) for e in runnable.edges] == [("src", "sink")]
+
+
+def test_every_problem_carries_a_machine_readable_code(counting, tmp_path):
+    graph = Graph()
+    graph.add_node(Node("lonely", "test.add", params={"offset": "lots"}))
+    graph.add_node(Node("alien", "vendor.unknown"))
+    graph.add_node(Node("src", "test.source", params={"value": 1.0, "typo": 3}))
+    graph.add_node(Node("use", "test.use"))
+    graph.add_node(Node("a", "test.model", params={"family": "sd15"}))
+    graph.add_node(Node("b", "test.model", params={"family": "sdxl"}))
+    graph.add_node(Node("both", "test.use"))
+    graph.edges.append(Edge("src", "value", "use", "model"))
+    graph.edges += [Edge("a", "model", "both", "model"), Edge("b", "model", "both", "control")]
+    codes = {
+        (p.node, p.where): p.code
+        for p in validate(graph, counting.registry, FileResolver(base_dirs=(tmp_path,)))
+    }
+    assert codes == {
+        ("lonely", "a"): "required_input_missing",
+        ("lonely", "offset"): "invalid_input_type",
+        ("alien", None): "unknown_node_type",
+        ("src", "typo"): "unknown_param",
+        ("use", "model"): "return_type_mismatch",
+        ("both", None): "model_family_mismatch",
+    }
+
+
+def test_range_and_choice_problems_have_comfyui_codes():
+    from app.graph import types as T
+    from app.graph.spec import Param
+
+    number = Param("n", T.INT, 1, min=0, max=5)
+    assert (
+        number.check(-1).code == "value_smaller_than_min" and number.check(9).code == "value_bigger_than_max"
+    )
+    assert Param("c", T.STRING, "a", choices=("a", "b")).check("z").code == "value_not_in_list"
+    assert number.check(3) is None and str(number.check(9)) == "9 is above the maximum 5"
