@@ -141,7 +141,10 @@ def train(
                 f"step {step}/{steps} loss {np.mean(losses[-50:]):.4f} {len(losses) / (time.time() - started):.2f} steps/s"
             )
             workdir.mkdir(parents=True, exist_ok=True)
-            state = {"unet": get_peft_model_state_dict(unet), "text": get_peft_model_state_dict(text)}
+            state = {
+                "unet": get_peft_model_state_dict(unet, save_embedding_layers=False),
+                "text": get_peft_model_state_dict(text, save_embedding_layers=False),
+            }
             save_atomic({**state, "opt": opt.state_dict(), "step": step}, path)
     return unet, text
 
@@ -152,7 +155,7 @@ def kohya_state(unet, text, rank: int) -> dict[str, torch.Tensor]:
 
     state = {}
     for prefix, model in (("lora_unet_", unet), ("lora_te_text_model_", text)):
-        for key, value in get_peft_model_state_dict(model).items():
+        for key, value in get_peft_model_state_dict(model, save_embedding_layers=False).items():
             module, _, kind = key.rpartition(".lora_")
             stem = prefix + module.replace(".", "_")
             state[f"{stem}.lora_{'down' if kind.startswith('A') else 'up'}.weight"] = (
