@@ -112,6 +112,38 @@ class AddNode(Command):
         rec.set_layout_item("positions", self.node_id, self.pos)
 
 
+class AddLinked(Command):
+    """Add a node and link it to the port a dragged link came from, as one undo step: `link` is (node,
+    port, from_output, ...); the new node's first input (or output) that accepts the link gets it."""
+
+    label = "Add node"
+
+    def __init__(self, type_id: str, pos: Sequence[float], link: Sequence[Any]) -> None:
+        super().__init__()
+        self.add = AddNode(type_id, pos)
+        self.link = tuple(link)
+
+    @property
+    def node_id(self) -> str:
+        return self.add.node_id
+
+    def build(self, rec: Recorder) -> None:
+        self.add.build(rec)
+        node_id, port, from_output = self.link[:3]
+        spec = rec.specs(self.add.type_id)
+        if from_output:
+            names = [p.name for p in spec.inputs] + [p.name for p in spec.params if p.linkable]
+            candidates = [Edge(node_id, port, self.add.node_id, name) for name in names]
+        else:
+            candidates = [Edge(self.add.node_id, p.name, node_id, port) for p in spec.outputs]
+        for edge in candidates:
+            try:
+                Connect(edge).build(rec)
+                return
+            except CommandError:
+                continue
+
+
 class Remove(Command):
     """Delete nodes (with their links and layout), links, frames and reroute points."""
 

@@ -17,49 +17,21 @@ from PySide6.QtWidgets import QToolTip
 from app.graph.clipboard import copy_nodes, is_clip
 from app.graph.commands import (
     AddFrame,
+    AddLinked,
     AddNode,
     Command,
     CommandError,
-    Connect,
     Paste,
     Remove,
     SetMode,
 )
 from app.graph.history import History
-from app.graph.model import Edge, Graph
-from app.graph.ops import Recorder
+from app.graph.model import Graph
 from app.registry import Registry
 from app.ui.items import EdgeItem, FrameItem, NodeItem, RerouteItem
 from app.ui.scene import GraphScene
 from app.ui.search import SearchPopup
 from app.ui.view import GraphView
-
-
-class AddLinked(Command):
-    """Add a node and link it to the port a dragged link came from (one undo step)."""
-
-    label = "Add node"
-
-    def __init__(self, type_id: str, pos: QPointF, link: tuple[str, str, bool, str]) -> None:
-        super().__init__()
-        self.add = AddNode(type_id, (round(pos.x()), round(pos.y())))
-        self.link = link
-
-    def build(self, rec: Recorder) -> None:
-        self.add.build(rec)
-        node_id, port, from_output, _ = self.link
-        spec = rec.specs(self.add.type_id)
-        if from_output:
-            names = [p.name for p in spec.inputs] + [p.name for p in spec.params if p.linkable]
-            candidates = [Edge(node_id, port, self.add.node_id, name) for name in names]
-        else:
-            candidates = [Edge(self.add.node_id, p.name, node_id, port) for p in spec.outputs]
-        for edge in candidates:
-            try:
-                Connect(edge).build(rec)
-                return
-            except CommandError:
-                continue
 
 
 class Editor(QObject):
@@ -147,15 +119,13 @@ class Editor(QObject):
         self.search.open_at(self.view.mapFromScene(pos), prefix)
 
     def _add_chosen(self, type_id: str) -> None:
+        at = (round(self._search_at.x()), round(self._search_at.y()))
+        command: AddNode | AddLinked = AddNode(type_id, at)
         if self._search_link is not None:
-            command: Command = AddLinked(type_id, self._search_at, self._search_link)
-            new_id = lambda: command.add.node_id  # noqa: E731
-        else:
-            command = AddNode(type_id, (round(self._search_at.x()), round(self._search_at.y())))
-            new_id = lambda: command.node_id  # noqa: E731
+            command = AddLinked(type_id, at, self._search_link)
         self._search_link = None
         if self.push(command):
-            self.select_nodes([new_id()])
+            self.select_nodes([command.node_id])
         self.view.setFocus()
 
     # -- clipboard and edits ------------------------------------------------------------------------

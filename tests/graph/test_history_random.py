@@ -10,6 +10,7 @@ from app.graph import serialize
 from app.graph.clipboard import copy_nodes
 from app.graph.commands import (
     AddFrame,
+    AddLinked,
     AddNode,
     AddReroute,
     CommandError,
@@ -32,7 +33,7 @@ REGISTRY = light_registry()
 TYPES = ["shapes.draw", "image.save", "math.binary", "value.float", "value.int", "value.string"]
 KINDS = [
     "add", "remove", "connect", "disconnect", "param", "mode", "title", "move", "frame",
-    "reroute", "colour", "convert", "paste", "remove_frame",
+    "reroute", "colour", "convert", "paste", "remove_frame", "add_linked",
 ]  # fmt: skip
 
 
@@ -46,6 +47,12 @@ def _command(data: st.DataObject, graph, kind: str):
     spec = REGISTRY(graph.nodes[node_id].type)
     if kind == "remove":
         return Remove(nodes=data.draw(st.lists(st.sampled_from(ids), max_size=2)))
+    if kind == "add_linked":  # a link dropped on empty canvas, then a node chosen in the search
+        ports = [p.name for p in spec.outputs] or [p.name for p in spec.inputs]
+        if not ports:
+            return None
+        link = (node_id, pick(ports), bool(spec.outputs), "")
+        return AddLinked(pick(TYPES), (data.draw(coord), data.draw(coord)), link)
     if kind == "connect":
         dst = pick(ids)
         dst_spec = REGISTRY(graph.nodes[dst].type)
