@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from app.engine.events import EventKind
 from app.engine.keys import KeyParts, compute_keys, explain
-from app.engine.plan import Index, effective_graph, topological_order, validate
+from app.engine.plan import Index, Problem, effective_graph, topological_order, validate
 from app.engine.store import DiskStore
 from app.files import FileResolver
 from app.graph.model import Graph
@@ -39,10 +40,12 @@ class StatusTracker:
         self.known: set[str] = set()
         self.failed: dict[str, tuple[str, str]] = {}  # node -> (key, message) of its last failure
         self.last_parts: dict[str, KeyParts] = {}  # node -> parts of the key it last had a result for
+        self.problems: list[Problem] = []  # every validation problem `states` found, for the Errors dock
         self._submitted: dict[str, KeyParts] = {}
 
     def _plan(self, graph: Graph):
-        """The runnable graph, its index and order, keys of the nodes that can run, and error/blocked states."""
+        """The graph's index and order, keys (and parts) of the nodes that can run, error/blocked states,
+        and every validation problem (bypass/mute ones included)."""
         runnable, problems = effective_graph(graph, self.registry)
         index = Index(runnable)
         problems += validate(runnable, self.registry, self.resolver)
@@ -57,7 +60,7 @@ class StatusTracker:
                 states[node_id] = NodeState("blocked", f"waits for '{upstream[0]}', which has a problem")
         good = [n for n in order if n not in states]
         keys, parts = compute_keys(runnable, self.registry, good, self.resolver, index=index)
-        return index, good, keys, parts, states
+        return index, good, keys, parts, states, problems
 
     def submitted(self, graph: Graph) -> None:
         """Call when a run of `graph` starts, so finished nodes can be tied to their key parts."""
@@ -74,16 +77,17 @@ class StatusTracker:
 
     def observe(self, event: dict[str, Any]) -> None:
         kind, node_id, key = event.get("event"), event.get("node"), event.get("key")
-        if kind in ("cached", "finished") and key:
+        if kind in (EventKind.CACHED, EventKind.FINISHED) and key:
             self.known.add(key)
             self.failed.pop(node_id, None)
             if node_id in self._submitted:
                 self.last_parts[node_id] = self._submitted[node_id]
-        elif kind == "error" and node_id in self._submitted:
+        elif kind == EventKind.ERROR and node_id in self._submitted:
             self.failed[node_id] = (self._submitted[node_id].digest(), event.get("message", ""))
 
     def states(self, graph: Graph) -> dict[str, NodeState]:
-        index, order, keys, parts, states = self._plan(graph)
+        """Each node's state now; also keeps the validation problems found on the way in `problems`."""
+        index, order, keys, parts, states, self.problems = self._plan(graph)
         for node_id in order:
             key = keys[node_id]
             upstream = {name: e.src for name, e in index.incoming[node_id].items()}

@@ -5,6 +5,7 @@ inverse of every primitive step; undo replays the inverses backwards and redo re
 both restore the serialized graph exactly. Commands carrying the same `gesture` token (one slider
 drag, one typing burst, one mouse drag) merge into one undo step (see app.graph.history).
 
+Edits of the editor layout alone (Move, SetLayout, AddFrame, AddReroute) are in layout_commands.py.
 Editor layout lives in `Graph.layout`, beside the data the engine reads:
     layout["positions"][node_id] = [x, y]                  top-left corner of the node
     layout["colours"][node_id] = "#rrggbb"                 a user colour for the node body
@@ -273,80 +274,6 @@ class SetTitle(Command):
         rec.set_title(self.node_id, self.title)
 
 
-class Move(Command):
-    """Move nodes, frames (top-left) and reroute points to absolute positions; one drag = one step."""
-
-    label = "Move"
-
-    def __init__(
-        self,
-        nodes: dict[str, Sequence[float]] | None = None,
-        frames: dict[str, Sequence[float]] | None = None,
-        reroutes: dict[str, Sequence[Sequence[float]]] | None = None,
-        gesture: Hashable | None = None,
-    ) -> None:
-        super().__init__(gesture)
-        self.nodes, self.frames, self.reroutes = nodes or {}, frames or {}, reroutes or {}
-
-    def build(self, rec: Recorder) -> None:
-        for node_id, (x, y) in self.nodes.items():
-            rec.set_layout_item("positions", node_id, [float(x), float(y)])
-        frames = rec.graph.layout.get("frames", {})
-        for frame_id, (x, y) in self.frames.items():
-            frame = copy.deepcopy(frames[frame_id])
-            frame["rect"] = [float(x), float(y), *frame["rect"][2:]]
-            rec.set_layout_item("frames", frame_id, frame)
-        for key, points in self.reroutes.items():
-            rec.set_layout_item("reroutes", key, [[float(x), float(y)] for x, y in points])
-
-
-class SetLayout(Command):
-    """Any other layout change: add/edit/remove a frame, a node colour, reroute points (None removes)."""
-
-    def __init__(self, label: str, key: str, item: str, value: Any, gesture: Hashable | None = None) -> None:
-        super().__init__(gesture)
-        self.label, self.key, self.item, self.value = label, key, item, value
-
-    def build(self, rec: Recorder) -> None:
-        rec.set_layout_item(self.key, self.item, self.value)
-
-
-class AddFrame(Command):
-    """A titled, coloured frame around a rectangle; `frame_id` is set by build."""
-
-    label = "Add frame"
-
-    def __init__(self, rect: Sequence[float], title: str = "Frame", colour: str = "#5c6bc0") -> None:
-        super().__init__()
-        self.rect, self.title, self.colour = [float(v) for v in rect], title, colour
-        self.frame_id = ""
-
-    def build(self, rec: Recorder) -> None:
-        taken = rec.graph.layout.get("frames", {})
-        self.frame_id = _unique("frame", taken)
-        rec.set_layout_item(
-            "frames", self.frame_id, {"title": self.title, "colour": self.colour, "rect": self.rect}
-        )
-
-
-class AddReroute(Command):
-    """Insert a reroute point on a link at `index` among its points (0 = nearest the source)."""
-
-    label = "Add reroute"
-
-    def __init__(self, edge: Edge, point: Sequence[float], index: int) -> None:
-        super().__init__()
-        self.edge, self.point, self.index = edge, [float(point[0]), float(point[1])], index
-
-    def build(self, rec: Recorder) -> None:
-        if self.edge not in rec.graph.edges:
-            raise CommandError(f"no link {self.edge.describe()}")
-        key = reroute_key(self.edge.dst, self.edge.dst_port)
-        points = copy.deepcopy(rec.graph.layout.get("reroutes", {}).get(key, []))
-        points.insert(self.index, self.point)
-        rec.set_layout_item("reroutes", key, points)
-
-
 class ConvertParam(Command):
     """Show a linkable param as an input socket, or turn the socket back into a value (unlinking it)."""
 
@@ -412,13 +339,3 @@ class Paste(Command):
                 if points:
                     moved = [[x + dx, y + dy] for x, y in points]
                     rec.set_layout_item("reroutes", reroute_key(new.dst, new.dst_port), moved)
-
-
-def _unique(stem: str, taken: Iterable[str]) -> str:
-    used = set(taken)
-    if stem not in used:
-        return stem
-    index = 2
-    while f"{stem}_{index}" in used:
-        index += 1
-    return f"{stem}_{index}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,17 @@ class Edge:
 
     def describe(self) -> str:
         return f"{self.src}.{self.src_port} -> {self.dst}.{self.dst_port}"
+
+
+def unique_name(stem: str, taken: Iterable[str]) -> str:
+    """`stem`, or `stem_2`, `stem_3`, ... whichever is not in `taken`."""
+    used = set(taken)
+    if stem not in used:
+        return stem
+    index = 2
+    while f"{stem}_{index}" in used:
+        index += 1
+    return f"{stem}_{index}"
 
 
 class Graph:
@@ -103,12 +114,7 @@ class Graph:
         stem = re.sub(r"[^A-Za-z0-9_]+", "_", base.split(".")[-1]).strip("_").lower() or "node"
         if stem[0].isdigit():
             stem = f"n{stem}"
-        if stem not in self.nodes:
-            return stem
-        index = 2
-        while f"{stem}_{index}" in self.nodes:
-            index += 1
-        return f"{stem}_{index}"
+        return unique_name(stem, self.nodes)
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes.values())

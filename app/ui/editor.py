@@ -15,17 +15,9 @@ from PySide6.QtGui import QGuiApplication, QMouseEvent
 from PySide6.QtWidgets import QToolTip
 
 from app.graph.clipboard import copy_nodes, is_clip
-from app.graph.commands import (
-    AddFrame,
-    AddLinked,
-    AddNode,
-    Command,
-    CommandError,
-    Paste,
-    Remove,
-    SetMode,
-)
+from app.graph.commands import AddLinked, AddNode, Command, CommandError, Paste, Remove, SetMode
 from app.graph.history import History
+from app.graph.layout_commands import AddFrame
 from app.graph.model import Graph
 from app.registry import Registry
 from app.ui.items import EdgeItem, FrameItem, NodeItem, RerouteItem

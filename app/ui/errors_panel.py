@@ -5,11 +5,16 @@ Clicking a row selects the node and frames it on the canvas. Imports Qt only; ne
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem
+
+from app.engine.plan import Problem
+from app.engine.status import NodeState
+from app.graph.model import Graph
+from app.registry import Registry
 
 OOM_MARKERS = ("out of memory", "outofmemoryerror", "can't allocate memory", "memoryerror")
 OOM_HINTS = (
@@ -25,10 +30,29 @@ def is_out_of_memory(message: str) -> bool:
     return any(marker in lowered for marker in OOM_MARKERS)
 
 
+class PanelEditor(Protocol):
+    """What the Errors panel reads of the editor, and how it selects and frames a node."""
+
+    graph: Graph
+    registry: Registry
+    view: Any  # GraphView: frame_selected()
+
+    def select_nodes(self, node_ids: list[str]) -> None: ...
+
+
+class PanelRunner(Protocol):
+    """What the Errors panel reads of the runner after each refresh."""
+
+    states_changed: Any  # a Qt signal
+    problems: list[Problem]
+    errors: dict[str, dict[str, Any]]
+    states: dict[str, NodeState]
+
+
 class ErrorsPanel(QTreeWidget):
     """Rows: one per node with problems (its title), children: each problem; runtime errors add details."""
 
-    def __init__(self, editor: Any, runner: Any) -> None:
+    def __init__(self, editor: PanelEditor, runner: PanelRunner) -> None:
         super().__init__()
         self.editor, self.runner = editor, runner
         self.setHeaderHidden(True)

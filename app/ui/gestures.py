@@ -13,7 +13,8 @@ from PySide6.QtCore import QLineF, QPointF, Qt
 from PySide6.QtGui import QMouseEvent, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsItem
 
-from app.graph.commands import AddReroute, Batch, Connect, Disconnect, Move
+from app.graph.commands import Batch, Connect, Disconnect
+from app.graph.layout_commands import AddReroute, Move
 from app.graph.model import Edge
 from app.ui import theme
 from app.ui.items import EdgeItem, FrameItem, NodeItem, RerouteItem, link_path

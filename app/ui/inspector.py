@@ -33,7 +33,8 @@ from shiboken6 import Shiboken
 
 from app.files import FileResolver
 from app.graph import types as T
-from app.graph.commands import ConvertParam, SetLayout, SetMode, SetParam, SetTitle
+from app.graph.commands import ConvertParam, SetMode, SetParam, SetTitle
+from app.graph.layout_commands import SetLayout
 from app.graph.spec import ParamSpec
 from app.ui.editor import Editor
 from app.ui.items import FrameItem

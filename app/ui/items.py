@@ -7,7 +7,7 @@ Imports Qt only; never torch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import (
@@ -50,8 +50,7 @@ class NodeItem(QGraphicsItem):
         self._rect = QRectF()
         self._bounds = QRectF()
         self._texts: tuple[list, list] | None = None
-        self.run = run_state.RunState()  # badge and progress from live runs (app.ui.run_state)
-        self.thumb: QImage | None = None  # a small picture of its last result
+        self.run_view = run_state.RunView()  # badge, progress and thumbnail from live runs
         self._cache_rects()
         self.restyle()
 
@@ -72,7 +71,8 @@ class NodeItem(QGraphicsItem):
 
     def refresh_bounds(self) -> None:
         """Bounds: the body, its ports, the run-state outline and the thumbnail under it."""
-        self._bounds = self._rect.adjusted(-PORT_R - 2, -2, PORT_R + 2, 2 + run_state.extra_height(self))
+        extra = self.run_view.extra_height(self.geometry.width)
+        self._bounds = self._rect.adjusted(-PORT_R - 2, -2, PORT_R + 2, 2 + extra)
 
     def restyle(self) -> None:
         """Pick up a mode, colour or type change (cached so zoomed-out frames paint fast)."""
@@ -154,7 +154,26 @@ class NodeItem(QGraphicsItem):
             painter.setPen(colour)
             painter.drawStaticText(pos, text)
         self._paint_ports(painter)
-        run_state.paint(painter, self)
+        self.run_view.paint(painter, self._rect, active=self.node.mode == "normal")
+
+    @property
+    def run(self) -> run_state.RunState:
+        return self.run_view.run
+
+    @property
+    def thumb(self) -> QImage | None:
+        return self.run_view.thumb
+
+    def set_run_state(self, run: run_state.RunState | None = None, picture: Any = None) -> None:
+        """Show a run state (badge, progress, hover text) and/or the latest picture as a thumbnail."""
+        if run is not None and self.run_view.set_run(run):
+            self.setToolTip(run.tooltip())
+            self.update()
+        if picture is not None:
+            self.prepareGeometryChange()
+            self.run_view.set_picture(picture, self.geometry.width)
+            self.refresh_bounds()
+            self.update()
 
     def invalidate(self) -> None:
         """Params, title or links changed: lay the painted text out again."""

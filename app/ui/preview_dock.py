@@ -7,7 +7,7 @@ node's last picture. Imports Qt (and numpy through app.ui.run_state); never torc
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap, QResizeEvent
@@ -17,10 +17,26 @@ from shiboken6 import Shiboken
 from app.ui.run_state import to_qimage
 
 
+class DockEditor(Protocol):
+    """What the Preview dock reads of the editor: the selection, and the scene to follow it."""
+
+    scene: Any  # GraphScene: selectionChanged
+
+    def selected_nodes(self) -> list[str]: ...
+
+
+class DockRunner(Protocol):
+    """What the Preview dock reads of the runner: its pictures and the node running now."""
+
+    picture: Any  # a Qt signal (node, picture, caption)
+    pictures: dict[str, Any]
+    running: str | None
+
+
 class PreviewDock(QWidget):
     """Caption on top, the picture below, scaled to fit the dock (the pixmap itself is full size)."""
 
-    def __init__(self, editor: Any, runner: Any) -> None:
+    def __init__(self, editor: DockEditor, runner: DockRunner) -> None:
         super().__init__()
         self.editor, self.runner = editor, runner
         self.node_id: str | None = None

@@ -1,24 +1,21 @@
 """What a node looks like during and after runs: a state badge in its title bar, a progress bar, a red
 outline for errors, a small thumbnail of its picture under its body, and the hover text saying why.
 
-`RunState` is plain data the runner sets on a NodeItem (through `GraphScene.set_run_state`); the functions
-here paint it. Thumbnails are downscaled once when they arrive (never a full-size picture on the canvas).
+`RunState` is plain data the runner sets on a NodeItem (through `GraphScene.set_run_state`); `RunView`, owned
+by each NodeItem, keeps it with the node's thumbnail and paints both. Thumbnails are downscaled once when they arrive (never a full-size picture on the canvas).
 Imports Qt and numpy only; never torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen
 
 from app.ui.geometry import TITLE_H
-
-if TYPE_CHECKING:
-    from app.ui.items import NodeItem
 
 THUMB_MAX = 160  # longest side of a node's thumbnail, in scene units
 THUMB_GAP = 6.0
@@ -82,41 +79,59 @@ def thumbnail(image: QImage, width: float) -> QImage:
     )
 
 
-def extra_height(item: NodeItem) -> float:
-    """Room below the node body that its thumbnail takes."""
-    thumb = item.thumb
-    return 0.0 if thumb is None else THUMB_GAP + thumb_size(item, thumb)[1]
+class RunView:
+    """A node's run state and thumbnail, and how they are painted; each NodeItem owns one and paints it over
+    its body, passing its own size (nodeeditor's node-painter pattern: the item never exposes its parts)."""
 
+    def __init__(self) -> None:
+        self.run = RunState()  # badge and progress from live runs
+        self.thumb: QImage | None = None  # a small picture of the node's last result
 
-def thumb_size(item: NodeItem, thumb: QImage) -> tuple[float, float]:
-    """Drawn size: small pictures are scaled up to the node's width, up to THUMB_MAX tall."""
-    scale = min(item.geometry.width / thumb.width(), THUMB_MAX / thumb.height())
-    return thumb.width() * scale, thumb.height() * scale
+    def set_run(self, run: RunState) -> bool:
+        """Take a new state; True when it differs (the item repaints and updates its hover text)."""
+        if run == self.run:
+            return False
+        self.run = run
+        return True
 
+    def set_picture(self, picture: Any, width: float) -> None:
+        """Keep a thumbnail of `picture` (numpy or QImage) for a node `width` wide."""
+        image = picture if isinstance(picture, QImage) else to_qimage(picture)
+        self.thumb = thumbnail(image, width)
 
-def paint(painter: QPainter, item: NodeItem) -> None:
-    """Badge, progress bar, error outline and thumbnail of `item` (over its already painted body)."""
-    run: RunState = item.run
-    width = item.geometry.width
-    colour = COLOURS.get(run.state)
-    if colour is not None and item.node.mode == "normal":
-        _badge(painter, QPointF(width - 14, TITLE_H / 2), run.state, colour)
-    if run.state in ("running", "error"):
-        painter.setPen(QPen(colour, 2.0))
-        painter.setBrush(Qt.BrushStyle.NoBrush)
-        painter.drawRoundedRect(item.rect().adjusted(-1, -1, 1, 1), 7, 7)
-    if run.state == "running":
-        track = QRectF(6, TITLE_H - 5, width - 12, 4)
-        painter.fillRect(track, QColor(0, 0, 0, 110))
-        if run.total:
-            done = QRectF(track.x(), track.y(), track.width() * run.step / run.total, track.height())
-            painter.fillRect(done, colour)
-    if item.thumb is not None:
-        w, h = thumb_size(item, item.thumb)
-        target = QRectF((width - w) / 2, item.geometry.height + THUMB_GAP, w, h)
-        painter.drawImage(target, item.thumb)
-        painter.setPen(QPen(QColor(0, 0, 0, 160), 1.0))
-        painter.drawRect(target)
+    def extra_height(self, width: float) -> float:
+        """Room below the node body that the thumbnail takes."""
+        return 0.0 if self.thumb is None else THUMB_GAP + self._thumb_size(width)[1]
+
+    def _thumb_size(self, width: float) -> tuple[float, float]:
+        """Drawn size: small pictures are scaled up to the node's width, up to THUMB_MAX tall."""
+        thumb = self.thumb
+        scale = min(width / thumb.width(), THUMB_MAX / thumb.height())
+        return thumb.width() * scale, thumb.height() * scale
+
+    def paint(self, painter: QPainter, body: QRectF, active: bool) -> None:
+        """Badge (when the node is `active`: not bypassed or muted), progress bar, error outline and
+        thumbnail, over a node body `body` (already painted)."""
+        run, width = self.run, body.width()
+        colour = COLOURS.get(run.state)
+        if colour is not None and active:
+            _badge(painter, QPointF(width - 14, TITLE_H / 2), run.state, colour)
+        if run.state in ("running", "error"):
+            painter.setPen(QPen(colour, 2.0))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRoundedRect(body.adjusted(-1, -1, 1, 1), 7, 7)
+        if run.state == "running":
+            track = QRectF(6, TITLE_H - 5, width - 12, 4)
+            painter.fillRect(track, QColor(0, 0, 0, 110))
+            if run.total:
+                done = QRectF(track.x(), track.y(), track.width() * run.step / run.total, track.height())
+                painter.fillRect(done, colour)
+        if self.thumb is not None:
+            w, h = self._thumb_size(width)
+            target = QRectF((width - w) / 2, body.height() + THUMB_GAP, w, h)
+            painter.drawImage(target, self.thumb)
+            painter.setPen(QPen(QColor(0, 0, 0, 160), 1.0))
+            painter.drawRect(target)
 
 
 def _badge(painter: QPainter, centre: QPointF, state: str, colour: QColor) -> None:
@@ -146,17 +161,3 @@ def _badge(painter: QPainter, centre: QPointF, state: str, colour: QColor) -> No
     painter.setPen(QPen(QColor(20, 20, 20), 1.6))
     painter.setBrush(QColor(20, 20, 20) if state == "running" else Qt.BrushStyle.NoBrush)
     painter.drawPath(mark)
-
-
-def apply(item: NodeItem, run: RunState | None = None, picture: Any = None) -> None:
-    """Set a node's run state and/or picture (numpy or QImage), then repaint it with the right hover text."""
-    if run is not None and run != item.run:
-        item.run = run
-        item.setToolTip(run.tooltip())
-        item.update()
-    if picture is not None:
-        image = picture if isinstance(picture, QImage) else to_qimage(picture)
-        item.prepareGeometryChange()
-        item.thumb = thumbnail(image, item.geometry.width)
-        item.refresh_bounds()
-        item.update()

@@ -37,77 +37,80 @@ def handlers(window: MainWindow) -> dict[str, Any]:
     }
 
 
-def attach(window: MainWindow) -> None:
-    """Add the run toolbar, menu, docks and status fields to `window` (its actions exist already)."""
-    runner, actions = window.runner, window.actions_by_name
-    actions["run"].setText("Run")
-    actions["run"].setToolTip("Run the graph's outputs (Ctrl+Enter); cached nodes do not run again")
-    actions["cancel"].setText("Cancel")
-    actions["cancel"].setToolTip("Stop at the running node's next step (Esc); press twice to stop at once")
-    actions["cancel"].setEnabled(False)
-    live = actions["live"]
-    live.setText("Live")
-    live.setCheckable(True)
-    live.setToolTip("Run again shortly after each edit, from the cached nodes")
-    toolbar = window.addToolBar("Run")
-    toolbar.setObjectName("run_toolbar")
-    menu = window.menuBar().addMenu("&Run")
-    for name in RUN_ACTIONS:
-        toolbar.addAction(actions[name])
-        menu.addAction(actions[name])
-    runner.busy.connect(lambda busy: actions["cancel"].setEnabled(busy))
+class RunControls:
+    """What the window shows and offers around its Runner, owned by the window (`window.run_controls`):
+    the Run toolbar and menu, the Preview and Errors docks, the status bar fields, and a node's context menu.
+    """
 
-    window.preview = PreviewDock(window.editor, runner)
-    window.errors = ErrorsPanel(window.editor, runner)
-    window.preview_dock = _dock(window, "Preview", "preview", window.preview)
-    window.errors_dock = _dock(
-        window, "Errors", "errors", window.errors, Qt.DockWidgetArea.BottomDockWidgetArea
-    )
-    window.resizeDocks([window.errors_dock], [140], Qt.Orientation.Vertical)
-    runner.states_changed.connect(lambda: _errors_title(window))
-    _errors_title(window)
+    def __init__(self, window: MainWindow) -> None:
+        self.window = window
+        runner, actions = window.runner, window.actions_by_name
+        actions["run"].setText("Run")
+        actions["run"].setToolTip("Run the graph's outputs (Ctrl+Enter); cached nodes do not run again")
+        actions["cancel"].setText("Cancel")
+        actions["cancel"].setToolTip(
+            "Stop at the running node's next step (Esc); press twice to stop at once"
+        )
+        actions["cancel"].setEnabled(False)
+        live = actions["live"]
+        live.setText("Live")
+        live.setCheckable(True)
+        live.setToolTip("Run again shortly after each edit, from the cached nodes")
+        toolbar = window.addToolBar("Run")
+        toolbar.setObjectName("run_toolbar")
+        menu = window.menuBar().addMenu("&Run")
+        for name in RUN_ACTIONS:
+            toolbar.addAction(actions[name])
+            menu.addAction(actions[name])
+        runner.busy.connect(lambda busy: actions["cancel"].setEnabled(busy))
 
-    window.device_label = QLabel("device: not started")
-    window.memory_label = QLabel("")
-    window.activity_label = QLabel("")
-    bar = window.statusBar()
-    bar.addPermanentWidget(window.activity_label)
-    bar.addPermanentWidget(window.memory_label)
-    bar.addPermanentWidget(window.device_label)
-    runner.message.connect(window.activity_label.setText)
-    runner.device.connect(lambda info: _device(window, info))
-    window.editor.node_menu = lambda node_id, pos: node_menu(window, node_id, pos)
+        self.preview = PreviewDock(window.editor, runner)
+        self.errors = ErrorsPanel(window.editor, runner)
+        self.preview_dock = self._dock("Preview", "preview", self.preview)
+        self.errors_dock = self._dock("Errors", "errors", self.errors, Qt.DockWidgetArea.BottomDockWidgetArea)
+        window.resizeDocks([self.errors_dock], [140], Qt.Orientation.Vertical)
+        runner.states_changed.connect(self._errors_title)
+        self._errors_title()
 
+        self.device_label = QLabel("device: not started")
+        self.memory_label = QLabel("")
+        self.activity_label = QLabel("")
+        bar = window.statusBar()
+        for label in (self.activity_label, self.memory_label, self.device_label):
+            bar.addPermanentWidget(label)
+        runner.message.connect(self.activity_label.setText)
+        runner.device.connect(self._device)
+        window.editor.node_menu = self.node_menu
 
-def _dock(window: MainWindow, title: str, name: str, widget: Any, area=Qt.DockWidgetArea.RightDockWidgetArea):
-    dock = QDockWidget(title, window)
-    dock.setObjectName(name)
-    dock.setWidget(widget)
-    window.addDockWidget(area, dock)
-    return dock
+    def _dock(
+        self, title: str, name: str, widget: Any, area=Qt.DockWidgetArea.RightDockWidgetArea
+    ) -> QDockWidget:
+        dock = QDockWidget(title, self.window)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        self.window.addDockWidget(area, dock)
+        return dock
 
+    def _errors_title(self) -> None:
+        count = self.errors.count()
+        self.errors_dock.setWindowTitle(f"Errors ({count})" if count else "Errors")
 
-def _errors_title(window: MainWindow) -> None:
-    count = window.errors.count()
-    window.errors_dock.setWindowTitle(f"Errors ({count})" if count else "Errors")
+    def _device(self, info: dict[str, Any]) -> None:
+        self.device_label.setText(f"device: {info.get('device', '?')}")
+        memory = info.get("memory")
+        if memory:
+            total = info.get("memory_total")
+            where = "GPU memory" if info.get("memory_kind") == "cuda" else "worker memory"
+            of = f" of {total / 2**30:.1f} GiB" if total else ""
+            self.memory_label.setText(f"{where}: {memory / 2**30:.2f} GiB{of}")
 
-
-def _device(window: MainWindow, info: dict[str, Any]) -> None:
-    window.device_label.setText(f"device: {info.get('device', '?')}")
-    memory = info.get("memory")
-    if memory:
-        total = info.get("memory_total")
-        where = "GPU memory" if info.get("memory_kind") == "cuda" else "worker memory"
-        of = f" of {total / 2**30:.1f} GiB" if total else ""
-        window.memory_label.setText(f"{where}: {memory / 2**30:.2f} GiB{of}")
-
-
-def node_menu(window: MainWindow, node_id: str, pos: QPoint) -> QMenu:
-    """The context menu of a node: Run to here, and the node edits (bypass, mute)."""
-    menu = QMenu(window.view)
-    menu.addAction("Run to here", lambda: window.runner.run_to(node_id))
-    menu.addSeparator()
-    for name in ("bypass", "mute"):
-        menu.addAction(window.actions_by_name[name])
-    menu.popup(pos)
-    return menu
+    def node_menu(self, node_id: str, pos: QPoint) -> QMenu:
+        """The context menu of a node: Run to here, and the node edits (bypass, mute)."""
+        window = self.window
+        menu = QMenu(window.view)
+        menu.addAction("Run to here", lambda: window.runner.run_to(node_id))
+        menu.addSeparator()
+        for name in ("bypass", "mute"):
+            menu.addAction(window.actions_by_name[name])
+        menu.popup(pos)
+        return menu

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.engine.events import EventKind
-from app.engine.plan import Problem, effective_graph, validate
+from app.engine.plan import Problem
 from app.engine.status import NodeState, StatusTracker
 from app.engine.store import DiskStore
 from app.engine.worker import DEFAULT_REGISTRY, Worker
@@ -31,6 +31,8 @@ from app.files import FileResolver, input_dirs
 from app.fsutil import user_cache_dir
 from app.graph import serialize
 from app.graph import types as T
+from app.graph.model import Graph
+from app.registry import Registry
 from app.ui.run_state import RunState
 
 LIVE_MS = 300
@@ -49,6 +51,20 @@ STATE_EVENTS = (
 )
 
 
+class RunScene(Protocol):
+    """What a Runner paints on: each node's run state and picture."""
+
+    def set_run_state(self, node_id: str, run: RunState | None = None, picture: Any = None) -> None: ...
+
+
+class RunEditor(Protocol):
+    """What a Runner needs of the editor it runs for."""
+
+    graph: Graph
+    registry: Registry
+    scene: RunScene
+
+
 class Runner(QObject):
     """One editor's runs. Signals tell the window's panels what changed; state lives in attributes."""
 
@@ -61,7 +77,7 @@ class Runner(QObject):
 
     def __init__(
         self,
-        editor: Any,
+        editor: RunEditor,
         worker_registry: str = DEFAULT_REGISTRY,
         cache_dir: str | Path | None = None,
         output_dir: str | Path = "output",
@@ -333,8 +349,7 @@ class Runner(QObject):
         self._refresh_timer.stop()
         graph = self.editor.graph
         self.states = self.tracker.states(graph)
-        runnable, problems = effective_graph(graph, self.editor.registry)
-        self.problems = problems + validate(runnable, self.editor.registry, self.tracker.resolver)
+        self.problems = self.tracker.problems  # validated once, in the same pass as the states
         for node_id in graph.nodes:
             if node_id in self.progress:
                 step, total = self.progress[node_id]

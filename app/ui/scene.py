@@ -191,7 +191,7 @@ class GraphScene(QGraphicsScene):
         """Show a node's state badge/progress and/or its latest picture (a thumbnail under the node)."""
         item = self.nodes.get(node_id)
         if item is not None:
-            run_state.apply(item, run, picture)
+            item.set_run_state(run, picture)
 
     # -- queries for items and the view -------------------------------------------------------------
     def output_type(self, node_id: str, port: str) -> str:

@@ -7,23 +7,20 @@ import pytest
 from app.graph import serialize
 from app.graph.clipboard import copy_nodes, is_clip
 from app.graph.commands import (
-    AddFrame,
     AddNode,
-    AddReroute,
     Batch,
     CommandError,
     Connect,
     ConvertParam,
     Disconnect,
-    Move,
     Paste,
     Remove,
-    SetLayout,
     SetMode,
     SetParam,
     SetTitle,
 )
 from app.graph.history import History
+from app.graph.layout_commands import AddFrame, AddReroute, Move, SetLayout
 from app.graph.model import Edge
 
 SHAPES = "graphs/shapes.json"

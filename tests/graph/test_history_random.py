@@ -9,23 +9,20 @@ from hypothesis import strategies as st
 from app.graph import serialize
 from app.graph.clipboard import copy_nodes
 from app.graph.commands import (
-    AddFrame,
     AddLinked,
     AddNode,
-    AddReroute,
     CommandError,
     Connect,
     ConvertParam,
     Disconnect,
-    Move,
     Paste,
     Remove,
-    SetLayout,
     SetMode,
     SetParam,
     SetTitle,
 )
 from app.graph.history import History
+from app.graph.layout_commands import AddFrame, AddReroute, Move, SetLayout
 from app.graph.model import Edge
 from tests.graph.conftest import light_registry
 

@@ -8,8 +8,9 @@ import numpy as np
 from PySide6.QtGui import QImage
 
 from app.graph import serialize
-from app.graph.commands import AddFrame, AddNode, AddReroute, Connect, ConvertParam, SetMode
+from app.graph.commands import AddNode, Connect, ConvertParam, SetMode
 from app.graph.history import History
+from app.graph.layout_commands import AddFrame, AddReroute
 from app.graph.model import Edge, Graph
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -45,10 +45,10 @@ def test_cancel_during_sampling_stops_within_one_step_and_keeps_upstream_cached(
         assert {n: states[n] for n in UPSTREAM} == dict.fromkeys(UPSTREAM, "cached")
         assert {states[n] for n in ("sampler", "decode", "save")} == {"stale"}
         assert any(m.startswith("model load: tiny-shapes") for m in messages)
-        assert win.device_label.text() in ("device: CPU",) or win.device_label.text().startswith(
-            "device: CUDA"
-        )
-        assert "memory" in win.memory_label.text()
+        assert win.run_controls.device_label.text() in (
+            "device: CPU",
+        ) or win.run_controls.device_label.text().startswith("device: CUDA")
+        assert "memory" in win.run_controls.memory_label.text()
 
         win.editor.push(SetParam("schedule", "steps", 2))  # runs again from the cached nodes, to the end
         with qtbot.waitSignal(win.runner.finished, timeout=RUN_LIMIT_MS) as done:
@@ -58,7 +58,7 @@ def test_cancel_during_sampling_stops_within_one_step_and_keeps_upstream_cached(
         started = [e["node"] for e in win.runner.log if e["event"] == "started" and e.get("run") == run_id]
         assert started == ["schedule", "sampler", "decode", "save"]
         assert any(c.startswith("Sampler — step 2/2") for c in captions)
-        assert win.preview.image is not None and win.preview.image.width() == 64
+        assert win.run_controls.preview.image is not None and win.run_controls.preview.image.width() == 64
         assert win.editor.scene.nodes["decode"].thumb is not None
     finally:
         win.runner.close()

@@ -84,7 +84,7 @@ def test_run_paints_cached_stale_and_running_states(qtbot, make_window):
     for node_id in ("shape", "dark", "save"):
         thumb = win.editor.scene.nodes[node_id].thumb
         assert thumb is not None and max(thumb.width(), thumb.height()) <= run_state.THUMB_MAX
-    assert win.preview.image is not None and win.preview.image.width() == 64
+    assert win.run_controls.preview.image is not None and win.run_controls.preview.image.width() == 64
     assert (win.runner.output_dir / "live_00001.png").exists()
 
     win.editor.push(SetParam("dark", "amount", 0.25))
@@ -218,15 +218,15 @@ def test_a_failing_node_shows_its_error_and_blocks_its_descendants(qtbot, make_w
     }
     assert win.editor.scene.nodes["bad"].toolTip() == "Error: asked to fail"
     assert "waits for 'bad'" in win.editor.scene.nodes["after"].toolTip()
-    rows = win.errors.grouped()["bad"]
+    rows = win.run_controls.errors.grouped()["bad"]
     assert rows == [("run failed: asked to fail", ["input image: ndarray, shape 1x64x64x3, float32"])]
-    assert win.errors_dock.windowTitle() == "Errors (1)"
-    win.errors._clicked(win.errors.topLevelItem(0))
+    assert win.run_controls.errors_dock.windowTitle() == "Errors (1)"
+    win.run_controls.errors._clicked(win.run_controls.errors.topLevelItem(0))
     assert win.editor.selected_nodes() == ["bad"]
 
     win.editor.push(SetParam("bad", "fail", False))  # fixed: the error leaves the panel and the badges
     qtbot.waitUntil(lambda: _states(win)["bad"] == "stale", timeout=2000)
-    assert _states(win)["after"] == "stale" and win.errors.count() == 0
+    assert _states(win)["after"] == "stale" and win.run_controls.errors.count() == 0
 
 
 def test_every_validation_problem_is_listed_at_once_grouped_by_node(qtbot, make_window):
@@ -235,13 +235,13 @@ def test_every_validation_problem_is_listed_at_once_grouped_by_node(qtbot, make_
     graph.add_node(Node("lonely", "image.save"))
     graph.add_node(Node("dangling", "t.darken"))
     win = make_window(graph)
-    groups = win.errors.grouped()
+    groups = win.run_controls.errors.grouped()
     assert {"load", "lonely", "dangling"} <= set(groups)
     assert any("picture.png" in message for message, _ in groups["load"])
-    assert win.errors.topLevelItemCount() == len(groups)
+    assert win.run_controls.errors.topLevelItemCount() == len(groups)
     assert {_states(win)[n] for n in ("load", "lonely", "dangling")} == {"error"}
-    row = win.errors.topLevelItem(list(groups).index("lonely")).child(0)
-    win.errors._clicked(row)
+    row = win.run_controls.errors.topLevelItem(list(groups).index("lonely")).child(0)
+    win.run_controls.errors._clicked(row)
     assert win.editor.selected_nodes() == ["lonely"]
 
 
@@ -300,7 +300,7 @@ def test_out_of_memory_errors_say_what_to_try(qtbot, make_window):
     }
     win.runner._handle({**event, "run": None})
     win.runner.refresh()
-    message, details = win.errors.grouped()["dark"][0]
+    message, details = win.run_controls.errors.grouped()["dark"][0]
     assert message == "run failed: OutOfMemoryError: CUDA out of memory."
     assert any("smaller width/height" in d for d in details) and any("tiled decode" in d for d in details)
     assert any("CPU offload" in d for d in details)
