@@ -22,7 +22,7 @@ torch/diffusers are imported inside the functions; never import Qt here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.runtime.families import has_unet
@@ -32,25 +32,79 @@ DEFAULT_LAYERS = "mid_block.attentions.0.transformer_blocks:0"
 
 
 @dataclass(frozen=True)
+class Layers:
+    """How a method perturbs UNet layers, as keyword names of its diffusers guider class.
+
+    Args:
+        config: the diffusers.hooks config class built for the chosen layers (`LayerSkipConfig`, ...).
+        config_arg: the guider's keyword taking that config.
+        options: fixed keywords of the config (what to skip).
+        scale_arg: the guider's keyword for the perturbed branch's scale ("" = the method has none).
+        window: prefix of the guider's own start/stop keywords for the perturbed branch ("" = none).
+        dropout: the config takes the `dropout` option.
+    """
+
+    config: str
+    config_arg: str
+    options: dict[str, Any] = field(default_factory=dict)
+    scale_arg: str = ""
+    window: str = ""
+    dropout: bool = False
+
+
+@dataclass(frozen=True)
 class Method:
-    cls: str | None  # diffusers.guiders class, or None for our own
-    layers: bool = False  # perturbs attention layers of a UNet
+    """One guidance method: the diffusers guider class driving it (None = ours) and, for methods that
+    perturb attention layers, how (`layers`). A new diffusers method is one row in METHODS."""
+
+    cls: str | None
     description: str = ""
+    layers: Layers | None = None
 
 
 METHODS: dict[str, Method] = {
-    "cfg": Method(None, description="classifier-free guidance (Ho & Salimans 2022), one batched pass"),
-    "cfg_zero_star": Method("ClassifierFreeZeroStarGuidance", description="CFG-Zero* (arXiv 2503.18886)"),
-    "tangential": Method("TangentialClassifierFreeGuidance", description="tangential CFG (arXiv 2503.18137)"),
-    "apg": Method("AdaptiveProjectedGuidance", description="adaptive projected guidance (arXiv 2410.02416)"),
-    "pag": Method("PerturbedAttentionGuidance", True, "perturbed-attention guidance (arXiv 2403.17377)"),
-    "skip_layer": Method("SkipLayerGuidance", True, "skip-layer guidance (STG, arXiv 2411.18664)"),
-    "seg": Method("SmoothedEnergyGuidance", True, "smoothed energy guidance (arXiv 2408.00760)"),
-    "auto_guidance": Method(
-        "AutoGuidance", True, "autoguidance with a layer-skipped 'bad' model (arXiv 2406.02507)"
+    "cfg": Method(None, "classifier-free guidance (Ho & Salimans 2022), one batched pass"),
+    "cfg_zero_star": Method("ClassifierFreeZeroStarGuidance", "CFG-Zero* (arXiv 2503.18886)"),
+    "tangential": Method("TangentialClassifierFreeGuidance", "tangential CFG (arXiv 2503.18137)"),
+    "apg": Method("AdaptiveProjectedGuidance", "adaptive projected guidance (arXiv 2410.02416)"),
+    "pag": Method(
+        "PerturbedAttentionGuidance",
+        "perturbed-attention guidance (arXiv 2403.17377)",
+        Layers(
+            "LayerSkipConfig",
+            "perturbed_guidance_config",
+            {"skip_attention": False, "skip_attention_scores": True, "skip_ff": False},
+            scale_arg="perturbed_guidance_scale",
+            window="perturbed_guidance",
+        ),
     ),
-    "rcfg_self": Method(None, description="residual CFG, self-negative: one model pass per step"),
-    "rcfg_onetime": Method(None, description="residual CFG, negative prompt run once at the first step"),
+    "skip_layer": Method(
+        "SkipLayerGuidance",
+        "skip-layer guidance (STG, arXiv 2411.18664)",
+        Layers(
+            "LayerSkipConfig",
+            "skip_layer_config",
+            scale_arg="skip_layer_guidance_scale",
+            window="skip_layer_guidance",
+        ),
+    ),
+    "seg": Method(
+        "SmoothedEnergyGuidance",
+        "smoothed energy guidance (arXiv 2408.00760)",
+        Layers(
+            "SmoothedEnergyGuidanceConfig",
+            "seg_guidance_config",
+            scale_arg="seg_guidance_scale",
+            window="seg_guidance",
+        ),
+    ),
+    "auto_guidance": Method(
+        "AutoGuidance",
+        "autoguidance with a layer-skipped 'bad' model (arXiv 2406.02507)",
+        Layers("LayerSkipConfig", "auto_guidance_config", dropout=True),
+    ),
+    "rcfg_self": Method(None, "residual CFG, self-negative: one model pass per step"),
+    "rcfg_onetime": Method(None, "residual CFG, negative prompt run once at the first step"),
 }
 
 
@@ -213,8 +267,7 @@ def make_guidance(guider: Guider, prediction_type: str = "epsilon") -> Any:
 
 def diffusers_guider(guider: Guider) -> Any:
     """The diffusers guider instance a GUIDER value describes (also used by tests as the reference)."""
-    from diffusers import guiders
-    from diffusers.hooks import LayerSkipConfig, SmoothedEnergyGuidanceConfig
+    from diffusers import guiders, hooks
 
     method = METHODS[guider.method]
     options = guider.options
@@ -225,38 +278,19 @@ def diffusers_guider(guider: Guider) -> Any:
         "stop": float(options.get("stop", 1.0)),
     }
     cls = getattr(guiders, method.cls)
-    if not method.layers:
+    layers = method.layers
+    if layers is None:
         return cls(**common)
     path, indices = parse_layers(options.get("layers", DEFAULT_LAYERS))
-    perturbed = float(options.get("perturbed_scale", 2.8))
-    if guider.method == "pag":
-        config = LayerSkipConfig(
-            indices, fqn=path, skip_attention=False, skip_attention_scores=True, skip_ff=False
-        )
-        return cls(
-            perturbed_guidance_scale=perturbed,
-            perturbed_guidance_config=config,
-            **_window("perturbed_guidance", options),
-            **common,
-        )
-    if guider.method == "skip_layer":
-        config = LayerSkipConfig(indices, fqn=path)
-        return cls(
-            skip_layer_guidance_scale=perturbed,
-            skip_layer_config=config,
-            **_window("skip_layer_guidance", options),
-            **common,
-        )
-    if guider.method == "seg":
-        config = SmoothedEnergyGuidanceConfig(indices, fqn=path)
-        return cls(
-            seg_guidance_scale=perturbed,
-            seg_guidance_config=config,
-            **_window("seg_guidance", options),
-            **common,
-        )
-    config = LayerSkipConfig(indices, fqn=path, dropout=float(options.get("dropout", 1.0)))
-    return cls(auto_guidance_config=config, **common)
+    config_options = dict(layers.options)
+    if layers.dropout:
+        config_options["dropout"] = float(options.get("dropout", 1.0))
+    kwargs = {layers.config_arg: getattr(hooks, layers.config)(indices, fqn=path, **config_options)}
+    if layers.scale_arg:
+        kwargs[layers.scale_arg] = float(options.get("perturbed_scale", 2.8))
+    if layers.window:
+        kwargs.update(_window(layers.window, options))
+    return cls(**kwargs, **common)
 
 
 def _window(prefix: str, options: dict[str, Any]) -> dict[str, float]:
