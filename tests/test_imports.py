@@ -43,3 +43,28 @@ def test_no_source_file_under_graph_or_engine_imports_qt_or_torch():
                 words = line.split()
                 if len(words) >= 2 and words[0] in ("import", "from"):
                     assert words[1].split(".")[0] not in HEAVY, f"{path}: {line.strip()}"
+
+
+LAYER_RULES = {  # package -> packages it may never import (the layer order of docs/ARCHITECTURE.md)
+    "app/graph": ("app.engine", "app.runtime", "app.ui", "nodes"),
+    "app/engine": ("app.runtime", "app.ui", "nodes"),
+    "app/runtime": ("app.ui", "nodes"),
+    "nodes": ("app.ui",),
+}
+
+
+def test_imports_only_point_down_the_layers():
+    """Every import statement, lazy ones inside functions included."""
+    import ast
+
+    for folder, forbidden in LAYER_RULES.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                elif isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                else:
+                    continue
+                for name in names:
+                    assert not name.startswith(forbidden), f"{path.relative_to(ROOT)} imports {name}"
