@@ -58,12 +58,30 @@ def make_tokenizer(max_length: int = 77) -> Any:
     return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=max_length)
 
 
+def make_vae(seed: int = 0, scaling_factor: float = 0.18215) -> Any:
+    """The tiny two-level VAE (64x64 -> 32x32x4) with seeded random weights."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        block_out_channels=[4, 8],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=2,
+        scaling_factor=scaling_factor,
+    )
+
+
 def make_components(
     seed: int = 0, unet_channels: tuple[int, ...] = (4, 8), layers: int = 1
 ) -> dict[str, Any]:
     """The pipeline components (unet, vae, text_encoder, tokenizer, scheduler) with seeded random weights."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers import DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer = make_tokenizer()
@@ -80,16 +98,7 @@ def make_components(
         cross_attention_dim=TEXT_DIM,
         norm_num_groups=2,
     )
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        block_out_channels=[4, 8],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        norm_num_groups=2,
-    )
+    vae = make_vae(seed)
     torch.manual_seed(seed)
     end = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     text_encoder = CLIPTextModel(

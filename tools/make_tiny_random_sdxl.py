@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tools.make_tiny_random_model import make_tokenizer
+from tools.make_tiny_random_model import make_tokenizer, make_vae
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "assets" / "models" / "tiny-random-sdxl"
 TEXT_WIDTHS = (32, 48)
@@ -64,7 +64,7 @@ def _text_encoder(cls: Any, width: int, tokenizer: Any, seed: int) -> Any:
 def make_components(seed: int = 0, refiner: bool = False, clip_vocab: bool = False) -> dict[str, Any]:
     """The pipeline components with seeded random weights (tokenizers too; see the module docstring)."""
     import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     from app.runtime import tokenizers
@@ -93,17 +93,7 @@ def make_components(seed: int = 0, refiner: bool = False, clip_vocab: bool = Fal
         cross_attention_dim=text_width,
         norm_num_groups=1,
     )
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        block_out_channels=[4, 8],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        norm_num_groups=2,
-        scaling_factor=0.13025,
-    )
+    vae = make_vae(seed, scaling_factor=0.13025)
     components = {
         "unet": unet,
         "vae": vae,

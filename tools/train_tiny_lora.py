@@ -23,13 +23,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from app.files import ASSETS
 from app.fsutil import atomic_write_bytes
 from nodes.shapes import COLOURS
 from tools.tiny_shapes_data import random_batch
-from tools.tiny_shapes_model import SD15_SCHEDULER, Config, save_atomic, to_tensor
+from tools.tiny_shapes_model import Config, save_atomic, to_tensor
 
 BASE = ASSETS / "models" / "tiny-shapes"
 OUT = ASSETS / "models" / "loras" / "tiny-shapes-outline.safetensors"
@@ -39,24 +38,17 @@ TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
 def _models(rank: int):
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    """The frozen embedded model with fresh LoRA layers on its UNet and text encoder (seeded)."""
     from peft import LoraConfig
-    from transformers import CLIPTextModel, CLIPTokenizer
 
-    common = {"local_files_only": True}
-    unet = UNet2DConditionModel.from_pretrained(BASE, subfolder="unet", **common)
-    text = CLIPTextModel.from_pretrained(BASE, subfolder="text_encoder", **common)
-    vae = AutoencoderKL.from_pretrained(BASE, subfolder="vae", **common)
-    tokenizer = CLIPTokenizer.from_pretrained(BASE, subfolder="tokenizer", **common)
-    for module in (unet, text, vae):
-        module.requires_grad_(False)
+    from tools.train_tiny_controlnet import load_frozen
+
+    unet, vae, text, tokenizer, _ = load_frozen(BASE)
     torch.manual_seed(0)
-    unet.add_adapter(
-        LoraConfig(r=rank, lora_alpha=rank, target_modules=UNET_TARGETS, init_lora_weights="gaussian")
-    )
-    text.add_adapter(
-        LoraConfig(r=rank, lora_alpha=rank, target_modules=TEXT_TARGETS, init_lora_weights="gaussian")
-    )
+    for model, targets in ((unet, UNET_TARGETS), (text, TEXT_TARGETS)):
+        model.add_adapter(
+            LoraConfig(r=rank, lora_alpha=rank, target_modules=targets, init_lora_weights="gaussian")
+        )
     return unet, text, vae, tokenizer
 
 
@@ -89,7 +81,7 @@ def train(
     """The LoRA-wrapped UNet and text encoder after `steps` (resuming from workdir/lora.pt)."""
     from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
-    from tools.train_tiny_shapes import cosine_lr, loss_weights
+    from tools.train_tiny_shapes import cosine_lr, loss_weights, optimise, training_alphas, weighted_mse
 
     unet, text, vae, tokenizer = _models(rank)
     data = pool(vae, tokenizer, pool_size, seed)
@@ -104,10 +96,8 @@ def train(
         opt.load_state_dict(state["opt"])
         step = state["step"]
     cfg = Config()
-    start, end, count = (SD15_SCHEDULER[k] for k in ("beta_start", "beta_end", "num_train_timesteps"))
-    alphas = torch.cumprod(
-        1 - torch.linspace(start**0.5, end**0.5, count, dtype=torch.float64) ** 2, 0
-    ).float()
+    alphas = training_alphas()
+    count = len(alphas)
     scale = vae.config.scaling_factor
     unet.train()
     text.train()
@@ -128,12 +118,8 @@ def train(
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, steps, lr, 50)
         pred = unet(noisy, t, text(data["ids"][index])[0]).sample
-        weight = loss_weights(alphas[t] / (1 - alphas[t]), cfg)
-        loss = (F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        loss = weighted_mse(pred, target, loss_weights(alphas[t] / (1 - alphas[t]), cfg))
+        optimise(opt, params, loss)
         step += 1
         losses.append(loss.item())
         if step % 50 == 0 or step == steps:

@@ -165,6 +165,26 @@ def loss_weights(snr: torch.Tensor, cfg: Config) -> torch.Tensor:
     return clipped / snr
 
 
+def training_alphas() -> torch.Tensor:
+    """Cumulative alphas of the exported noise schedule (SD1.5's scaled_linear), one per training timestep."""
+    start, end, count = (SD15_SCHEDULER[k] for k in ("beta_start", "beta_end", "num_train_timesteps"))
+    betas = torch.linspace(start**0.5, end**0.5, count, dtype=torch.float64) ** 2
+    return torch.cumprod(1 - betas, 0).float()
+
+
+def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Per-sample MSE times its loss weight, averaged over the batch."""
+    return (F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
+
+
+def optimise(opt: torch.optim.Optimizer, params: list, loss: torch.Tensor) -> None:
+    """One optimiser step on `loss`, gradients clipped to norm 1."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+
+
 def draw_batch(cfg: Config, pool: dict, step: int, scale: float, empty: torch.Tensor, alphas: torch.Tensor):
     """Step `step`'s noisy latents, timesteps, caption ids, target and per-sample loss weight. Every random
     number comes from CPU generators seeded by (seed, step), so any device draws the same batch."""
@@ -231,9 +251,7 @@ def train_unet(
     ]
     live, averaged = [p[0] for p in pairs], [p[1] for p in pairs]
     step, elapsed, started, saved = state["step"], state["elapsed"], time.time(), time.time()
-    start, end, count = (SD15_SCHEDULER[k] for k in ("beta_start", "beta_end", "num_train_timesteps"))
-    betas = torch.linspace(start**0.5, end**0.5, count, dtype=torch.float64) ** 2  # scaled_linear
-    alphas = torch.cumprod(1 - betas, 0).float().to(rt.device)
+    alphas = training_alphas().to(rt.device)
     empty = tokenizer([""], padding="max_length", return_tensors="pt").input_ids[0].to(rt.device)
     scale = vae.config.scaling_factor
     losses: list[torch.Tensor] = []
@@ -249,12 +267,8 @@ def train_unet(
         noisy, t, ids, target, weight = draw_batch(cfg, pool, step, scale, empty, alphas)
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, cfg.unet_steps, cfg.unet_lr, cfg.warmup)
-        pred = unet(noisy, t, text(ids)[0]).sample
-        loss = (F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        loss = weighted_mse(unet(noisy, t, text(ids)[0]).sample, target, weight)
+        optimise(opt, params, loss)
         step += 1
         with torch.no_grad():
             torch._foreach_lerp_(averaged, live, 1 - min(cfg.ema, (1 + step) / (10 + step)))
