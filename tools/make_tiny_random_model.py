@@ -141,9 +141,17 @@ def pipeline(components: dict[str, Any]) -> Any:
 
 def write(out: Path, seed: int = 0, **sizes: Any) -> Path:
     """Save the model as a diffusers folder at `out` (replacing it atomically)."""
+    return save_folder(pipeline(make_components(seed, **sizes)), out)
+
+
+def save_folder(pipe: Any, out: Path, drop: tuple[str, ...] = ()) -> Path:
+    """`pipe.save_pretrained` into a temporary folder, without the subfolders `drop`, then swapped in at
+    `out` (a reader never sees half a model)."""
     temp = out.parent / f".{out.name}.tmp"
     shutil.rmtree(temp, ignore_errors=True)
-    pipeline(make_components(seed, **sizes)).save_pretrained(temp, safe_serialization=True)
+    pipe.save_pretrained(temp, safe_serialization=True)
+    for name in drop:
+        shutil.rmtree(temp / name, ignore_errors=True)
     old = out.parent / f".{out.name}.old"
     if out.exists():
         os.replace(out, old)

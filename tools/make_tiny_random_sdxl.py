@@ -16,12 +16,10 @@ Imports torch/diffusers inside functions.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
-from tools.make_tiny_random_model import make_tokenizer, make_vae
+from tools.make_tiny_random_model import make_tokenizer, make_vae, save_folder
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "assets" / "models" / "tiny-random-sdxl"
 TEXT_WIDTHS = (32, 48)
@@ -122,19 +120,9 @@ def pipeline(components: dict[str, Any], refiner: bool = False) -> Any:
 
 def write(out: Path, seed: int = 0, refiner: bool = False, clip_vocab: bool = False) -> Path:
     """Save the model as a diffusers folder at `out` (replacing it atomically)."""
-    temp = out.parent / f".{out.name}.tmp"
-    shutil.rmtree(temp, ignore_errors=True)
     pipe = pipeline(make_components(seed, refiner, clip_vocab), refiner)
-    pipe.save_pretrained(temp, safe_serialization=True)
-    if clip_vocab:  # no tokenizer folders: the loader must use the shipped ones
-        for name in ("tokenizer", "tokenizer_2"):
-            shutil.rmtree(temp / name, ignore_errors=True)
-    old = out.parent / f".{out.name}.old"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(temp, out)
-    shutil.rmtree(old, ignore_errors=True)
-    return out
+    # with clip_vocab, no tokenizer folders: the loader must use the shipped ones
+    return save_folder(pipe, out, drop=("tokenizer", "tokenizer_2") if clip_vocab else ())
 
 
 def main() -> None:
