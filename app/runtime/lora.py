@@ -112,21 +112,22 @@ def _comfy_to_kohya(tensors: dict[str, Any]) -> dict[str, Any]:
     for key, value in tensors.items():
         new = key
         if key.startswith("diffusion_model."):
-            module, _, rest = _split_lora_suffix(key.removeprefix("diffusion_model."))
-            new = "lora_unet_" + module.replace(".", "_") + rest
+            module, suffix = _split_lora_suffix(key.removeprefix("diffusion_model."))
+            new = "lora_unet_" + module.replace(".", "_") + suffix
         for prefix, kohya in _COMFY_TEXT.items():
             if key.startswith(prefix):
-                module, _, rest = _split_lora_suffix(key.removeprefix(prefix))
-                new = kohya + module.replace(".", "_") + rest
+                module, suffix = _split_lora_suffix(key.removeprefix(prefix))
+                new = kohya + module.replace(".", "_") + suffix
         renamed[new] = value
     return renamed
 
 
-def _split_lora_suffix(key: str) -> tuple[str, str, str]:
+def _split_lora_suffix(key: str) -> tuple[str, str]:
+    """(module path, `.lora_down.weight` / `.lora_up.weight` / `.alpha` or "")."""
     for suffix in UNDERSTOOD:
         if key.endswith(suffix):
-            return key[: -len(suffix)], "", suffix
-    return key, "", ""
+            return key[: -len(suffix)], suffix
+    return key, ""
 
 
 def _from_kohya(tensors: dict[str, Any], unet_config: Any, skipped: list[str]) -> list[Layer]:
@@ -234,7 +235,8 @@ class Applied:
 def patched(modules: dict[str, Any], loras: list[tuple[LoraFile, float]]) -> Iterator[Applied]:
     """Add each LoRA (in order, at its strength) to `modules` (part name -> torch module) while inside;
     every changed weight is restored exactly on exit. Single-encoder families take `text_encoder` layers
-    on their only encoder."""
+    on their only encoder. Keys no converter understood are reported by the UNet's use only (the Sampler),
+    so a run warns about them once; layers a present part lacks are reported by whoever patches it."""
     import torch
 
     applied = Applied()
@@ -243,7 +245,9 @@ def patched(modules: dict[str, Any], loras: list[tuple[LoraFile, float]]) -> Ite
     try:
         with torch.no_grad():
             for lora, strength in loras:
-                missing = applied.missing.setdefault(lora.name, list(lora.skipped))
+                missing = applied.missing.setdefault(
+                    lora.name, list(lora.skipped) if "unet" in modules else []
+                )
                 for layer in lora.layers:
                     part = aliases.get(layer.part, layer.part)
                     module = _target(modules, part, layer.module)
