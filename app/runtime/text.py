@@ -73,12 +73,13 @@ class Chunk:
 
 
 Vectors = Callable[[str], Any]  # embedding name -> (n, dim) tensor of this encoder's vectors
+EMBEDDING_BLOCK = -1  # stands for an embedding's vectors among the token ids until chunks are built
 
 
 def tokenize(tokenizer: Any, text: str, vectors: Vectors | None = None) -> list[Chunk]:
     """The prompt's 77-token chunks. `embedding:NAME` (ComfyUI's syntax, weights apply as to any word)
     becomes NAME's vectors, looked up with `vectors`; an embedding never straddles two chunks (A1111)."""
-    tokens: list[tuple[int, float, Any]] = []  # (id, weight, vector or None)
+    tokens: list[tuple[int, float, Any]] = []  # (id, weight, an embedding's rows or None)
     for piece, weight in parse_weights(text):
         for index, part in enumerate(EMBEDDING.split(piece)):
             if index % 2 == 0:
@@ -125,26 +126,28 @@ def tokenize(tokenizer: Any, text: str, vectors: Vectors | None = None) -> list[
     return chunks
 
 
-EMBEDDING_BLOCK = -1  # marks an embedding's place among the tokens until chunks are built
-
-
 def encode(
-    text_encoder: Any, tokenizer: Any, text: str, clip_skip: int, device: Any, **how: Any
+    text_encoder: Any,
+    tokenizer: Any,
+    text: str,
+    clip_skip: int,
+    device: Any,
+    penultimate: bool = False,
+    vectors: Vectors | None = None,
 ) -> tuple[Any, Any]:
     """(embeddings (1, 77*k, dim), pooled (1, dim) of the first chunk) of `text` through one encoder.
 
-    `how`: `penultimate` (read hidden_states[-(clip_skip + 1)] without the final layer norm, as SDXL
-    does) and `vectors` (textual-inversion lookup, see `tokenize`)."""
-    return encode_chunks(text_encoder, tokenize(tokenizer, text, how.get("vectors")), clip_skip, device, how)
+    `penultimate`: read hidden_states[-(clip_skip + 1)] without the final layer norm, as SDXL does;
+    `vectors`: the textual-inversion lookup (see `tokenize`)."""
+    return encode_chunks(text_encoder, tokenize(tokenizer, text, vectors), clip_skip, device, penultimate)
 
 
 def encode_chunks(
-    text_encoder: Any, chunks: list[Chunk], clip_skip: int, device: Any, how: dict[str, Any] | None = None
+    text_encoder: Any, chunks: list[Chunk], clip_skip: int, device: Any, penultimate: bool = False
 ) -> tuple[Any, Any]:
     """Encode tokenized chunks; see `encode`."""
     import torch
 
-    penultimate = bool((how or {}).get("penultimate"))
     outputs, pooled = [], None
     for chunk in chunks:
         ids = torch.tensor([chunk.ids], device=device)
@@ -210,9 +213,7 @@ def encode_prompt(
     hidden, pooled = [], None
     for (spec, module, tokenizer), chunks in zip(encoders, tokenized, strict=True):
         chunks = chunks + [tokenize(tokenizer, "")[0]] * (most - len(chunks))
-        states, pooled_here = encode_chunks(
-            module, chunks, clip_skip, device, {"penultimate": spec.penultimate}
-        )
+        states, pooled_here = encode_chunks(module, chunks, clip_skip, device, spec.penultimate)
         hidden.append(states)
         if spec.pooled or pooled is None:
             pooled = pooled_here
