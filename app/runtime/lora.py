@@ -45,9 +45,10 @@ class Layer:
     up: Any
     down: Any
 
-    def change(self, shape: tuple[int, ...]) -> Any:
-        """The full-size change (float32) for a weight of `shape` (Linear or Conv2d)."""
-        return (self.up.flatten(1).float() @ self.down.flatten(1).float()).reshape(shape)
+    def change(self, shape: tuple[int, ...], device: Any = "cpu") -> Any:
+        """The full-size change (float32, computed on `device`) for a weight of `shape` (Linear or Conv2d)."""
+        up, down = self.up.to(device, non_blocking=True), self.down.to(device, non_blocking=True)
+        return (up.flatten(1).float() @ down.flatten(1).float()).reshape(shape)
 
 
 @dataclass
@@ -258,7 +259,7 @@ def patched(modules: dict[str, Any], loras: list[tuple[LoraFile, float]]) -> Ite
                     weight = module.weight
                     if id(weight) not in originals:
                         originals[id(weight)] = (weight, weight.detach().clone())
-                    change = layer.change(tuple(weight.shape)).to(weight.device)
+                    change = layer.change(tuple(weight.shape), weight.device)
                     weight.copy_((weight.float() + strength * change).to(weight.dtype))
                     applied.changed += 1
         yield applied
