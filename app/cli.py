@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from app.engine.plan import validate
 from app.engine.store import DEFAULT_DISK_BYTES, DEFAULT_MEMORY_BYTES, DiskStore, MemoryStore
 from app.files import MODEL_FOLDERS, FileProblem, FileResolver, input_dirs
 from app.fsutil import user_cache_dir
-from app.graph import serialize
+from app.graph import pngmeta, serialize
 from app.graph.model import Edge, Graph, Node
 from app.graph.schema import graph_schema
 from app.registry import Registry, RegistryError, default_registry
@@ -79,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-disk-cache", action="store_true", help="keep results in memory only")
     run.add_argument(
+        "--allow-outside-paths",
+        action="store_true",
+        help="let a graph read from a PNG read input files outside its folder and the working folder",
+    )
+    run.add_argument(
         "--lora",
         dest="loras",
         action="append",
@@ -92,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("graph")
     check.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE")
     check.add_argument("--json", action="store_true", help="print the problems as JSON")
+    check.add_argument("--allow-outside-paths", action="store_true", help="as for run")
 
     listing = commands.add_parser("nodes", help="list the node types")
     listing.add_argument("--json", action="store_true", help="print full specs as JSON")
@@ -110,9 +118,19 @@ def _parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render-graph", help="draw a graph's canvas to a PNG, headless")
     render.add_argument("graph")
     render.add_argument("-o", "--output", required=True, metavar="PNG")
-    render.add_argument("--width", type=int, default=1600)
-    render.add_argument("--height", type=int, default=1000)
+    render.add_argument("--width", type=_pixels, default=1600)
+    render.add_argument("--height", type=_pixels, default=1000)
     return parser
+
+
+def _pixels(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 16 <= value <= 16384:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size in pixels from 16 to 16384")
+    return value
 
 
 def _device(text: str) -> str:
@@ -159,8 +177,16 @@ def apply_set(graph: Graph, registry: Registry, item: str) -> None:
     graph.set_param(node_id, name, value)
 
 
-def _resolver(graph_path: str) -> FileResolver:
-    return FileResolver(base_dirs=input_dirs(Path(graph_path).resolve().parent))
+def _resolver(args: argparse.Namespace) -> FileResolver:
+    """Input files beside the graph or in the working folder; a graph that came in a PNG (someone else's
+    picture, maybe) may not read files elsewhere unless --allow-outside-paths says so."""
+    path = Path(args.graph)
+    try:
+        from_png = path.open("rb").read(len(pngmeta.SIGNATURE)) == pngmeta.SIGNATURE
+    except OSError:
+        from_png = False
+    confined = from_png and not args.allow_outside_paths
+    return FileResolver(base_dirs=input_dirs(path.resolve().parent), confined=confined)
 
 
 def _jsonable(event: dict[str, Any]) -> dict[str, Any]:
@@ -211,13 +237,17 @@ class _Printer:
 
 
 def _megabytes(variable: str, default: int) -> int:
+    """A size setting in MB from the environment: a finite number >= 0 (0 turns that cache off)."""
     text = os.environ.get(variable)
     if text is None:
         return default
     try:
-        return int(float(text) * 2**20)
+        value = float(text)
     except ValueError:
-        raise UsageError(f"${variable}={text!r} is not a number of megabytes") from None
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"${variable}={text!r} is not a number of megabytes (a finite number >= 0)")
+    return int(value * 2**20)
 
 
 def insert_loras(graph: Graph, items: list[str]) -> None:
@@ -266,23 +296,35 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         device=args.device,
         output_dir=Path(args.output),
         graph_json=serialize.dumps(graph),
-        resolver=_resolver(args.graph),
+        resolver=_resolver(args),
     )
     printer = _Printer()
-    if args.json_events:
+    running: list[str] = []  # the node a Ctrl-C or SIGTERM interrupts
 
-        def emit(event: dict[str, Any]) -> None:
+    def emit(event: dict[str, Any]) -> None:
+        if event["event"] == EventKind.STARTED:
+            running[:] = [event["node"]]
+        if args.json_events:
             print(json.dumps(_jsonable(event)), flush=True)
-    else:
-        emit = printer
+        else:
+            printer(event)
+
     token = CancelToken()
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a terminated run ends like a cancelled one
     try:
         result = Executor(registry, memory=memory, disk=disk).run(
             graph, args.target or None, settings, emit, token
         )
     except KeyboardInterrupt:
+        if args.json_events:
+            print(
+                json.dumps({"event": EventKind.CANCELLED, "node": running[0] if running else None}),
+                flush=True,
+            )
         print("\ncancelled", file=sys.stderr)
         return EXIT_CANCELLED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if result.status == "invalid":
         raise InvalidGraph(_problems_text(args.graph, result.problems))
     if not args.json_events:
@@ -295,6 +337,10 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     return EXIT_CANCELLED if result.status == "cancelled" else EXIT_OK
 
 
+def _interrupt(_signal: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _problems_text(path: str, problems) -> str:
     lines = [f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''}"]
     lines += [f"  - {p}" for p in problems]
@@ -303,7 +349,7 @@ def _problems_text(path: str, problems) -> str:
 
 def cmd_validate(args: argparse.Namespace, registry: Registry) -> int:
     graph = load_graph(args.graph, registry, args.sets)
-    problems = validate(graph, registry, _resolver(args.graph))
+    problems = validate(graph, registry, _resolver(args))
     if args.json:
         print(json.dumps({"valid": not problems, "problems": [p.to_json() for p in problems]}, indent=2))
     elif problems:
@@ -361,6 +407,14 @@ def cmd_ui(args: argparse.Namespace, registry: Registry) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except BrokenPipeError:  # `nodeloom nodes --json | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         registry = default_registry()
         handler = {

@@ -68,6 +68,7 @@ class FileResolver:
 
     base_dirs: tuple[Path, ...] = ()
     model_roots: tuple[Path, ...] = field(default_factory=lambda: tuple(configured_model_roots()))
+    confined: bool = False  # input files only inside base_dirs (graphs from someone else's PNG)
 
     def model_dirs(self, kind: str) -> list[Path]:
         """Folders searched for models of `kind`, best first (existing ones only). Checkpoints may also
@@ -92,21 +93,41 @@ class FileResolver:
         return names
 
     def resolve(self, path_kind: str, value: str) -> Path:
-        """The absolute path a file param names (raises FileProblem saying where it looked)."""
+        """The absolute path a file param names (raises FileProblem saying where it looked). Input files
+        must be regular files (a folder would be walked, a FIFO or device would hang); with `confined`,
+        they must also lie inside the base folders."""
         if not value:
             raise FileProblem("no file given")
-        if path_kind.startswith("model:"):
-            return self._model(path_kind.split(":", 1)[1], value)
+        try:
+            if path_kind.startswith("model:"):
+                return self._model(path_kind.split(":", 1)[1], value)
+            return self._input(value)
+        except OSError as error:  # a name longer than the file system takes, a permission...
+            raise FileProblem(f"cannot look up {value!r}: {error.strerror or error}") from None
+
+    def _input(self, value: str) -> Path:
         candidate = Path(value).expanduser()
-        if candidate.is_absolute():
-            if candidate.exists():
-                return candidate
-            raise FileProblem(f"file not found: {candidate}")
         bases = self.base_dirs or (Path.cwd(),)
-        for base in bases:
-            if (base / candidate).exists():
-                return (base / candidate).resolve()
-        raise FileProblem(f"file not found: {value} (looked in {', '.join(str(b) for b in bases)})")
+        found = None
+        if candidate.is_absolute():
+            found = candidate if candidate.exists() else None
+        else:
+            found = next(
+                ((base / candidate).resolve() for base in bases if (base / candidate).exists()), None
+            )
+        if found is None:
+            where = "" if candidate.is_absolute() else f" (looked in {', '.join(str(b) for b in bases)})"
+            raise FileProblem(f"file not found: {value}{where}")
+        if not found.is_file():
+            raise FileProblem(
+                f"{found} is {'a folder' if found.is_dir() else 'not a regular file'}, not a file"
+            )
+        if self.confined and not any(found.resolve().is_relative_to(base.resolve()) for base in bases):
+            raise FileProblem(
+                f"{found} is outside the graph's folders; a graph from a PNG or an import reads only files "
+                "beside it unless you allow it (CLI: --allow-outside-paths)"
+            )
+        return found
 
     def resolve_first(self, path_kind: str, names: tuple[str, ...]) -> Path:
         """The first of `names` that resolves to a file (FileProblem naming them and the folders searched)."""

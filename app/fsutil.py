@@ -38,6 +38,52 @@ def _mode_for(target: Path) -> int:
         return 0o666 & ~umask
 
 
+def write_numbered(folder: Path, stem: str, suffix: str, data: bytes) -> Path:
+    """Write `data` as `<stem>_00001<suffix>`, or the next number free in `folder`, claiming the name
+    atomically: the file is written whole under a temporary name, then hard-linked to its final name,
+    which fails if another run took that name first (then the next number is tried). Concurrent runs
+    into one folder never overwrite each other, and no reader sees a half-written file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temp, _mode_for(folder / f"{stem}{suffix}"))
+        number = _next_number(folder, stem, suffix)
+        while True:
+            target = folder / f"{stem}_{number:05d}{suffix}"
+            try:
+                _claim(temp, target)
+                return target
+            except FileExistsError:
+                number += 1
+    finally:
+        Path(temp).unlink(missing_ok=True)
+
+
+def _next_number(folder: Path, stem: str, suffix: str) -> int:
+    """One more than the highest `<stem>_<digits><suffix>` in `folder` (names compared as text, no glob)."""
+    head, numbers = f"{stem}_", [0]
+    for name in os.listdir(folder):
+        middle = name[len(head) : -len(suffix)] if name.startswith(head) and name.endswith(suffix) else ""
+        if middle.isdigit():
+            numbers.append(int(middle))
+    return max(numbers) + 1
+
+
+def _claim(temp: str, target: Path) -> None:
+    """Give the finished temp file the name `target` unless it exists (FileExistsError)."""
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: reserve the name, then move the data over it
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.replace(temp, target)
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -58,12 +58,16 @@ def encode_png(image: np.ndarray, compression: int = 4) -> bytes:
     return data.tobytes()
 
 
-def next_free_name(folder: Path, prefix: str, suffix: str = ".png") -> Path:
-    """`<prefix>_00001.png`, or the next number not used yet in `folder`."""
-    stem = Path(prefix).name or "image"
-    taken = [p.stem[len(stem) + 1 :] for p in folder.glob(f"{stem}_*{suffix}")] if folder.is_dir() else []
-    numbers = [int(t) for t in taken if t.isdigit()]
-    return folder / f"{stem}_{(max(numbers) + 1) if numbers else 1:05d}{suffix}"
+def prefix_problem(prefix: str) -> str | None:
+    """Why `prefix` cannot name output files, or None: a plain file name part that stays in the output
+    folder (no separators, not '.' or '..', no control characters, at most 100 characters)."""
+    if not prefix or prefix in (".", "..") or Path(prefix).name != prefix or "\\" in prefix:
+        return f"prefix {prefix!r} must be a plain name: files are written inside the output folder"
+    if len(prefix) > 100:
+        return f"prefix is {len(prefix)} characters long; at most 100"
+    if any(ord(c) < 32 or ord(c) == 127 for c in prefix):
+        return "prefix may not contain control characters"
+    return None
 
 
 FIT_MODES = ("stretch", "crop", "pad")

@@ -39,6 +39,8 @@ def _validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[st
     missing = [p for p in (*family.parts(), "scheduler") if not (folder / p).is_dir()]
     if missing:
         return [f"{folder} has no {', '.join(missing)} folder(s), which a {family.name} checkpoint needs"]
+    if skeleton is None:
+        return [why for part in family.parts() if (why := checkpoints.pickle_only(path / part))]
     return []
 
 
@@ -113,11 +115,13 @@ def _vae_family(params: dict[str, Any], _inputs: dict[str, str | None]) -> str |
 
 
 def _vae_validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[str]:
+    path = Path(params["vae_name"])
     try:
-        vaes.family_of(Path(params["vae_name"]), params["config"])
+        vaes.family_of(path, params["config"])
     except (checkpoints.CheckpointProblem, FileProblem) as error:
         return [str(error)]
-    return []
+    why = checkpoints.pickle_only(path) if path.is_dir() else None
+    return [why] if why else []
 
 
 @node(

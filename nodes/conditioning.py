@@ -15,6 +15,17 @@ from app.runtime import text as prompts
 from app.runtime.values import Conditioning
 from nodes._diffusion import inference, load, lora_files, report_loras
 
+MAX_PROMPT = 20_000  # characters: about 60 chunks of 75 tokens; a longer text is a paste gone wrong
+
+
+def _prompt_problems(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[str]:
+    length = len(params.get("text", ""))
+    if length > MAX_PROMPT:
+        return [
+            f"the prompt is {length} characters long; at most {MAX_PROMPT} are encoded (is it a paste gone wrong?)"
+        ]
+    return []
+
 
 def _embedding_files(params: dict[str, Any]) -> list[FileRef]:
     return [
@@ -51,6 +62,7 @@ def _embedding_files(params: dict[str, Any]) -> list[FileRef]:
         ),
     ],
     reads=_embedding_files,
+    validate=_prompt_problems,
 )
 def text_encode(ctx, clip, text, clip_skip):
     """Encodes a prompt (ComfyUI: CLIPTextEncode) the way AUTOMATIC1111 does: weights are multiplied into the

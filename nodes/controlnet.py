@@ -26,11 +26,13 @@ def _family(params: dict[str, Any], _inputs: dict[str, str | None]) -> str | Non
 
 
 def _validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[str]:
+    path = Path(params["controlnet"])  # resolved already
     try:
-        family_of(FileResolver().resolve("model:controlnet", params["controlnet"]), params["config"])
+        family_of(path, params["config"])
     except (ControlNetProblem, checkpoints.CheckpointProblem, FileProblem, KeyError) as error:
         return [str(error)]
-    return []
+    why = checkpoints.pickle_only(path) if path.is_dir() else None
+    return [why] if why else []
 
 
 @node(

@@ -13,7 +13,7 @@ import app
 from app import images
 from app.engine.context import NodeError
 from app.engine.events import EventKind
-from app.fsutil import atomic_write_bytes
+from app.fsutil import write_numbered
 from app.graph import pngmeta
 from app.graph import types as T
 from app.graph.serialize import PNG_KEY
@@ -74,9 +74,10 @@ def manifest(ctx, extra: dict | None = None) -> dict:
             "prefix",
             T.STRING,
             "nodeloom",
-            description="File name prefix; files are numbered <prefix>_00001.png, ...",
+            description="File name prefix; files are numbered <prefix>_00001.png, ... in the output folder.",
         )
     ],
+    validate=lambda params, _inputs: [p] if (p := images.prefix_problem(params["prefix"])) else [],
 )
 def save_image(ctx, image, prefix):
     """Writes PNG files into the output folder (the CLI's -o). Each carries the graph and a manifest, so
@@ -87,9 +88,14 @@ def save_image(ctx, image, prefix):
     texts = {"nodeloom_manifest": json.dumps(manifest(ctx), sort_keys=True)}
     if ctx.settings.graph_json:
         texts[PNG_KEY] = ctx.settings.graph_json
+    problem = images.prefix_problem(prefix)
+    if problem:
+        raise NodeError(problem)
     for frame in image:
-        path = images.next_free_name(folder, prefix)
-        atomic_write_bytes(path, pngmeta.add_text(images.encode_png(frame), texts))
+        try:
+            path = write_numbered(folder, prefix, ".png", pngmeta.add_text(images.encode_png(frame), texts))
+        except OSError as error:
+            raise NodeError(f"cannot write into {folder}: {error.strerror or error}") from None
         ctx.emit(EventKind.OUTPUT, path=str(path))
     return {}
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import numpy as np
 
 from app.engine.context import NodeError
@@ -9,6 +12,29 @@ from app.graph import types as T
 from app.graph.spec import Input, Output, Param, node
 from app.runtime.values import Latent
 from nodes._diffusion import inference, vae_module
+
+MEGAPIXELS = 16.0  # default of $NODELOOM_MAX_MEGAPIXELS: pixels one run may make (width x height x batch)
+
+
+def max_megapixels() -> float:
+    """The size cap one Empty Latent may ask for, from $NODELOOM_MAX_MEGAPIXELS (default 16)."""
+    try:
+        value = float(os.environ.get("NODELOOM_MAX_MEGAPIXELS", MEGAPIXELS))
+    except ValueError:
+        return MEGAPIXELS
+    return value if value > 0 else MEGAPIXELS
+
+
+def _size_problems(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[str]:
+    megapixels = params["width"] * params["height"] * params["batch"] / 1e6
+    limit = max_megapixels()
+    if megapixels <= limit:
+        return []
+    what = f"{params['batch']} x {params['width']}x{params['height']}" if params["batch"] > 1 else "this size"
+    return [
+        f"{what} is {megapixels:.1f} megapixels, over the {limit:g} one run may make here (an untiled SD VAE "
+        f"decode alone needs about {2 * megapixels:.0f} GB); make it smaller, or raise $NODELOOM_MAX_MEGAPIXELS"
+    ]
 
 
 @node(
@@ -24,6 +50,7 @@ from nodes._diffusion import inference, vae_module
         Param("height", T.INT, 512, min=8, max=8192, step=8, description="Image height in pixels."),
         Param("batch", T.INT, 1, min=1, max=64, description="Images per run (one generator, see Sampler)."),
     ],
+    validate=_size_problems,
 )
 def empty_latent(ctx, vae, width, height, batch):
     """An empty latent batch for an image of width x height (multiples of the VAE's pixels per latent)."""

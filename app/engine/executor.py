@@ -145,7 +145,7 @@ class Executor:
                 continue
             spec = self.registry.get(graph.nodes[node_id].type)
             if not (spec.output or spec.volatile):
-                hit = self._lookup(keys[node_id])
+                hit = self._lookup(keys[node_id], [port.name for port in spec.outputs])
                 if hit is not None:
                     found[node_id] = hit
                     continue
@@ -153,15 +153,18 @@ class Executor:
             stack.extend(edge.src for edge in index.incoming[node_id].values())
         return found, to_run
 
-    def _lookup(self, key: str) -> tuple[dict[str, Any], str] | None:
+    def _lookup(self, key: str, ports: list[str]) -> tuple[dict[str, Any], str] | None:
+        """The stored outputs of `key`, if they hold every port; a disk entry that does not is removed."""
         value = self.memory.get(key)
         if value is not None:
             return value, "memory"
         if self.disk is not None:
             value = self.disk.get(key)
-            if value is not None:
+            if value is not None and all(port in value for port in ports):
                 self.memory.put(key, value)
                 return value, "disk"
+            if value is not None:
+                self.disk.discard(key)
         return None
 
     def _run_node(self, graph, index, node_id, key, values, settings, emit, token) -> Any:
@@ -177,6 +180,14 @@ class Executor:
             kwargs[port.name] = None
         for name, edge in incoming.items():
             kwargs[name] = values[edge.src][edge.src_port]
+            param = spec.param(name)
+            problem = param.check(kwargs[name]) if param is not None else None
+            if problem:  # a linkable param fed by a link: its value is only known now
+                message = str(Problem(node_id, name, f"{problem} (from {edge.src}.{edge.src_port})"))
+                emit({"event": EventKind.ERROR, "node": node_id, "message": message})
+                return message
+            if param is not None:
+                kwargs[name] = param.normalise(kwargs[name])
         inputs = {port.name: kwargs[port.name] for port in spec.inputs}
         ctx = Context(node_id=node_id, settings=settings, emit_event=emit, token=token)
         emit({"event": EventKind.STARTED, "node": node_id, "type": spec.type})

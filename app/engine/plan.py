@@ -168,7 +168,13 @@ def extra_files(
     missing: list[tuple[str, str]] = []
     if spec.reads is None:
         return found, missing
-    for ref in spec.reads(params):
+    try:
+        refs = list(spec.reads(params))
+    except Exception as error:  # as for validate hooks: a problem on the node, never a crash
+        return found, [
+            (next(iter(params), ""), f"could not list its files ({type(error).__name__}: {error})")
+        ]
+    for ref in refs:
         try:
             found[f"{ref.param}:{ref.names[0]}"] = resolver.resolve_first(ref.kind, ref.names)
         except FileProblem as error:
@@ -251,7 +257,11 @@ def _node_problems(graph, registry, resolver, node_id, spec, incoming, input_fam
         detail = ", ".join(f"{name}: {fam}" for name, fam in sorted(input_families.items()) if fam)
         found.append(Problem(node_id, None, f"{error} ({detail})", ProblemCode.FAMILY_MISMATCH))
     if spec.validate is not None and not found:
-        found.extend(Problem(node_id, None, text) for text in spec.validate(values, input_families))
+        try:
+            texts = list(spec.validate(values, input_families))
+        except Exception as error:  # a check that crashes on odd files must not break validation
+            texts = [f"could not be checked ({type(error).__name__}: {error})"]
+        found.extend(Problem(node_id, None, text) for text in texts)
     return found
 
 

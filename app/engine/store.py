@@ -3,15 +3,20 @@
 The disk store keeps data outputs only (tensors as safetensors, 8-bit images as PNG, scalars as
 JSON; see codec.py), never models or pickles, so a new process reuses yesterday's latents. Each entry
 is a folder written under a temp name and renamed into place: a crash never leaves half an entry.
+An entry records its key, the sha256 of every file and of the record itself; a read that finds another
+key, a changed byte or a missing file is a miss and the entry is removed, so a damaged cache heals instead of lying. A cache
+that cannot record recency (read-only) still hits; staging folders a killed process left are swept.
 Never import torch or Qt here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from pathlib import Path
@@ -21,7 +26,22 @@ from app.engine import codec
 
 DEFAULT_MEMORY_BYTES = 4 * 1024**3
 DEFAULT_DISK_BYTES = 2 * 1024**3
-_FORMAT = 1
+_FORMAT = 2  # 2: the entry records its key and its files' sha256
+STALE_STAGING_SECONDS = 3600  # a staging folder this old belongs to a process that died
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _entry_digest(entry: dict[str, Any]) -> str:
+    """sha256 of an entry record without its own digest (canonical JSON)."""
+    rest = {k: v for k, v in entry.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 class MemoryStore:
@@ -75,6 +95,7 @@ class DiskStore:
         self.root = Path(root)
         self.cap = cap
         self._total: int | None = None  # bytes on disk, measured once then tracked
+        self._swept = False
 
     def _folder(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -83,31 +104,61 @@ class DiskStore:
         return (self._folder(key) / "entry.json").is_file()
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """The outputs stored under `key`, or None (a damaged or foreign entry is removed)."""
         folder = self._folder(key)
         try:
             entry = json.loads((folder / "entry.json").read_text("utf-8"))
-            if entry.get("format") != _FORMAT:
-                return None
+            if not self._intact(folder, key, entry):
+                raise ValueError("entry does not match its key or its files")
             value = codec.read(folder, entry["value"])
-            os.utime(folder / "entry.json")  # recency for eviction
-            return value
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                raise ValueError("entry is not a dict of outputs")
         except FileNotFoundError:
             return None
         except Exception:  # noqa: BLE001 - any unreadable entry (truncated, corrupt, old) is a miss, and goes
-            shutil.rmtree(folder, ignore_errors=True)
+            self.discard(key)
             return None
+        try:
+            os.utime(folder / "entry.json")  # recency for eviction
+        except OSError:
+            pass  # a read-only cache still serves its entries
+        return value
+
+    @staticmethod
+    def _intact(folder: Path, key: str, entry: Any) -> bool:
+        if not isinstance(entry, dict) or entry.get("format") != _FORMAT or entry.get("key") != key:
+            return False
+        if entry.get("digest") != _entry_digest(entry):  # the skeleton itself may have been changed
+            return False
+        files = entry.get("files")
+        if not isinstance(files, dict):
+            return False
+        present = {f.name for f in folder.iterdir() if f.is_file() and f.name != "entry.json"}
+        return present == set(files) and all(
+            _sha256(folder / name) == digest for name, digest in files.items()
+        )
+
+    def discard(self, key: str) -> None:
+        """Remove the entry of `key` (a cached value that turned out unusable)."""
+        shutil.rmtree(self._folder(key), ignore_errors=True)
 
     def put(self, key: str, outputs: dict[str, Any]) -> bool:
         """Write `outputs` if every value is persistable; returns whether an entry was written."""
         folder = self._folder(key)
         if self.has(key):
             return True
+        self._sweep_staging()
         staging = self.root / "tmp" / f"{key}.{uuid.uuid4().hex}"
         staging.mkdir(parents=True, exist_ok=True)
         try:
             skeleton = codec.write(staging, outputs)
-            (staging / "entry.json").write_text(json.dumps({"format": _FORMAT, "value": skeleton}), "utf-8")
+            files = {f.name: _sha256(f) for f in staging.iterdir() if f.is_file()}
+            entry = {"format": _FORMAT, "key": key, "files": files, "value": skeleton}
+            entry["digest"] = _entry_digest(entry)
+            (staging / "entry.json").write_text(json.dumps(entry), "utf-8")
             folder.parent.mkdir(parents=True, exist_ok=True)
+            if folder.exists():  # what a crash or a damaged write left: never let it block the key
+                shutil.rmtree(folder, ignore_errors=True)
             os.replace(staging, folder)
         except codec.NotPersistable:
             return False
@@ -124,6 +175,19 @@ class DiskStore:
         if self._total > self.cap:
             self._evict()
         return True
+
+    def _sweep_staging(self) -> None:
+        """Remove staging folders older than an hour (a process killed mid-write left them)."""
+        if self._swept:
+            return
+        self._swept = True
+        now = time.time()
+        for folder in (self.root / "tmp").iterdir() if (self.root / "tmp").is_dir() else []:
+            try:
+                if now - folder.stat().st_mtime > STALE_STAGING_SECONDS:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                continue
 
     def entries(self) -> list[tuple[float, int, Path]]:
         """(last use, bytes, folder) of every entry."""

@@ -87,7 +87,10 @@ def _serve(jobs: Any, events: Any, flag: Any, options: dict[str, Any]) -> None:
                 device=job.get("device", "auto"),
                 output_dir=Path(job.get("output_dir", "output")),
                 graph_json=job["graph"],
-                resolver=FileResolver(base_dirs=tuple(Path(p) for p in job.get("base_dirs", [Path.cwd()]))),
+                resolver=FileResolver(
+                    base_dirs=tuple(Path(p) for p in job.get("base_dirs", [Path.cwd()])),
+                    confined=bool(job.get("confined", False)),
+                ),
             )
             result = executor.run(graph, job.get("targets"), settings, emit, _FlagToken(flag))
             done = {

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,21 @@ from app.graph.model import MODES, Edge, Graph, Node, SpecLookup
 
 SCHEMA_VERSION = 1
 PNG_KEY = "nodeloom"
+FILE_LIMIT = 256 * 2**20  # a graph JSON is kilobytes; a PNG carrying one, a picture's size
+MAX_NAME = 200
 _NODE_KEYS = ("type", "version", "title", "mode", "params")
+
+
+def name_problem(name: Any) -> str | None:
+    """Why `name` cannot be a node id or port name, or None: text of 1 to 200 characters, without control
+    characters or surrounding white space (a trailing newline would make two nodes look the same)."""
+    if not isinstance(name, str) or not name:
+        return "an id must be non-empty text"
+    if len(name) > MAX_NAME:
+        return f"an id may be at most {MAX_NAME} characters"
+    if name != name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "an id may not contain control characters or start or end with white space"
+    return None
 
 
 class GraphFileError(ValueError):
@@ -38,18 +53,33 @@ def _fail(source: str, message: str) -> GraphFileError:
     return GraphFileError(f"{source}: {message}")
 
 
+def read_file(path: str | os.PathLike[str], limit: int = FILE_LIMIT) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes (GraphFileError otherwise: a FIFO or a
+    device would hang or never end, a folder is not a graph)."""
+    source = str(path)
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise _fail(source, f"cannot read: {kind}")
+        if info.st_size > limit:
+            raise _fail(
+                source, f"{info.st_size} bytes: larger than the {limit // 2**20} MiB a graph file may be"
+            )
+        with open(path, "rb") as handle:
+            return handle.read(info.st_size + 1)  # (read(limit) would reserve `limit` bytes up front)
+    except OSError as error:
+        raise _fail(source, f"cannot read ({error.strerror or error})") from None
+
+
 def load(path: str | os.PathLike[str], specs: SpecLookup | None = None) -> Graph:
     """Read a graph from a .json file or a PNG that carries one."""
     source = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as error:
-        raise _fail(source, f"cannot read ({error.strerror or error})") from None
+    raw = read_file(path)
+    if len(raw) > FILE_LIMIT:
+        raise _fail(source, f"larger than the {FILE_LIMIT // 2**20} MiB a graph file may be")
     if raw.startswith(pngmeta.SIGNATURE):
-        try:
-            texts = pngmeta.read_text(raw)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise _fail(source, f"unreadable PNG metadata ({error})") from None
+        texts = pngmeta.read_text(raw, keys=(PNG_KEY,))
         if PNG_KEY not in texts:
             raise _fail(source, "this PNG carries no Nodeloom graph")
         text = texts[PNG_KEY]
@@ -62,13 +92,47 @@ def load(path: str | os.PathLike[str], specs: SpecLookup | None = None) -> Graph
 
 
 def loads(text: str, specs: SpecLookup | None = None, source: str = "<graph>") -> Graph:
+    return from_dict(parse_json(text, source), specs, source=source)
+
+
+def parse_json(text: str, source: str = "<graph>") -> Any:
+    """JSON text as data, refusing what would fail later: duplicate keys (a node silently dropped),
+    nesting deeper than Python recurses, numbers of thousands of digits, and lone UTF-16 surrogates
+    (valid JSON escapes that no file or PNG can store)."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as error:
         raise _fail(
             source, f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
         ) from None
-    return from_dict(data, specs, source=source)
+    except RecursionError:
+        raise _fail(source, "invalid JSON: nested too deeply") from None
+    except _DuplicateKey as error:
+        raise _fail(source, f"invalid JSON: the key {error.args[0]!r} appears twice in one object") from None
+    except ValueError as error:  # e.g. an integer of more digits than Python converts
+        raise _fail(source, f"invalid JSON: {error}") from None
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _fail(
+            source, "invalid text: a lone UTF-16 surrogate (\\ud800-\\udfff) cannot be stored"
+        ) from None
+    except (RecursionError, ValueError) as error:
+        raise _fail(source, f"invalid JSON: {error}") from None
+    return data
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
 
 
 def from_dict(data: Any, specs: SpecLookup | None = None, source: str = "<graph>") -> Graph:
@@ -114,6 +178,9 @@ def from_dict(data: Any, specs: SpecLookup | None = None, source: str = "<graph>
 
 def _read_node(source: str, node_id: Any, entry: Any, specs: SpecLookup | None) -> Node:
     where = f"node {node_id!r}"
+    problem = name_problem(node_id)
+    if problem:
+        raise _fail(source, f"{where}: {problem}")
     if not isinstance(entry, dict):
         raise _fail(source, f"{where} must be an object")
     extra = set(entry) - set(_NODE_KEYS)
@@ -154,7 +221,7 @@ def _read_edge(source: str, index: int, entry: Any) -> Edge:
         if (
             not isinstance(value, list)
             or len(value) != 2
-            or not all(isinstance(part, str) and part for part in value)
+            or not all(isinstance(part, str) and not name_problem(part) for part in value)
         ):
             raise _fail(source, f"edge {index}: '{name}' must be [node id, port name]")
         return value[0], value[1]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,11 +103,17 @@ class ParamSpec:
         if kind == T.FLOAT:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return Verdict(f"expected a number, got {value!r}", wrong)
+            if isinstance(value, int) and abs(value) > _FLOAT_MAX:
+                return Verdict(
+                    f"expected a number, got one too large for a float ({len(str(value))} digits)", wrong
+                )
             if not math.isfinite(value):
                 return Verdict(f"expected a finite number, got {value!r}", wrong)
             return _range_problem(value, self.min, self.max)
         if not isinstance(value, str):
             return Verdict(f"expected text, got {value!r}", wrong)
+        if not _encodable(value):
+            return Verdict("the text holds a lone UTF-16 surrogate, which no file can store", wrong)
         if self.choices is not None and value not in self.choices:
             return Verdict(
                 f"{value!r} is not one of: {', '.join(self.choices)}", ProblemCode.VALUE_NOT_IN_LIST
@@ -116,7 +123,7 @@ class ParamSpec:
     def normalise(self, value: Any) -> Any:
         """The canonical form of an accepted value (ints given for FLOAT params become floats)."""
         if self.type == T.FLOAT and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
+            return float(value) if abs(value) <= _FLOAT_MAX else value  # too large: `check` says so
         return value
 
     def parse(self, text: str) -> Any:
@@ -152,6 +159,17 @@ class ParamSpec:
         if self.multiline:
             data["multiline"] = True
         return data
+
+
+_FLOAT_MAX = int(sys.float_info.max)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Verdict(str):

@@ -13,3 +13,16 @@ Importing this package imports nothing heavy: every module imports torch inside 
 DeepCache walk in cache/deepcache.py is imported only when a cache policy runs), so the editor and the
 CLI start without torch. Never import Qt here.
 """
+
+import os
+
+# Our events say what loads and how far a run is; the libraries' progress bars and notices (a "Loading
+# weights" bar per model, a "torchvision not installed" line per import) only clutter the CLI and the
+# editor's log. Set before any of them is imported (runtime modules import them inside functions); a
+# user's own setting wins.
+for _name, _value in (
+    ("TRANSFORMERS_VERBOSITY", "error"),
+    ("DIFFUSERS_VERBOSITY", "error"),
+    ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+):
+    os.environ.setdefault(_name, _value)

@@ -94,13 +94,24 @@ def find_skeleton(path: Path, config: str, resolver: FileResolver | None = None)
                 f"{path.name}: its keys match no known layout ({', '.join(LAYOUT_KEYS)}); "
                 "name a config skeleton in the loader's 'config' param"
             )
+    return find_config(path, name, "model_index.json", resolver)
+
+
+def find_config(path: Path, name: str, marker: str, resolver: FileResolver | None = None) -> Path:
+    """The config skeleton folder `name` (a plain folder name, never a path) that holds `marker`, from
+    <model root>/configs or the shipped assets/configs; CheckpointProblem says where it looked."""
+    if not name or name in (".", "..") or Path(name).name != name or "\\" in name:
+        raise CheckpointProblem(
+            f"{path.name}: config {name!r} must be the name of a skeleton folder, not a path"
+        )
     folders = config_dirs(resolver)
     for folder in folders:
-        candidate = folder / name
-        if (candidate / "model_index.json").is_file():
-            return candidate
+        if (folder / name / marker).is_file():
+            return folder / name
     where = ", ".join(str(f) for f in folders)
-    raise CheckpointProblem(f"{path.name}: config skeleton {name!r} not found (looked in {where})")
+    raise CheckpointProblem(
+        f"{path.name}: config skeleton {name!r} not found (looked in {where}; it needs {marker})"
+    )
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -112,6 +123,31 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CheckpointProblem(f"{path}: not a JSON object")
     return data
+
+
+PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+
+
+def pickle_only(folder: Path) -> str | None:
+    """Why a diffusers (component) folder will not load: its weights are pickles only (they can run code
+    when read), or None when it has .safetensors weights or none at all."""
+    if any(folder.glob("*.safetensors")):
+        return None
+    pickled = sorted(p.name for pattern in PICKLES for p in folder.glob(pattern))
+    if not pickled:
+        return None
+    return f"{folder}: weights only in pickle files ({', '.join(pickled[:3])}), which can run code; convert them to .safetensors"
+
+
+def sidecar_family(folder: Path) -> str | None:
+    """The family a small model names in `nodeloom.json` in its folder ({"family": "tiny-shapes"}), if any."""
+    sidecar = folder / "nodeloom.json"
+    if not sidecar.is_file():
+        return None
+    family = read_json(sidecar).get("family")
+    if not isinstance(family, str) or not family:
+        raise CheckpointProblem(f"{sidecar}: 'family' must be a name")
+    return family
 
 
 def _unet_config(folder: Path) -> dict:
@@ -129,7 +165,8 @@ def architecture(folder: Path) -> type[Family]:
 def family_of_config(folder: Path, name: str) -> str:
     """sd15 / sd2 / sdxl / sdxl_refiner for the standard UNets, else "tiny-<name>"."""
     unet = _unet_config(folder)
-    channels = list(unet.get("block_out_channels", []))
+    channels = unet.get("block_out_channels")
+    channels = list(channels) if isinstance(channels, list) else []
     if unet.get("addition_embed_type") == "text_time":
         standard = {(320, 640, 1280): "sdxl", (384, 768, 1536, 1536): "sdxl_refiner"}
         return standard.get(tuple(channels), _tiny(name))

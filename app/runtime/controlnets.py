@@ -8,7 +8,6 @@ controlnet-sd15, or controlnet-sdxl for SDXL keys). Pure Python except `read`; n
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -35,27 +34,20 @@ def config_folder(path: Path, config: str) -> Path:
     if config == "auto":
         keys = set(checkpoints.safetensors_keys(path))
         name = "controlnet-sdxl" if keys.intersection(SDXL_KEYS) else "controlnet-sd15"
-    for folder in checkpoints.config_dirs():
-        if (folder / name / "config.json").is_file():
-            return folder / name
-    raise ControlNetProblem(f"{path.name}: ControlNet config skeleton {name!r} not found in models/configs")
+    return checkpoints.find_config(path, name, "config.json")
 
 
 def family_of(path: Path, config: str = "auto") -> str:
     """sd15 / sd2 / sdxl from the config's architecture, else the family named in nodeloom.json."""
-    folder = config_folder(path, config)
-    try:
-        cfg = json.loads((folder / "config.json").read_text("utf-8"))
-    except (OSError, ValueError) as error:
-        raise ControlNetProblem(f"{folder}: cannot read config.json ({error})") from None
-    channels = list(cfg.get("block_out_channels", []))
+    cfg = checkpoints.read_json(config_folder(path, config) / "config.json")
+    channels = cfg.get("block_out_channels")
     if cfg.get("addition_embed_type") == "text_time" and channels == [320, 640, 1280]:
         return "sdxl"
     if channels == [320, 640, 1280, 1280] and cfg.get("cross_attention_dim") in (768, 1024):
         return "sd15" if cfg["cross_attention_dim"] == 768 else "sd2"
-    sidecar = (path if path.is_dir() else path.parent) / "nodeloom.json"
-    if sidecar.is_file():
-        return str(json.loads(sidecar.read_text("utf-8"))["family"])
+    named = checkpoints.sidecar_family(path if path.is_dir() else path.parent)
+    if named:
+        return named
     stem = path.name.removesuffix(".safetensors")
     return stem if stem.startswith("tiny-") else f"tiny-{stem}"
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from app.files import FileResolver
 from app.graph.types import latent_space
-from app.runtime.checkpoints import CheckpointProblem, config_dirs, read_json, safetensors_header
+from app.runtime import checkpoints
+from app.runtime.checkpoints import CheckpointProblem, read_json, safetensors_header
 from app.runtime.values import CheckpointSource
 
 ENCODER_OUT = "encoder.conv_out.weight"
@@ -54,22 +55,15 @@ def config_folder(path: Path, config: str, resolver: FileResolver | None = None)
         raise CheckpointProblem(
             f"{path.name}: only .safetensors single files are loaded (pickles can run code)"
         )
-    name = skeleton_name(path, config)
-    folders = config_dirs(resolver)
-    for folder in folders:
-        if (folder / name / "vae" / "config.json").is_file():
-            return folder / name / "vae"
-    raise CheckpointProblem(
-        f"{path.name}: config skeleton {name!r} with a vae/ folder not found (looked in {', '.join(map(str, folders))})"
-    )
+    return checkpoints.find_config(path, skeleton_name(path, config), "vae/config.json", resolver) / "vae"
 
 
 def family_of(path: Path, config: str = "auto", resolver: FileResolver | None = None) -> str:
     """The latent space of the VAE at `path` ("sd", "sdxl" or a tiny model's family)."""
     folder = config_folder(path, config, resolver)
-    sidecar = (path if path.is_dir() else path.parent) / "nodeloom.json"
-    if path.is_dir() and sidecar.is_file():
-        return str(read_json(sidecar).get("family", path.name))
+    named = checkpoints.sidecar_family(path) if path.is_dir() else None
+    if named:
+        return named
     if not path.is_dir():
         return latent_space(folder.parent.name)
     scale = read_json(folder / "config.json").get("scaling_factor")

@@ -14,7 +14,7 @@ from pathlib import Path
 from app.graph import serialize
 from app.registry import Registry
 
-EXIT_OK, EXIT_INVALID = 0, 3
+EXIT_OK, EXIT_INVALID, EXIT_RUNTIME = 0, 3, 4
 
 
 def application():
@@ -47,7 +47,11 @@ def main(args: argparse.Namespace, registry: Registry) -> int:
         from app.ui.render import render_graph, save_png
 
         image = render_graph(graph, registry, args.width, args.height)
-        print(save_png(image, args.output))
+        try:
+            print(save_png(image, args.output))
+        except OSError as error:
+            print(f"nodeloom: cannot write {args.output} ({error.strerror or error})", file=sys.stderr)
+            return EXIT_RUNTIME
         return EXIT_OK
     app = application()
     from app.ui.window import MainWindow

@@ -88,6 +88,7 @@ class Runner(QObject):
         root = Path(cache_dir) if cache_dir else user_cache_dir() / "results"
         self.worker = Worker(cache_dir=root, registry=worker_registry)
         self.base_dirs: list[Path] = list(input_dirs(None))
+        self.confined = False
         self.tracker = StatusTracker(
             editor.registry, FileResolver(base_dirs=tuple(self.base_dirs)), DiskStore(root)
         )
@@ -169,10 +170,11 @@ class Runner(QObject):
         else:
             self._live_timer.stop()
 
-    def set_graph_folder(self, folder: Path | None) -> None:
-        """Relative input files resolve against the graph file's folder first, then the working folder."""
-        self.base_dirs = list(input_dirs(folder))
-        self.tracker.resolver = FileResolver(base_dirs=tuple(self.base_dirs))
+    def set_graph_folder(self, folder: Path | None, confined: bool = False) -> None:
+        """Relative input files resolve against the graph file's folder first, then the working folder;
+        `confined` (a graph from a PNG the user did not trust) reads no input file outside them."""
+        self.base_dirs, self.confined = list(input_dirs(folder)), confined
+        self.tracker.resolver = FileResolver(base_dirs=tuple(self.base_dirs), confined=confined)
         self._refresh_timer.start()
 
     def close(self) -> None:
@@ -193,6 +195,7 @@ class Runner(QObject):
             output_dir=str(self.output_dir),
             device=self.device_setting,
             base_dirs=[str(p) for p in self.base_dirs],
+            confined=self.confined,
         )
         self.submitted.append((self.run_id, targets))
         self._cancelling = False

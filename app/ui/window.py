@@ -14,8 +14,10 @@ from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox
 
 from app.engine.worker import DEFAULT_REGISTRY
+from app.files import FileProblem, FileResolver, input_dirs
 from app.graph import serialize
 from app.graph.model import Graph
+from app.graph.spec import PATH_KINDS_READ
 from app.registry import Registry
 from app.ui import document, run_ui
 from app.ui.editor import Editor
@@ -24,6 +26,25 @@ from app.ui.keymap import load_keymap
 from app.ui.runner import Runner
 
 AUTOSAVE_MS = 60_000
+
+
+def outside_paths(graph: Graph, registry: Registry, folder: Path) -> list[str]:
+    """The input files `graph` names that lie outside `folder` and the working folder."""
+    resolver = FileResolver(base_dirs=input_dirs(folder), confined=True)
+    found = []
+    for node in graph:
+        spec = registry.get(node.type)
+        for param in spec.params if spec else ():
+            value = node.params.get(param.name)
+            if param.path in PATH_KINDS_READ and isinstance(value, str) and value:
+                try:
+                    resolver.resolve(param.path, value)
+                except FileProblem as error:
+                    if "outside the graph's folders" in str(error):
+                        found.append(value)
+    return found
+
+
 GRAPH_FILTER = "Graphs (*.json *.png);;All files (*)"
 
 
@@ -141,6 +162,15 @@ class MainWindow(QMainWindow):
         text = f"Nodeloom did not close cleanly. Restore the unsaved graph{where}?"
         return QMessageBox.question(self, "Recover unsaved work", text) == QMessageBox.StandardButton.Yes
 
+    def ask_outside_paths(self, paths: list[str]) -> bool:
+        """Whether a graph from a PNG may read these input files outside its folder."""
+        listing = "\n".join(paths[:8]) + ("\n…" if len(paths) > 8 else "")
+        text = f"The graph in this picture reads files outside its folder:\n{listing}\nAllow it to read them?"
+        return (
+            QMessageBox.question(self, "Files outside the graph's folder", text)
+            == QMessageBox.StandardButton.Yes
+        )
+
     def choose_open_path(self) -> str | None:
         return QFileDialog.getOpenFileName(self, "Open graph", "", GRAPH_FILTER)[0] or None
 
@@ -161,10 +191,19 @@ class MainWindow(QMainWindow):
             return self.save()
         return answer == "discard"
 
-    def _show(self, graph: Graph, path: Path | None, note: str = "", clean: bool = True) -> None:
+    def _show(
+        self,
+        graph: Graph,
+        path: Path | None,
+        note: str = "",
+        clean: bool = True,
+        folder: Path | None = None,
+        confined: bool = False,
+    ) -> None:
+        """Show `graph`; its relative input files resolve in `folder` (default: the file's own)."""
         self.editor.set_graph(graph)
         self.path, self.source_note = path, note
-        self.runner.set_graph_folder(path.parent if path else None)
+        self.runner.set_graph_folder(folder or (path.parent if path else None), confined)
         if clean:
             self.editor.history.mark_clean()
         else:
@@ -192,7 +231,10 @@ class MainWindow(QMainWindow):
             return False
         source = Path(path)
         if source.suffix.lower() == ".png":
-            self._show(graph, None, note=f"{source.name} (graph from image)")
+            outside = outside_paths(graph, self.registry, source.parent)
+            confined = bool(outside) and not self.ask_outside_paths(outside)
+            note = f"{source.name} (graph from image)"
+            self._show(graph, None, note=note, folder=source.parent, confined=confined)
         else:
             self._show(graph, source)
             document.add_recent(source)

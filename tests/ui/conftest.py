@@ -34,6 +34,7 @@ def _isolated_state(tmp_path, monkeypatch, qapp):
     # A modal dialog would wait forever offscreen: tests answer them (per test where it matters).
     monkeypatch.setattr(MainWindow, "ask_save_changes", lambda self: "discard")
     monkeypatch.setattr(MainWindow, "ask_recover", lambda self, path: False)
+    monkeypatch.setattr(MainWindow, "ask_outside_paths", lambda self, paths: False)
     monkeypatch.setattr(MainWindow, "warn", lambda self, text: self.statusBar().showMessage(text))
 
 
