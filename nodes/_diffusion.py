@@ -58,7 +58,7 @@ def lora_files(ctx: Context, loaded: Loaded, patches: Iterable[Any]) -> list[tup
         cached = loaded.derived.pop(key, None)
         if cached is None:
             try:
-                cached = lora.read(Path(patch.source.path), loaded.unet.config)
+                cached = lora.read(Path(patch.source.path), loaded.denoiser.config)
             except lora.LoraProblem as error:
                 raise NodeError(str(error)) from None
         loaded.derived[key] = cached  # most recently used last

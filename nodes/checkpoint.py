@@ -36,7 +36,8 @@ def _validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[st
         family = checkpoints.architecture(folder)
     except (checkpoints.CheckpointProblem, FileProblem) as error:
         return [str(error)]
-    missing = [p for p in (*family.parts(), "scheduler") if not (folder / p).is_dir()]
+    optional = {e.part for e in family.encoders if e.optional}
+    missing = [p for p in (*family.parts(), "scheduler") if p not in optional and not (folder / p).is_dir()]
     if missing:
         return [f"{folder} has no {', '.join(missing)} folder(s), which a {family.name} checkpoint needs"]
     if skeleton is None:
@@ -90,10 +91,9 @@ def load_checkpoint(ctx, checkpoint, config):
     except (OSError, ValueError) as error:
         raise NodeError(f"cannot load {path}: {error}") from None
     scheduler_config = dict(loaded.scheduler_config)
+    prediction = "flow" if loaded.family.flow else scheduler_config.get("prediction_type", "epsilon")
     return {
-        "model": ModelHandle(
-            source, family, scheduler_config.get("prediction_type", "epsilon"), scheduler_config
-        ),
+        "model": ModelHandle(source, family, prediction, scheduler_config),
         "clip": ClipHandle(source, family),
         "vae": _vae_handle(source, family, loaded.vae.config),
     }
@@ -107,6 +107,7 @@ def _vae_handle(source: CheckpointSource, family: str, config: Any, standalone: 
         latent_channels=config.latent_channels,
         latent_scale=float(config.scaling_factor),
         standalone=standalone,
+        latent_shift=float(getattr(config, "shift_factor", None) or 0.0),
     )
 
 

@@ -72,19 +72,27 @@ def text_encode(ctx, clip, text, clip_skip):
     loaded, device = load(ctx, clip.source)
     family = loaded.family
     loras = lora_files(ctx, loaded, clip.patches)
+    missing = [s.part for s in family.encoders if s.part not in loaded.modules and not s.optional]
+    if missing:
+        raise NodeError(f"this {family.name} CLIP has no {', '.join(missing)}, which the family needs")
     with inference():
-        modules = {spec.part: loaded.on(spec.part, device) for spec in family.encoders}
-        _check_depth(modules, clip_skip)
-        encoders = [(spec, modules[spec.part], loaded.tokenizers[spec.tokenizer]) for spec in family.encoders]
-        vectors = _vectors(ctx, modules, len(encoders) == 1)
+        modules = {s.part: loaded.on(s.part, device) for s in family.encoders if s.part in loaded.modules}
+        _check_depth({s.part: modules[s.part] for s in family.encoders if s.kind == "clip"}, clip_skip)
+        encoders = [
+            (spec, modules.get(spec.part), loaded.tokenizers.get(spec.tokenizer)) for spec in family.encoders
+        ]
+        vectors = _vectors(ctx, modules, sum(spec.kind == "clip" for spec in family.encoders) == 1)
+        denoiser = loaded.modules.get(family.denoiser)
+        config = denoiser.config if denoiser is not None else None
         with lora.patched(modules, loras) as applied:
             try:
-                embedded, pooled = prompts.encode_prompt(encoders, text, clip_skip, device, vectors)
+                embedded, pooled = family.encode(encoders, text, clip_skip, device, vectors, config)
             except (FileProblem, embeddings.EmbeddingProblem, ValueError) as error:
                 raise NodeError(str(error)) from None
             key = ("empty_chunk", clip_skip, str(device), clip.patches)
             if key not in loaded.derived:
-                loaded.derived[key] = prompts.encode_prompt(encoders, "", clip_skip, device, vectors)[0]
+                empty = family.encode(encoders, "", clip_skip, device, vectors, config)[0]
+                loaded.derived[key] = empty[:, : prompts.CHUNK + 2]
     report_loras(ctx, applied)
     conditioning = Conditioning(embedded, clip.family, pooled=pooled, pad=loaded.derived[key])
     return {"conditioning": conditioning}

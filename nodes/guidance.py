@@ -9,7 +9,7 @@ from app.graph.spec import Input, Output, Param, node
 from app.runtime.guidance import DEFAULT_LAYERS, METHODS, guider_problems
 from app.runtime.values import Guider
 
-OPTIONS = ("rescale", "start", "stop", "perturbed_scale", "layers", "delta")
+OPTIONS = ("rescale", "start", "stop", "perturbed_scale", "layers", "delta", "true_cfg")
 
 
 def _guider(params: dict[str, Any], family: str | None = None) -> Guider:
@@ -94,10 +94,22 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             step=0.05,
             description="rcfg_*: scale of the virtual negative noise (StreamDiffusion's delta).",
         ),
+        Param(
+            "true_cfg",
+            T.FLOAT,
+            1.0,
+            min=1.0,
+            max=100.0,
+            step=0.1,
+            description="Flux only: real CFG with the negative prompt at this scale (FluxPipeline's "
+            "true_cfg_scale); 1 = off, one pass per step. `scale` is Flux dev's distilled guidance.",
+        ),
     ],
     validate=_validate,
 )
-def guidance(ctx, model, method, scale, rescale, start, stop, perturbed_scale, layers, delta):
+def guidance(ctx, model, method, scale, rescale, start, stop, perturbed_scale, layers, delta, true_cfg):
     """Classifier-free guidance by default; also CFG-Zero*, tangential CFG, APG, PAG, skip-layer, SEG and
-    autoguidance (diffusers' guiders) and StreamDiffusion's residual CFG. Params a method does not use are ignored."""
+    autoguidance (diffusers' guiders) and StreamDiffusion's residual CFG. Params a method does not use are
+    ignored. On Flux, `scale` is the distilled guidance the transformer reads (dev; schnell has none) and no
+    negative pass is made unless `true_cfg` is above 1."""
     return {"guider": _guider(locals(), model.family)}

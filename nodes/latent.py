@@ -72,7 +72,7 @@ def empty_latent(ctx, vae, width, height, batch):
 )
 def vae_encode(ctx, image, vae):
     """Encodes images to latents: the mean of the VAE's latent distribution (deterministic, so it caches),
-    times the VAE's latent scale. Sizes that are not multiples of its pixels per latent are cropped."""
+    less the VAE's shift, times its scale. Sizes that are not multiples of its pixels per latent are cropped."""
     factor = vae.pixels_per_latent
     height, width = (image.shape[1] // factor) * factor, (image.shape[2] // factor) * factor
     if not height or not width:
@@ -84,7 +84,7 @@ def vae_encode(ctx, image, vae):
         param = next(module.parameters())
         pixels = torch.from_numpy(np.ascontiguousarray(image[:, :height, :width])).permute(0, 3, 1, 2)
         pixels = (pixels * 2 - 1).to(param.device, param.dtype)
-        latents = module.encode(pixels).latent_dist.mode() * vae.latent_scale
+        latents = (module.encode(pixels).latent_dist.mode() - vae.latent_shift) * vae.latent_scale
     return {"latent": Latent(latents.float(), vae.family, factor)}
 
 
@@ -109,7 +109,7 @@ def vae_decode(ctx, latent, vae, tiled):
     with inference():
         module = vae_module(ctx, vae)
         param = next(module.parameters())
-        z = latent.samples.to(param.device, param.dtype) / vae.latent_scale
+        z = latent.samples.to(param.device, param.dtype) / vae.latent_scale + vae.latent_shift
         tile = getattr(module, "tile_latent_min_size", None)
         large = tile is not None and max(z.shape[-2:]) > tile
         decoded = module.tiled_decode(z).sample if tiled and large else module.decode(z).sample

@@ -1,4 +1,5 @@
-"""Scheduler: which diffusers scheduler, how many steps, karras sigmas, custom timesteps, denoise -> SCHEDULE."""
+"""Scheduler: which diffusers scheduler, how many steps, sigma spacing, custom timesteps, denoise, flow shift
+-> SCHEDULE."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 from app.engine.context import NodeError
 from app.graph import types as T
 from app.graph.spec import Output, Param, node
-from app.runtime.schedulers import SCHEDULERS, parse_timesteps, schedule_problems
+from app.runtime.schedulers import SCHEDULERS, SIGMA_SCHEDULES, parse_timesteps, schedule_problems
 from app.runtime.values import Schedule
 
 
@@ -16,12 +17,15 @@ def _schedule(params: dict[str, Any]) -> Schedule:
         scheduler=params["scheduler"],
         steps=params["steps"],
         denoise=params["denoise"],
-        karras=params["karras"],
+        sigmas="karras" if params["karras"] else params["sigmas"],
         timesteps=parse_timesteps(params["timesteps"]),
+        shift=float(params["shift"]),
     )
 
 
 def _validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[str]:
+    if params["karras"] and params["sigmas"] not in ("simple", "karras"):
+        return [f"karras is on but sigmas is {params['sigmas']!r}; choose one spacing"]
     try:
         return schedule_problems(_schedule(params))
     except ValueError as error:
@@ -56,7 +60,16 @@ def _validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[st
             "karras",
             T.BOOL,
             False,
-            description="Karras et al. 2022 sigma spacing (sigma-based schedulers only).",
+            description="Karras et al. 2022 sigma spacing (sigma-based schedulers only); the same as "
+            "sigmas = karras, kept for graphs saved before the sigmas param.",
+        ),
+        Param(
+            "sigmas",
+            T.STRING,
+            "simple",
+            choices=SIGMA_SCHEDULES,
+            description="Sigma spacing (ComfyUI's 'scheduler'): simple = the scheduler's own (what the "
+            "diffusers pipelines use), karras, exponential, beta (sigma-based schedulers only).",
         ),
         Param(
             "timesteps",
@@ -65,12 +78,24 @@ def _validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[st
             description="Custom timesteps, decreasing, e.g. Align-Your-Steps '999, 850, 736, 645, 545, 455, 343, "
             "233, 124, 24'; overrides steps. Empty = evenly spaced.",
         ),
+        Param(
+            "shift",
+            T.FLOAT,
+            0.0,
+            min=0.0,
+            max=100.0,
+            step=0.05,
+            description="Flow-matching models (SD3, Flux): the timestep shift; 0 = the checkpoint's own "
+            "(SD3: 3.0; Flux dev: grows with the image size). Ignored by other models.",
+        ),
     ],
     validate=_validate,
 )
-def scheduler(ctx, scheduler, steps, denoise, karras, timesteps):
+def scheduler(ctx, scheduler, steps, denoise, karras, sigmas, timesteps, shift):
     """Chooses how the Sampler walks from noise to image: one of diffusers' schedulers, configured from the
-    model's own scheduler settings."""
+    model's own scheduler settings. On a flow-matching model (SD3, Flux) each name is its flow-matching
+    version (euler = FlowMatchEulerDiscreteScheduler, dpmpp_2m / unipc / deis = the solver on flow sigmas)
+    with the checkpoint's shift unless `shift` sets one."""
     try:
         return {"schedule": _schedule(locals())}
     except ValueError as error:

@@ -66,12 +66,13 @@ def _check(name: str, data: bytes) -> None:
         sys.exit(f"{name}: md5 {digest}, expected {MD5[name]}; nothing written")
 
 
-def _download(folder: Path) -> Path:
+def download(requirement: str, folder: Path, pattern: str) -> Path:
+    """`pip download --no-deps` one package file into `folder` (never installing it); its path."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", WHEEL, "-d", str(folder)],
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", requirement, "-d", str(folder)],
         check=True,
     )
-    return next(folder.glob("open_clip_torch-*.whl"))
+    return next(folder.glob(pattern))
 
 
 def main() -> None:
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
-        wheel = args.wheel or _download(Path(temp))
+        wheel = args.wheel or download(WHEEL, Path(temp), "open_clip_torch-*.whl")
         bpe_gz = zipfile.ZipFile(wheel).read(MEMBER)
     _check(MEMBER, bpe_gz)
     files = build(bpe_gz)

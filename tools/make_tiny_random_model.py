@@ -58,21 +58,32 @@ def make_tokenizer(max_length: int = 77) -> Any:
     return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=max_length)
 
 
-def make_vae(seed: int = 0, scaling_factor: float = 0.18215) -> Any:
-    """The tiny two-level VAE (64x64 -> 32x32x4) with seeded random weights."""
+def make_vae(
+    seed: int = 0,
+    scaling_factor: float = 0.18215,
+    channels: tuple[int, ...] = (4, 8),
+    latent_channels: int = 4,
+    shift_factor: float | None = None,
+) -> Any:
+    """A tiny VAE with seeded random weights: by default two levels (64x64 -> 32x32x4); SD3/Flux-like
+    ones have 16 latent channels, a shift and no quant convs."""
     import torch
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
+    flow_like = shift_factor is not None
     return AutoencoderKL(
-        block_out_channels=[4, 8],
+        block_out_channels=list(channels),
         in_channels=3,
         out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * len(channels),
+        up_block_types=["UpDecoderBlock2D"] * len(channels),
+        latent_channels=latent_channels,
         norm_num_groups=2,
         scaling_factor=scaling_factor,
+        shift_factor=shift_factor,
+        use_quant_conv=not flow_like,
+        use_post_quant_conv=not flow_like,
     )
 
 

@@ -150,33 +150,55 @@ def sidecar_family(folder: Path) -> str | None:
     return family
 
 
-def _unet_config(folder: Path) -> dict:
-    return read_json(folder / "unet" / "config.json")
+DENOISERS = ("unet", "transformer")
+
+
+def denoiser_part(model_index: dict[str, Any]) -> str:
+    """The denoiser's component name in a model_index.json: `transformer` (DiTs) or `unet`."""
+    entry = model_index.get("transformer")
+    return "transformer" if isinstance(entry, list) and entry and entry[0] else "unet"
+
+
+def denoiser_config(folder: Path) -> dict[str, Any]:
+    """The config.json of the denoiser (unet/ or transformer/) of a diffusers folder or skeleton."""
+    return read_json(folder / denoiser_part(read_json(folder / "model_index.json")) / "config.json")
 
 
 def architecture(folder: Path) -> type[Family]:
-    """The family class that runs the diffusers folder or skeleton at `folder` (model_index + UNet config)."""
+    """The family class that runs the diffusers folder or skeleton at `folder` (model_index + the
+    denoiser's config)."""
     try:
-        return families.detect(read_json(folder / "model_index.json"), _unet_config(folder))
+        return families.detect(read_json(folder / "model_index.json"), denoiser_config(folder))
     except families.UnknownFamily as error:
         raise CheckpointProblem(f"{folder}: {error}") from None
 
 
+# Sizes that only the released models of a transformer family have (else it is a small test model).
+STANDARD_TRANSFORMERS = {
+    "sd3": {"in_channels": 16, "joint_attention_dim": 4096},
+    "flux": {"in_channels": 64, "joint_attention_dim": 4096, "num_attention_heads": 24},
+}
+
+
 def family_of_config(folder: Path, name: str) -> str:
-    """sd15 / sd2 / sdxl / sdxl_refiner for the standard UNets, else "tiny-<name>"."""
-    unet = _unet_config(folder)
-    channels = unet.get("block_out_channels")
+    """sd15 / sd2 / sdxl / sdxl_refiner / sd3 / flux for the released architectures, else "tiny-<name>"."""
+    family = architecture(folder)
+    compatibility = _standard(family, denoiser_config(folder)) or _tiny(name)
+    families.remember(compatibility, family)
+    return compatibility
+
+
+def _standard(family: type[Family], config: dict[str, Any]) -> str | None:
+    if family.name in STANDARD_TRANSFORMERS:
+        wanted = STANDARD_TRANSFORMERS[family.name]
+        return family.name if all(config.get(k) == v for k, v in wanted.items()) else None
+    channels = config.get("block_out_channels")
     channels = list(channels) if isinstance(channels, list) else []
-    if unet.get("addition_embed_type") == "text_time":
-        standard = {(320, 640, 1280): "sdxl", (384, 768, 1536, 1536): "sdxl_refiner"}
-        return standard.get(tuple(channels), _tiny(name))
+    if config.get("addition_embed_type") == "text_time":
+        return {(320, 640, 1280): "sdxl", (384, 768, 1536, 1536): "sdxl_refiner"}.get(tuple(channels))
     if channels == [320, 640, 1280, 1280]:
-        dim = unet.get("cross_attention_dim")
-        if dim == 768:
-            return "sd15"
-        if dim == 1024:
-            return "sd2"
-    return _tiny(name)
+        return {768: "sd15", 1024: "sd2"}.get(config.get("cross_attention_dim"))
+    return None
 
 
 def _tiny(name: str) -> str:
@@ -187,13 +209,13 @@ def _tiny(name: str) -> str:
 def family_of(path: Path, config: str = "auto", resolver: FileResolver | None = None) -> str:
     """The family of the checkpoint at `path` (a diffusers folder or a single file); remembered per
     (path, config, modification times of the path and its UNet config), since validation asks often."""
-    stamp = (str(path), config, _mtime(path), _mtime(path / "unet" / "config.json"))
+    stamp = (str(path), config, _mtime(path), *(_mtime(path / p / "config.json") for p in DENOISERS))
     if stamp not in _FAMILIES:
         if is_diffusers_folder(path):
             _FAMILIES[stamp] = family_of_config(path, path.name)
         else:
             skeleton = find_skeleton(path, config, resolver)
-            _FAMILIES[stamp] = skeleton.name if config == "auto" else family_of_config(skeleton, path.name)
+            _FAMILIES[stamp] = family_of_config(skeleton, path.name)
     return _FAMILIES[stamp]
 
 

@@ -1,7 +1,8 @@
 """Which torch device and dtypes a run uses.
 
-CUDA: fp16 UNet and text encoder, fp32 VAE (the upcast diffusers does for SD VAEs, which overflow in fp16).
-CPU and MPS: fp32 everywhere. `ctx.device` ("auto", "cpu", "cuda", "cuda:N", "mps") picks the device; "auto"
+CUDA: the family's half precision for the denoiser and text encoders (fp16 for SD1.x/SD2/SDXL, bf16 for
+SD3 and Flux, which overflow in fp16), fp32 VAE (the upcast diffusers does for SD VAEs, which overflow in
+fp16). CPU and MPS: fp32 everywhere. `ctx.device` ("auto", "cpu", "cuda", "cuda:N", "mps") picks the device; "auto"
 takes CUDA when it is available. torch is imported inside the functions; never import Qt here.
 """
 
@@ -18,13 +19,14 @@ class Precision:
     """dtype names per component; `name` keys loaded weights in the model manager."""
 
     name: str
-    unet: str
+    denoiser: str
     text_encoder: str
     vae: str
 
 
 FP32 = Precision("fp32", "float32", "float32", "float32")
 FP16 = Precision("fp16", "float16", "float16", "float32")
+BF16 = Precision("bf16", "bfloat16", "bfloat16", "float32")
 
 
 def torch_device(name: str) -> Any:
@@ -40,9 +42,11 @@ def torch_device(name: str) -> Any:
     return torch.device(name)
 
 
-def precision_for(device: Any) -> Precision:
-    """fp16 on CUDA (with an fp32 VAE), fp32 elsewhere."""
-    return FP16 if getattr(device, "type", str(device)) == "cuda" else FP32
+def precision_for(device: Any, half: str = "float16") -> Precision:
+    """`half` (a family's `cuda_dtype`: float16 or bfloat16) on CUDA with an fp32 VAE, fp32 elsewhere."""
+    if getattr(device, "type", str(device)) != "cuda":
+        return FP32
+    return BF16 if half == "bfloat16" else FP16
 
 
 def dtype(name: str) -> Any:

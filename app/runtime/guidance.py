@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.runtime.families import has_unet
+from app.runtime.families import architecture_of, by_name, has_unet, is_flow
 from app.runtime.values import Guider
 
 DEFAULT_LAYERS = "mid_block.attentions.0.transformer_blocks:0"
@@ -114,9 +114,17 @@ def guider_problems(guider: Guider, family: str | None) -> list[str]:
     if method is None:
         return [f"unknown guidance method {guider.method!r}; known: {', '.join(METHODS)}"]
     problems = []
+    if guider.method in ("rcfg_self", "rcfg_onetime") and is_flow(family):
+        problems.append(f"{guider.method} works on epsilon and v predictions; a {family} model predicts flow")
     if method.layers and not has_unet(family):
         problems.append(
             f"{guider.method} perturbs UNet attention layers; a {family} model has none it can use"
+        )
+    architecture = architecture_of(family)
+    allowed = by_name(architecture).guidance_methods if architecture else None
+    if not problems and allowed is not None and guider.method not in allowed:
+        problems.append(
+            f"a {family} model takes only {', '.join(allowed)} guidance (its scale is the distilled guidance)"
         )
     if method.layers:
         try:
@@ -156,6 +164,7 @@ class ClassicCfg:
 
     def __init__(self, scale: float, rescale: float) -> None:
         self.scale, self.rescale = scale, rescale
+        self.uses_negative = scale > 1.0
 
     def passes(self, step: int, total: int, t: Any, cond: dict, uncond: dict) -> list[Pass]:
         if self.scale <= 1.0:
@@ -187,6 +196,7 @@ class ResidualCfg:
     def __init__(self, scale: float, delta: float, onetime: bool, prediction_type: str) -> None:
         self.scale, self.delta, self.onetime = scale, delta, onetime
         self.prediction_type = prediction_type
+        self.uses_negative = onetime
         self.x0 = None
 
     def passes(self, step: int, total: int, t: Any, cond: dict, uncond: dict) -> list[Pass]:
@@ -233,6 +243,7 @@ class DiffusersGuidance:
     """Drives a diffusers guider through its protocol; each pass runs alone between prepare and cleanup."""
 
     batched = False
+    uses_negative = True
 
     def __init__(self, guider: Any) -> None:
         self.guider = guider

@@ -24,7 +24,7 @@ from typing import Any
 
 from app.engine.events import EventKind
 from app.runtime import tokenizers
-from app.runtime.checkpoints import architecture
+from app.runtime.checkpoints import CheckpointProblem, architecture, read_json
 from app.runtime.device import Precision, dtype, precision_for
 from app.runtime.families import Family, TextEncoder
 from app.runtime.values import CheckpointSource
@@ -42,15 +42,16 @@ class Loaded:
     source: CheckpointSource
     precision: Precision
     family: type[Family]
-    modules: dict[str, Any]  # part name (unet, vae, text_encoder, text_encoder_2) -> torch module
-    tokenizers: dict[str, Any]  # tokenizer, tokenizer_2 -> tokenizer
+    modules: dict[str, Any]  # part name (unet or transformer, vae, text_encoder, ...) -> torch module
+    tokenizers: dict[str, Any]  # tokenizer, tokenizer_2, ... -> tokenizer
     scheduler_config: dict[str, Any]
     manager: ModelManager
     derived: dict[str, Any] = field(default_factory=dict)  # data computed from the weights (preview map)
 
     @property
-    def unet(self) -> Any:
-        return self.modules["unet"]
+    def denoiser(self) -> Any:
+        """The UNet or transformer."""
+        return self.modules[self.family.denoiser]
 
     @property
     def vae(self) -> Any:
@@ -82,7 +83,8 @@ class ModelManager:
 
     def load(self, source: CheckpointSource, device: Any) -> Loaded:
         """The checkpoint's components in the precision `device` uses (loaded on first use)."""
-        precision = precision_for(device)
+        family = architecture(Path(source.config or source.path))
+        precision = precision_for(device, family.cuda_dtype)
         key = (source.path, source.fingerprint, source.config, precision.name)
         with self._lock:
             if key in self._loaded:
@@ -105,7 +107,7 @@ class ModelManager:
         source: CheckpointSource,
         device: Any,
         reader: Callable[..., Any],
-        part: str = "unet",
+        part: str = "denoiser",
     ) -> Any:
         """A single-module model (a ControlNet, a separate VAE) on `device`, read once per process by
         `reader(source, torch_dtype)` in the dtype the precision gives `part`; nodes only read it."""
@@ -169,49 +171,80 @@ def _nbytes(module: Any) -> int:
 def _read(source: CheckpointSource, precision: Precision, manager: ModelManager) -> Loaded:
     """Load a diffusers folder component by component, or a single file through its config skeleton,
     with the parts its family names; tokenizers come from the folder when it has them, else shipped."""
-    import diffusers
-    import transformers
-
     path = Path(source.path)
     folder = Path(source.config) if source.config else path
     family = architecture(folder)
-    tokenizers = {e.tokenizer: _tokenizer(folder, e) for e in family.encoders}
+    declared = read_json(folder / "model_index.json")
+    present = [e for e in family.encoders if _declared(declared, e.part)]
+    tokenizers = {e.tokenizer: _tokenizer(folder, e) for e in present}
     if not source.config:
-        common = {"local_files_only": True}
         modules = {
-            "unet": diffusers.UNet2DConditionModel.from_pretrained(
-                path, subfolder="unet", torch_dtype=dtype(precision.unet), **common
-            ),
-            "vae": diffusers.AutoencoderKL.from_pretrained(
-                path, subfolder="vae", torch_dtype=dtype(precision.vae), **common
-            ),
+            part: _component(path, part, declared[part], precision)
+            for part in family.parts()
+            if _declared(declared, part)
         }
-        for encoder in family.encoders:
-            modules[encoder.part] = getattr(transformers, encoder.cls).from_pretrained(
-                path, subfolder=encoder.part, torch_dtype=dtype(precision.text_encoder), **common
-            )
     else:
-        pipe = getattr(diffusers, family.pipeline).from_single_file(
-            str(path),
-            config=str(folder),
-            local_files_only=True,
-            torch_dtype=dtype(precision.unet),
-            **_pipeline_extras(family),
-            **tokenizers,
-        )
-        modules = {part: getattr(pipe, part) for part in family.parts()}
-        modules["vae"] = modules["vae"].to(dtype(precision.vae))
+        modules = _single_file(path, folder, family, precision, tokenizers)
     for module in modules.values():
         module.eval().requires_grad_(False)
     return Loaded(source, precision, family, modules, tokenizers, _scheduler_config(folder), manager)
 
 
+def _declared(model_index: dict[str, Any], part: str) -> bool:
+    entry = model_index.get(part)
+    return isinstance(entry, list) and len(entry) == 2 and entry[0] is not None
+
+
+def _dtype_of(part: str, precision: Precision) -> str:
+    if part == "vae":
+        return precision.vae
+    return precision.text_encoder if part.startswith("text_encoder") else precision.denoiser
+
+
+def _component(path: Path, part: str, entry: list[str], precision: Precision) -> Any:
+    """One component of a diffusers folder, by the library and class its model_index names."""
+    import diffusers
+    import transformers
+
+    library, name = entry
+    if library not in ("diffusers", "transformers") or not hasattr(
+        diffusers if library == "diffusers" else transformers, name
+    ):
+        raise CheckpointProblem(
+            f"{path}: model_index.json names {library}.{name} for {part}, which is not loadable here"
+        )
+    cls = getattr(diffusers if library == "diffusers" else transformers, name)
+    return cls.from_pretrained(
+        path, subfolder=part, torch_dtype=dtype(_dtype_of(part, precision)), local_files_only=True
+    )
+
+
+def _single_file(
+    path: Path, folder: Path, family: type[Family], precision: Precision, tokenizers: dict[str, Any]
+) -> dict[str, Any]:
+    """The modules of an SD-class single file, through its family's diffusers pipeline."""
+    import diffusers
+
+    pipe = getattr(diffusers, family.pipeline).from_single_file(
+        str(path),
+        config=str(folder),
+        local_files_only=True,
+        torch_dtype=dtype(precision.denoiser),
+        **_pipeline_extras(family),
+        **tokenizers,
+    )
+    modules = {part: getattr(pipe, part) for part in family.parts()}
+    modules["vae"] = modules["vae"].to(dtype(precision.vae))
+    return modules
+
+
 def _tokenizer(folder: Path, encoder: TextEncoder) -> Any:
     if (folder / encoder.tokenizer).is_dir():
-        from transformers import CLIPTokenizer
+        from transformers import CLIPTokenizer, T5TokenizerFast
 
-        return CLIPTokenizer.from_pretrained(folder, subfolder=encoder.tokenizer, local_files_only=True)
-    return tokenizers.clip(encoder.pad)
+        cls = T5TokenizerFast if encoder.kind == "t5" else CLIPTokenizer
+        return cls.from_pretrained(folder, subfolder=encoder.tokenizer, local_files_only=True)
+    return tokenizers.t5() if encoder.kind == "t5" else tokenizers.clip(encoder.pad)
 
 
 def _pipeline_extras(family: type[Family]) -> dict[str, Any]:

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 
-def fit_rgb_map(vae: Any, latent_scale: float, pixels_per_latent: int) -> Any:
-    """(C + 1, 3) float32 tensor: [latent channels, 1] @ map ~ RGB in 0..1 at latent resolution."""
+def fit_rgb_map(vae: Any, latent_scale: float, pixels_per_latent: int, latent_shift: float = 0.0) -> Any:
+    """(C + 1, 3) float32 tensor: [latent channels, 1] @ map ~ RGB in 0..1 at latent resolution, for
+    latents stored as (z - latent_shift) * latent_scale."""
     import torch
 
     channels = vae.config.latent_channels
@@ -22,7 +23,11 @@ def fit_rgb_map(vae: Any, latent_scale: float, pixels_per_latent: int) -> Any:
     latents = torch.randn((4, channels, 8, 8), generator=generator)
     param = next(vae.parameters())
     with torch.inference_mode():
-        decoded = vae.decode((latents / latent_scale).to(param.device, param.dtype)).sample.float().cpu()
+        decoded = (
+            vae.decode((latents / latent_scale + latent_shift).to(param.device, param.dtype))
+            .sample.float()
+            .cpu()
+        )
     rgb = torch.nn.functional.avg_pool2d((decoded / 2 + 0.5).clamp(0, 1), pixels_per_latent)
     inputs = torch.cat([latents, torch.ones_like(latents[:, :1])], dim=1)
     rows = inputs.permute(0, 2, 3, 1).reshape(-1, channels + 1)

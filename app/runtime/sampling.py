@@ -3,9 +3,12 @@
     noise from the seed -> timesteps -> for each step:
         scale input -> guidance batches -> model -> combine -> scheduler step -> progress/preview -> cancel check
 
-It matches StableDiffusionPipeline / StableDiffusionImg2ImgPipeline for the same components, scheduler,
-seed and settings (oracle tests in tests/nodes): the same noise (one CPU generator, see seeding.py), the same
-generator handed to stochastic scheduler steps, the same CFG batch order ([uncond, cond]) and img2img start.
+It matches the family's diffusers pipeline (StableDiffusion[XL][Img2Img]Pipeline, StableDiffusion3Pipeline,
+FluxPipeline) for the same components, scheduler, seed and settings (oracle tests in tests/nodes): the same
+noise (one CPU generator, see seeding.py), the same generator handed to stochastic scheduler steps, the same
+CFG batch order ([uncond, cond]), timesteps (the family's `timestep_options`: Flux's sigmas and shift) and
+img2img start (`add_noise`, or `scale_noise` for flow-matching schedulers). The family says how the
+denoiser is called (`forward`); the loop itself is the same for every family.
 
 torch is imported inside the functions; never import Qt here.
 """
@@ -39,7 +42,7 @@ class Hooks:
 
 
 def sample(
-    unet: Any,
+    denoiser: Any,
     scheduler: Any,
     schedule: Schedule,
     guidance: Any,
@@ -52,21 +55,22 @@ def sample(
     control: Callable[..., dict[str, Any]] | None = None,
     family: type[Family] = Family,
 ) -> Any:
-    """Denoise `latents` (B, C, h, w); returns the final latents. `cond`/`uncond` are the model inputs of
-    the positive and negative branch by name (`family.model_inputs`: text embeddings of equal length, see
-    text.even_out, plus what the family adds), each 1 or B long; `family.unet_kwargs` turns them into the
-    denoiser's arguments. `cache` (from a Step Cache node) is applied for this loop only and the skipped UNet
-    blocks are reported as `skipped_blocks`. `control` (control.binder) gives the UNet the ControlNet
-    residuals of each model call."""
+    """Denoise `latents` (B, C, h, w) with `denoiser` (a UNet or a DiT); returns the final latents.
+    `cond`/`uncond` are the model inputs of the positive and negative branch by name
+    (`family.model_inputs`: text embeddings of equal length, see text.even_out, plus what the family adds),
+    each 1 or B long; `family.denoiser_kwargs` turns them into the arguments of `family.forward`. `cache`
+    (from a Step Cache node) is applied for this loop only and the skipped blocks are reported as
+    `skipped_blocks`. `control` (control.binder) gives the UNet the ControlNet residuals of each call."""
     import torch
 
     hooks = hooks or Hooks()
-    param = next(unet.parameters())
+    param = next(denoiser.parameters())
     device, dtype = param.device, param.dtype
     batch = latents.shape[0]
     cond, uncond = _repeat(cond, batch, device, dtype), _repeat(uncond, batch, device, dtype)
     generator = seeding.cpu_generator(seed)
-    timesteps, _ = schedulers.timesteps(scheduler, schedule, device)
+    options = family.timestep_options(scheduler, schedule.steps, tuple(latents.shape), denoiser.config)
+    timesteps, _ = schedulers.timesteps(scheduler, schedule, device, options)
     total = len(timesteps)
     if total == 0:
         raise NodeError(
@@ -74,17 +78,23 @@ def sample(
         )
     noise = seeding.initial_noise(tuple(latents.shape), generator, device, dtype)
     if schedule.denoise >= 1.0:
-        x = noise * scheduler.init_noise_sigma
+        x = noise * getattr(scheduler, "init_noise_sigma", 1.0)
+    elif hasattr(scheduler, "scale_noise"):  # flow matching: (1 - sigma) * latents + sigma * noise
+        x = scheduler.scale_noise(latents.to(device, dtype), timesteps[:1].repeat(batch), noise)
     else:
         x = scheduler.add_noise(latents.to(device, dtype), noise, timesteps[:1].repeat(batch))
     step_kwargs = _step_kwargs(scheduler, generator)
     every = max(1, total // PREVIEWS_PER_RUN)
     residuals = functools.partial(control, total=total) if control else _no_control
-    with torch.inference_mode(), open_denoiser(cache or NoCache(), unet, total) as model:
+    scale_input = getattr(scheduler, "scale_model_input", None) or (lambda x, t: x)
+    with (
+        torch.inference_mode(),
+        open_denoiser(cache or NoCache(), denoiser, total, family.forward) as model,
+    ):
         for i, t in enumerate(timesteps):
-            x_in = scheduler.scale_model_input(x, t)
+            x_in = scale_input(x, t)
             passes = guidance.passes(i, total, t, cond, uncond)
-            preds = _run_passes(model, unet, guidance, i, x_in, t, passes, residuals, family)
+            preds = _run_passes(model, denoiser, guidance, i, x_in, t, passes, residuals, family)
             prediction = guidance.combine(preds, i, x_in, scheduler)  # epsilon, v or flow: the model's kind
             x = scheduler.step(prediction, t, x, **step_kwargs, return_dict=False)[0]
             hooks.progress(i + 1, total)
@@ -100,7 +110,7 @@ def _no_control(*_args: Any) -> dict[str, Any]:
 
 
 def _run_passes(
-    model, unet, guidance, step: int, x_in: Any, t: Any, passes: list[Pass], control, family
+    model, denoiser, guidance, step: int, x_in: Any, t: Any, passes: list[Pass], control, family
 ) -> list[Any]:
     """Model predictions for the passes, in order: one batched call when the guidance allows it."""
     import torch
@@ -108,16 +118,16 @@ def _run_passes(
     if guidance.batched:
         count = len(passes)
         inputs = {name: torch.cat([p.inputs[name] for p in passes]) for name in passes[0].inputs}
-        kwargs = family.unet_kwargs(inputs)
+        kwargs = family.denoiser_kwargs(inputs)
         x = torch.cat([x_in] * count) if count > 1 else x_in
         return list(model(step, x, t, **kwargs, **control(step, x, t, kwargs, count)).chunk(count))
     for p in passes:
-        kwargs = family.unet_kwargs(p.inputs)
-        guidance.enter(unet)
+        kwargs = family.denoiser_kwargs(p.inputs)
+        guidance.enter(denoiser)
         try:
             p.state.noise_pred = model(step, x_in, t, **kwargs, **control(step, x_in, t, kwargs, 1))
         finally:
-            guidance.leave(unet)
+            guidance.leave(denoiser)
     return passes
 
 

@@ -13,69 +13,148 @@ from typing import Any
 
 from app.runtime.values import Schedule
 
+SIGMA_SCHEDULES = ("simple", "karras", "exponential", "beta")  # simple = the scheduler's own spacing
+FLOW = {"use_flow_sigmas": True, "prediction_type": "flow_prediction"}  # a multistep solver on flow models
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One diffusers class for a scheduler name, with its fixed settings and what it takes."""
+
+    cls: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    sigmas: bool = False  # accepts use_karras_sigmas / use_exponential_sigmas / use_beta_sigmas
+    custom_timesteps: bool = False  # set_timesteps accepts an explicit timestep list
+
 
 @dataclass(frozen=True)
 class SchedulerKind:
-    cls: str
-    overrides: dict[str, Any] = field(default_factory=dict)
-    karras: bool = False  # accepts use_karras_sigmas
-    custom_timesteps: bool = False  # set_timesteps accepts an explicit timestep list
-    description: str = ""
+    """A scheduler name: its class on epsilon / v models (`diffusion`) and on flow-matching models (`flow`,
+    None when diffusers has no flow version), so `euler` on Flux is flow-matching Euler."""
+
+    description: str
+    diffusion: Variant
+    flow: Variant | None = None
+
+    def variant(self, flow: bool) -> Variant | None:
+        return self.flow if flow else self.diffusion
 
 
 SCHEDULERS: dict[str, SchedulerKind] = {
-    "ddim": SchedulerKind("DDIMScheduler", description="DDIM (Song et al. 2020), deterministic"),
-    "ddpm": SchedulerKind("DDPMScheduler", custom_timesteps=True, description="DDPM ancestral sampling"),
-    "pndm": SchedulerKind("PNDMScheduler", {"skip_prk_steps": True}, description="PLMS / PNDM"),
-    "euler": SchedulerKind("EulerDiscreteScheduler", karras=True, custom_timesteps=True, description="Euler"),
-    "euler_a": SchedulerKind("EulerAncestralDiscreteScheduler", description="Euler ancestral (stochastic)"),
+    "ddim": SchedulerKind("DDIM (Song et al. 2020), deterministic", Variant("DDIMScheduler")),
+    "ddpm": SchedulerKind("DDPM ancestral sampling", Variant("DDPMScheduler", custom_timesteps=True)),
+    "pndm": SchedulerKind("PLMS / PNDM", Variant("PNDMScheduler", {"skip_prk_steps": True})),
+    "euler": SchedulerKind(
+        "Euler",
+        Variant("EulerDiscreteScheduler", sigmas=True, custom_timesteps=True),
+        Variant("FlowMatchEulerDiscreteScheduler", sigmas=True, custom_timesteps=True),
+    ),
+    "euler_a": SchedulerKind(
+        "Euler ancestral (stochastic)",
+        Variant("EulerAncestralDiscreteScheduler"),
+        Variant(
+            "FlowMatchEulerDiscreteScheduler",
+            {"stochastic_sampling": True},
+            sigmas=True,
+            custom_timesteps=True,
+        ),
+    ),
     "heun": SchedulerKind(
-        "HeunDiscreteScheduler",
-        karras=True,
-        custom_timesteps=True,
-        description="Heun, 2 model calls per step",
+        "Heun, 2 model calls per step",
+        Variant("HeunDiscreteScheduler", sigmas=True, custom_timesteps=True),
+        Variant("FlowMatchHeunDiscreteScheduler"),
     ),
     "dpmpp_2m": SchedulerKind(
-        "DPMSolverMultistepScheduler",
-        {"algorithm_type": "dpmsolver++", "solver_order": 2},
-        karras=True,
-        custom_timesteps=True,
-        description="DPM-Solver++ 2M (Lu et al. 2022)",
+        "DPM-Solver++ 2M (Lu et al. 2022)",
+        Variant(
+            "DPMSolverMultistepScheduler",
+            {"algorithm_type": "dpmsolver++", "solver_order": 2},
+            sigmas=True,
+            custom_timesteps=True,
+        ),
+        Variant(
+            "DPMSolverMultistepScheduler",
+            {"algorithm_type": "dpmsolver++", "solver_order": 2, **FLOW},
+            sigmas=True,
+            custom_timesteps=True,
+        ),
     ),
     "dpmpp_2m_sde": SchedulerKind(
-        "DPMSolverMultistepScheduler",
-        {"algorithm_type": "sde-dpmsolver++", "solver_order": 2},
-        karras=True,
-        custom_timesteps=True,
-        description="DPM-Solver++ 2M SDE (stochastic)",
+        "DPM-Solver++ 2M SDE (stochastic)",
+        Variant(
+            "DPMSolverMultistepScheduler",
+            {"algorithm_type": "sde-dpmsolver++", "solver_order": 2},
+            sigmas=True,
+            custom_timesteps=True,
+        ),
+        Variant(
+            "DPMSolverMultistepScheduler",
+            {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, **FLOW},
+            sigmas=True,
+            custom_timesteps=True,
+        ),
     ),
-    "unipc": SchedulerKind("UniPCMultistepScheduler", karras=True, description="UniPC (Zhao et al. 2023)"),
-    "deis": SchedulerKind("DEISMultistepScheduler", karras=True, description="DEIS (Zhang & Chen 2022)"),
+    "unipc": SchedulerKind(
+        "UniPC (Zhao et al. 2023)",
+        Variant("UniPCMultistepScheduler", sigmas=True),
+        Variant("UniPCMultistepScheduler", FLOW, sigmas=True),
+    ),
+    "deis": SchedulerKind(
+        "DEIS (Zhang & Chen 2022)",
+        Variant("DEISMultistepScheduler", sigmas=True),
+        Variant("DEISMultistepScheduler", FLOW, sigmas=True),
+    ),
     "lcm": SchedulerKind(
-        "LCMScheduler", custom_timesteps=True, description="LCM: only for LCM-distilled weights"
+        "LCM: only for LCM-distilled weights",
+        Variant("LCMScheduler", custom_timesteps=True),
+        Variant("FlowMatchLCMScheduler", sigmas=True, custom_timesteps=True),
     ),
 }
 
 
 def schedule_problems(schedule: Schedule) -> list[str]:
-    """Why a schedule cannot run (torch-free), for the Scheduler node's validation."""
+    """Why a schedule cannot run on any model (torch-free), for the Scheduler node's validation; what
+    only a flow-matching model refuses is `flow_problems`, asked when the model is known."""
     kind = SCHEDULERS.get(schedule.scheduler)
     if kind is None:
         return [f"unknown scheduler {schedule.scheduler!r}; known: {', '.join(SCHEDULERS)}"]
     problems = []
-    if schedule.karras and not kind.karras:
-        problems.append(f"{schedule.scheduler} does not take karras sigmas (these do: {_with('karras')})")
-    if schedule.timesteps and not kind.custom_timesteps:
+    if schedule.sigmas not in SIGMA_SCHEDULES:
+        problems.append(f"unknown sigma schedule {schedule.sigmas!r}; known: {', '.join(SIGMA_SCHEDULES)}")
+    elif schedule.sigmas != "simple" and not kind.diffusion.sigmas:
+        problems.append(
+            f"{schedule.scheduler} does not take {schedule.sigmas} sigmas (these do: {_with('sigmas')})"
+        )
+    if schedule.timesteps and not kind.diffusion.custom_timesteps:
         problems.append(
             f"{schedule.scheduler} does not take a custom timestep list (these do: {_with('custom_timesteps')})"
         )
     if schedule.timesteps and list(schedule.timesteps) != sorted(set(schedule.timesteps), reverse=True):
         problems.append("custom timesteps must be distinct and in decreasing order, e.g. 999, 850, 736")
+    if schedule.shift < 0:
+        problems.append(f"shift must be 0 (the model's own) or positive, got {schedule.shift}")
+    return problems
+
+
+def flow_problems(schedule: Schedule) -> list[str]:
+    """Why a schedule cannot run on a flow-matching model (SD3, Flux)."""
+    kind = SCHEDULERS[schedule.scheduler]
+    flow = kind.flow
+    if flow is None:
+        usable = ", ".join(name for name, k in SCHEDULERS.items() if k.flow)
+        return [f"{schedule.scheduler} has no flow-matching version for this model; use one of {usable}"]
+    problems = []
+    if schedule.sigmas != "simple" and not flow.sigmas:
+        problems.append(
+            f"{schedule.scheduler} on a flow-matching model does not take {schedule.sigmas} sigmas"
+        )
+    if schedule.timesteps and not flow.custom_timesteps:
+        problems.append(f"{schedule.scheduler} on a flow-matching model does not take custom timesteps")
     return problems
 
 
 def _with(flag: str) -> str:
-    return ", ".join(name for name, kind in SCHEDULERS.items() if getattr(kind, flag))
+    return ", ".join(name for name, kind in SCHEDULERS.items() if getattr(kind.diffusion, flag))
 
 
 def parse_timesteps(text: str) -> tuple[int, ...]:
@@ -89,26 +168,47 @@ def parse_timesteps(text: str) -> tuple[int, ...]:
         ) from None
 
 
-def make_scheduler(schedule: Schedule, base_config: dict[str, Any]) -> Any:
-    """A fresh diffusers scheduler for `schedule`, configured from the model's scheduler config."""
+def make_scheduler(schedule: Schedule, base_config: dict[str, Any], flow: bool = False) -> Any:
+    """A fresh diffusers scheduler for `schedule`, configured from the model's scheduler config; on a
+    flow-matching model (`flow`) the scheduler's flow version, with the checkpoint's shift (FlowMatch
+    `shift`, the multistep solvers' `flow_shift`) unless the schedule sets one, which also turns the
+    resolution-dependent (dynamic) shift off."""
     import diffusers
 
-    kind = SCHEDULERS[schedule.scheduler]
-    overrides = dict(kind.overrides)
-    if schedule.karras:
-        overrides["use_karras_sigmas"] = True
-    return getattr(diffusers, kind.cls).from_config(base_config, **overrides)
+    variant = SCHEDULERS[schedule.scheduler].variant(flow)
+    if variant is None:
+        raise ValueError(flow_problems(schedule)[0])
+    overrides = dict(variant.overrides)
+    if schedule.sigmas != "simple":
+        overrides[f"use_{schedule.sigmas}_sigmas"] = True
+    if flow:
+        shift = schedule.shift or base_config.get("shift", 1.0)
+        overrides["flow_shift" if variant.overrides.get("use_flow_sigmas") else "shift"] = shift
+        if schedule.shift:
+            overrides["use_dynamic_shifting"] = False
+    return getattr(diffusers, variant.cls).from_config(base_config, **overrides)
 
 
-def timesteps(scheduler: Any, schedule: Schedule, device: Any) -> tuple[Any, int]:
+def timesteps(
+    scheduler: Any, schedule: Schedule, device: Any, options: dict[str, Any] | None = None
+) -> tuple[Any, int]:
     """Set the scheduler's timesteps for this run; returns (timesteps to run, number of steps).
 
-    denoise < 1 keeps the last round(steps * denoise) steps, like StableDiffusionImg2ImgPipeline's strength.
+    `options`: what the model family's pipeline also passes to `set_timesteps` (Flux: `sigmas` and `mu`),
+    those the scheduler takes; explicit sigmas replace the step count, as diffusers' retrieve_timesteps
+    does. denoise < 1 keeps the last round(steps * denoise) steps, like the img2img pipelines' strength.
     """
+    import inspect
+
+    accepted = set(inspect.signature(scheduler.set_timesteps).parameters)
+    extra = {k: v for k, v in (options or {}).items() if k in accepted}
     if schedule.timesteps:
-        scheduler.set_timesteps(timesteps=list(schedule.timesteps), device=device)
+        extra.pop("sigmas", None)
+        scheduler.set_timesteps(timesteps=list(schedule.timesteps), device=device, **extra)
+    elif "sigmas" in extra:
+        scheduler.set_timesteps(device=device, **extra)
     else:
-        scheduler.set_timesteps(schedule.steps, device=device)
+        scheduler.set_timesteps(schedule.steps, device=device, **extra)
     steps = len(scheduler.timesteps) // scheduler.order if schedule.timesteps else schedule.steps
     if schedule.denoise >= 1.0:
         return scheduler.timesteps, steps

@@ -152,12 +152,7 @@ def encode_chunks(
     for chunk in chunks:
         ids = torch.tensor([chunk.ids], device=device)
         hidden, chunk_pooled = _encode_ids(text_encoder, ids, clip_skip, penultimate, chunk.vectors)
-        if any(w != 1.0 for w in chunk.weights):
-            original_mean = hidden.float().mean()
-            scale = torch.tensor(chunk.weights, device=device, dtype=hidden.dtype)[None, :, None]
-            hidden = hidden * scale
-            hidden = hidden * (original_mean / hidden.float().mean()).to(hidden.dtype)
-        outputs.append(hidden)
+        outputs.append(_weighted(hidden, chunk.weights))
         pooled = chunk_pooled if pooled is None else pooled
     return torch.cat(outputs, dim=1), pooled
 
@@ -201,23 +196,54 @@ def _replace_rows(vectors: dict[int, Any]) -> Callable[..., Any]:
 def encode_prompt(
     encoders: list[tuple[Any, Any, Any]], text: str, clip_skip: int, device: Any, vectors: Callable[..., Any]
 ) -> tuple[Any, Any]:
-    """(embeddings, pooled) of `text` through a family's encoders: `encoders` lists (spec, module,
+    """(embeddings, pooled) of `text` through a family's CLIP encoders: `encoders` lists (spec, module,
     tokenizer) with `spec` an app.runtime.families.TextEncoder; their outputs are concatenated on the
-    feature axis (SDXL: 768 + 1280), the pooled embedding is the one the family marks. `vectors(spec)`
-    gives the textual-inversion lookup for an encoder. Encoders whose tokenizers split a prompt into
-    different numbers of chunks (CLIP-G reads each `!` as a token) get empty chunks appended."""
+    feature axis (SDXL: 768 + 1280), and so are the pooled embeddings of the encoders the family marks
+    (SDXL: CLIP-G's; SD3: both), else the first encoder's. `vectors(spec)` gives the textual-inversion
+    lookup for an encoder. Encoders whose tokenizers split a prompt into different numbers of chunks
+    (CLIP-G reads each `!` as a token) get empty chunks appended."""
     import torch
 
     tokenized = [tokenize(tokenizer, text, vectors(spec)) for spec, _, tokenizer in encoders]
     most = max(len(chunks) for chunks in tokenized)
-    hidden, pooled = [], None
+    hidden, pooled, marked = [], [], []
     for (spec, module, tokenizer), chunks in zip(encoders, tokenized, strict=True):
         chunks = chunks + [tokenize(tokenizer, "")[0]] * (most - len(chunks))
         states, pooled_here = encode_chunks(module, chunks, clip_skip, device, spec.penultimate)
         hidden.append(states)
-        if spec.pooled or pooled is None:
-            pooled = pooled_here
-    return torch.cat(hidden, dim=-1), pooled
+        (marked if spec.pooled else pooled).append(pooled_here)
+    return torch.cat(hidden, dim=-1), torch.cat(marked or pooled[:1], dim=-1)
+
+
+def encode_t5(text_encoder: Any, tokenizer: Any, text: str, max_length: int, device: Any) -> Any:
+    """(1, max_length, dim) T5 embeddings of `text`: its tokens, the end token, padding to `max_length`
+    (longer prompts are cut, as the SD3 and Flux pipelines do). Weights apply as for CLIP: each token's
+    embedding times its weight, rescaled to the unweighted mean; `embedding:NAME` is for CLIP encoders
+    and is left out here. With no weights this equals the pipelines' T5 embeddings."""
+    import torch
+
+    ids: list[int] = []
+    weights: list[float] = []
+    for piece, weight in parse_weights(EMBEDDING.sub("", text)):
+        found = tokenizer(piece, add_special_tokens=False).input_ids
+        ids += found
+        weights += [weight] * len(found)
+    ids, weights = ids[: max_length - 1], weights[: max_length - 1]
+    padding = max_length - len(ids) - 1
+    ids += [tokenizer.eos_token_id] + [tokenizer.pad_token_id] * padding
+    weights += [1.0] * (padding + 1)
+    return _weighted(text_encoder(torch.tensor([ids], device=device))[0], weights)
+
+
+def _weighted(hidden: Any, weights: list[float]) -> Any:
+    """Each token's embedding times its weight, rescaled so the mean is the unweighted one (A1111)."""
+    import torch
+
+    if all(w == 1.0 for w in weights):
+        return hidden
+    mean = hidden.float().mean()
+    hidden = hidden * torch.tensor(weights, device=hidden.device, dtype=hidden.dtype)[None, :, None]
+    return hidden * (mean / hidden.float().mean()).to(hidden.dtype)
 
 
 def even_out(first: Any, first_pad: Any, second: Any, second_pad: Any) -> tuple[Any, Any]:

@@ -1,4 +1,5 @@
-"""The CLIP tokenizers every SD-class family uses, built from the shipped files (assets/tokenizers/clip).
+"""The tokenizers the families use, built from the shipped files: CLIP (assets/tokenizers/clip) for every
+SD-class family, T5 v1.1 (assets/tokenizers/t5) for SD3's third and Flux's second text encoder.
 
 One vocabulary and merge list serve CLIP-L and CLIP-G; only the pad token differs, and we follow diffusers
 (whose oracles our tests use) rather than ComfyUI: CLIP-L pads with `<|endoftext|>`; CLIP-G as SDXL's and
@@ -17,6 +18,7 @@ from typing import Any
 from app.files import ASSETS
 
 CLIP_FILES = ASSETS / "tokenizers" / "clip"
+T5_FILES = ASSETS / "tokenizers" / "t5"
 MAX_LENGTH = 77
 
 
@@ -34,3 +36,11 @@ def clip(pad: str = "<|endoftext|>") -> Any:
 
     vocab, merges = _vocab_and_merges()
     return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), pad_token=pad, model_max_length=MAX_LENGTH)
+
+
+@functools.cache
+def t5() -> Any:
+    """The T5 v1.1 tokenizer (ids equal FLUX.1's tokenizer_2 and SD3's tokenizer_3; see its README)."""
+    from transformers import T5TokenizerFast
+
+    return T5TokenizerFast.from_pretrained(T5_FILES, local_files_only=True)

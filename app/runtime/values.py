@@ -61,8 +61,9 @@ class ClipHandle:
 @dataclass(frozen=True)
 class VaeHandle:
     """VAE: the autoencoder; `pixels_per_latent` = image pixels per latent pixel along a side (8 for SD),
-    `latent_scale` = what latents are multiplied by after encoding (the VAE config's `scaling_factor`).
-    `standalone`: the source is a VAE on its own (Load VAE), not a checkpoint's part."""
+    latents are stored as (z - latent_shift) * latent_scale (the VAE config's `shift_factor`, 0 for SD
+    and SDXL, and `scaling_factor`). `standalone`: the source is a VAE on its own (Load VAE), not a
+    checkpoint's part."""
 
     source: CheckpointSource
     family: str
@@ -70,6 +71,7 @@ class VaeHandle:
     latent_channels: int = 4
     latent_scale: float = 0.18215
     standalone: bool = False
+    latent_shift: float = 0.0
 
 
 @persistable
@@ -93,8 +95,8 @@ class Conditioning:
 @persistable
 @dataclass(frozen=True)
 class Latent:
-    """LATENT: samples (B, C, h, w) already multiplied by the VAE's latent scale, their family, and how
-    many image pixels one latent pixel covers (along a side)."""
+    """LATENT: samples (B, C, h, w) as the VAE's latent format stores them ((z - shift) * scale), their
+    family, and how many image pixels one latent pixel covers (along a side)."""
 
     samples: Any
     family: str | None = None
@@ -104,14 +106,17 @@ class Latent:
 @persistable
 @dataclass(frozen=True)
 class Schedule:
-    """SCHEDULE: which diffusers scheduler, how many steps (or which explicit timesteps), karras sigmas,
-    and the denoise strength (1.0 = from pure noise; below 1 = img2img from the input latent)."""
+    """SCHEDULE: which diffusers scheduler, how many steps (or which explicit timesteps), the sigma
+    spacing (simple = the scheduler's own, karras, exponential, beta), the denoise strength (1.0 = from
+    pure noise; below 1 = img2img from the input latent) and, for flow-matching models, the shift
+    (0 = the checkpoint's own, dynamic for Flux dev)."""
 
     scheduler: str = "euler"
     steps: int = 20
     denoise: float = 1.0
-    karras: bool = False
+    sigmas: str = "simple"
     timesteps: tuple[int, ...] = ()
+    shift: float = 0.0
 
 
 @persistable

@@ -108,7 +108,7 @@ def test_the_loaded_model_is_unchanged_by_cached_runs(model_path):
         _latents(cache__strategy=strategy)
     assert torch.equal(_latents("txt2img"), before)
     for source in manager().loaded():
-        unet = manager().load(source, torch.device("cpu")).unet
+        unet = manager().load(source, torch.device("cpu")).denoiser
         assert not any(hasattr(m, "_diffusers_hook") or "forward" in vars(m) for m in unet.modules())
 
 

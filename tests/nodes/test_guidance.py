@@ -93,7 +93,7 @@ def count_unet_passes(model_path, method: str, steps: int) -> tuple[int, torch.T
     executor = h.executor()
     h.run(executor, g, target="model")
     loaded = manager().load(manager().loaded()[-1], torch.device("cpu"))
-    handle = loaded.unet.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    handle = loaded.denoiser.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
     try:
         latent = h.run(executor, g).outputs["sampler"]["latent"].samples
     finally:
@@ -158,7 +158,7 @@ def test_shared_model_pag_branch_leaks_nothing_into_the_plain_branch(model_path)
     assert torch.equal(plain_after, plain_alone)
     from app.runtime.models import manager
 
-    unet = manager().load(manager().loaded()[-1], torch.device("cpu")).unet
+    unet = manager().load(manager().loaded()[-1], torch.device("cpu")).denoiser
     registry = getattr(unet, "_diffusers_hook", None)
     assert registry is None or not registry.hooks
 

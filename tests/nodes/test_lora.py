@@ -157,12 +157,12 @@ def test_the_sampler_restores_the_base_weights_bit_for_bit_and_loads_the_model_o
     events = []
     h.run(executor, lora_graph("sd-kohya.safetensors"), target="model", events=events)
     loaded = manager().load(manager().loaded()[-1], torch.device("cpu"))
-    before = {k: v.clone() for k, v in loaded.unet.state_dict().items()}
+    before = {k: v.clone() for k, v in loaded.denoiser.state_dict().items()}
     te_before = {k: v.clone() for k, v in loaded.modules["text_encoder"].state_dict().items()}
     for strength in (1.0, 0.5, -2.0):
         h.run(executor, lora_graph("sd-kohya.safetensors", lora__strength_model=strength), events=events)
         h.run(executor, lora_graph("sd-second.safetensors", lora__strength_clip=strength), events=events)
-    assert all(torch.equal(before[k], v) for k, v in loaded.unet.state_dict().items())
+    assert all(torch.equal(before[k], v) for k, v in loaded.denoiser.state_dict().items())
     assert all(torch.equal(te_before[k], v) for k, v in loaded.modules["text_encoder"].state_dict().items())
     loads = [e for e in events if e["event"] == "model" and e["action"] == "load"]
     assert len(loads) <= 1  # the base model is read once (or not at all when an earlier test loaded it)

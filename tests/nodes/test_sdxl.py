@@ -222,7 +222,7 @@ def test_guidance_methods_drive_the_sdxl_unet_with_its_added_inputs(root, method
         added = kwargs["added_cond_kwargs"]
         seen.append((args[0].shape[0], added["text_embeds"].shape[0], added["time_ids"].shape[0]))
 
-    handle = loaded.unet.register_forward_hook(record, with_kwargs=True)
+    handle = loaded.denoiser.register_forward_hook(record, with_kwargs=True)
     events = []
     try:
         latent = h.run(executor, g, events=events).outputs["sampler"]["latent"].samples
@@ -241,7 +241,7 @@ def test_fp16_loads_keep_the_sdxl_vae_in_fp32(root):
     from app.runtime.values import CheckpointSource
 
     loaded = _read(CheckpointSource(str(root / xl.BASE), "fp16"), FP16, manager())
-    assert loaded.unet.dtype == loaded.modules["text_encoder_2"].dtype == torch.float16
+    assert loaded.denoiser.dtype == loaded.modules["text_encoder_2"].dtype == torch.float16
     assert loaded.vae.dtype == torch.float32
 
 

@@ -31,9 +31,9 @@ def test_loads_once_reports_events_and_frees_the_least_recently_used(tmp_path):
         ("free", sources[1].path),
     ]
     assert manager.loaded() == [sources[0], sources[2]]
-    assert first.unet.dtype == torch.float32 and first.vae.dtype == torch.float32
-    assert not any(p.requires_grad for p in first.unet.parameters())
-    assert first.on("unet", cpu) is first.unet
+    assert first.denoiser.dtype == torch.float32 and first.vae.dtype == torch.float32
+    assert not any(p.requires_grad for p in first.denoiser.parameters())
+    assert first.on("unet", cpu) is first.denoiser
     manager.free()
     assert manager.loaded() == []
 
@@ -45,4 +45,4 @@ def test_a_changed_file_is_a_new_entry(tmp_path):
     write(path, seed=3)
     after = manager.load(CheckpointSource(str(path), weights_fingerprint(path)), torch.device("cpu"))
     assert after is not before
-    assert not torch.equal(next(after.unet.parameters()), next(before.unet.parameters()))
+    assert not torch.equal(next(after.denoiser.parameters()), next(before.denoiser.parameters()))

@@ -85,3 +85,41 @@ def test_equal_to_a_tokenizer_folder_as_diffusers_ships_it(tmp_path, pad):
         kwargs = {"padding": "max_length", "max_length": 77, "truncation": True}
         assert ours(prompt, **kwargs).input_ids == hub(prompt, **kwargs).input_ids, prompt
     assert ours.pad_token_id == hub.pad_token_id
+
+
+# Ids of FLUX.1-dev's tokenizer_2/tokenizer.json (the hub file; SD3's tokenizer_3 gives the same) for these
+# prompts, end token included: the reference for the shipped T5 tokenizer.
+T5_REFERENCE = {
+    "a photo of an astronaut riding a horse": [3, 9, 1202, 13, 46, 30059, 7494, 3, 9, 4952, 1],
+    "  Hello,  world!! ": [8774, 6, 296, 1603, 1],
+    "café naïve ＡＢＣ ﬁ": [11949, 3, 29, 9, 2, 162, 14213, 361, 1],
+    "日本語 🎨": [3, 2, 3, 2, 1],
+    "": [1],
+}
+
+
+def test_shipped_t5_tokenizer_is_the_checked_build_and_equals_the_hub_ids():
+    from tools import build_t5_tokenizer
+
+    data = (tokenizers.T5_FILES / "tokenizer.json").read_bytes()
+    assert hashlib.md5(data).hexdigest() == build_t5_tokenizer.MD5["tokenizer.json"]
+    assert "Apache License" in (tokenizers.T5_FILES / "LICENSE").read_text()
+    assert "MIT License" in (tokenizers.T5_FILES / "NOTICE").read_text()
+    t5 = tokenizers.t5()
+    assert (t5.pad_token_id, t5.eos_token_id, t5.unk_token_id, len(t5)) == (0, 1, 2, 32100)
+    for prompt, ids in T5_REFERENCE.items():
+        assert t5(prompt).input_ids == ids, prompt
+
+
+def test_the_t5_builder_reads_c_arrays_and_writes_the_shipped_form():
+    from tools import build_t5_tokenizer
+
+    header = "static const unsigned char other[] = {0x01};\nstatic const unsigned char t5_tokenizer_json_str[] = {\n    0x7b,\n    0x7d};"
+    assert build_t5_tokenizer.c_array(header, "t5_tokenizer_json_str") == b"{}"
+    shipped = json.loads((tokenizers.T5_FILES / "tokenizer.json").read_text("utf-8"))
+    old = dict(
+        shipped, pre_tokenizer={"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True}
+    )
+    old["normalizer"] = {"type": "Sequence", "normalizers": shipped["normalizer"]["normalizers"][:1]}
+    rebuilt = build_t5_tokenizer.modernise(json.dumps(old).encode("utf-8"))
+    assert rebuilt == (tokenizers.T5_FILES / "tokenizer.json").read_bytes()

@@ -16,5 +16,5 @@ class StableDiffusion(Family):
     encoders: ClassVar[tuple[TextEncoder, ...]] = (TextEncoder("text_encoder", "tokenizer", "CLIPTextModel"),)
 
     @classmethod
-    def matches(cls, model_index: dict[str, Any], unet_config: dict[str, Any]) -> bool:
-        return unet_config.get("addition_embed_type") is None
+    def matches(cls, model_index: dict[str, Any], denoiser_config: dict[str, Any]) -> bool:
+        return denoiser_config.get("addition_embed_type") is None

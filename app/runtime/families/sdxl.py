@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from app.runtime.families.base import CLIP_G_PAD, Family, TextEncoder
+from app.runtime.families.base import CLIP_G_PAD, Family, Setup, TextEncoder
 from app.runtime.values import Conditioning
 
 CLIP_L = TextEncoder("text_encoder", "tokenizer", "CLIPTextModel", penultimate=True)
@@ -41,22 +41,19 @@ class StableDiffusionXL(Family):
     encoders: ClassVar[tuple[TextEncoder, ...]] = (CLIP_L, CLIP_G)
 
     @classmethod
-    def matches(cls, model_index: dict[str, Any], unet_config: dict[str, Any]) -> bool:
-        return unet_config.get("addition_embed_type") == "text_time" and _declared(
+    def matches(cls, model_index: dict[str, Any], denoiser_config: dict[str, Any]) -> bool:
+        return denoiser_config.get("addition_embed_type") == "text_time" and _declared(
             model_index, "text_encoder"
         )
 
     @classmethod
     def model_inputs(
-        cls,
-        positive: Conditioning,
-        negative: Conditioning,
-        latents_shape: tuple[int, ...],
-        pixels_per_latent: int,
+        cls, positive: Conditioning, negative: Conditioning, setup: Setup
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         import torch
 
-        height, width = latents_shape[-2] * pixels_per_latent, latents_shape[-1] * pixels_per_latent
+        factor = setup.pixels_per_latent
+        height, width = setup.latents[-2] * factor, setup.latents[-1] * factor
         branches = []
         for conditioning, is_negative in ((positive, False), (negative, True)):
             size = conditioning.size or positive.size or (0, 0, 0, 0, 0, 0)
@@ -85,8 +82,8 @@ class StableDiffusionXLRefiner(StableDiffusionXL):
     encoders: ClassVar[tuple[TextEncoder, ...]] = (CLIP_G,)
 
     @classmethod
-    def matches(cls, model_index: dict[str, Any], unet_config: dict[str, Any]) -> bool:
-        return unet_config.get("addition_embed_type") == "text_time" and not _declared(
+    def matches(cls, model_index: dict[str, Any], denoiser_config: dict[str, Any]) -> bool:
+        return denoiser_config.get("addition_embed_type") == "text_time" and not _declared(
             model_index, "text_encoder"
         )
 

@@ -4,8 +4,9 @@
 A policy (policy.py, plain data) names its denoiser class as "module:Class" in its `denoiser` class variable;
 `open_denoiser` imports it only then, so policies stay torch-free and nothing imports in a circle. Every
 denoiser is built as `Denoiser(model, total_steps, policy)` and called as
-`denoise(step_index, sample, timestep, encoder_hidden_states, **unet_kwargs)`, returning the model's
-prediction tensor. Calls within one step are told apart by their order and input shape, so a sampler may run
+`denoise(step_index, sample, timestep, encoder_hidden_states, **model_kwargs)`, returning the model's
+prediction tensor; the plain call goes through `forward(model, sample, timestep, **kwargs)`, the model
+family's (app/runtime/families: a UNet's call by default, a DiT's with its own argument names). Calls within one step are told apart by their order and input shape, so a sampler may run
 CFG as one batch or as separate passes (cond, uncond, PAG...) and each pass gets its own cache slot.
 
 Pure Python at module level; denoisers import torch/diffusers in their own modules. Never import Qt here.
@@ -14,13 +15,18 @@ Pure Python at module level; denoisers import torch/diffusers in their own modul
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 
 class CacheError(ValueError):
     """A policy cannot be used as given (bad params, or a model the strategy does not support)."""
+
+
+def unet_forward(model: Any, sample: Any, timestep: Any, **kwargs: Any) -> Any:
+    """The plain call of a diffusers UNet2DConditionModel."""
+    return model(sample, timestep, **kwargs).sample
 
 
 class Denoiser:
@@ -39,6 +45,7 @@ class Denoiser:
         self._open = True
         self._step = -1
         self._order = 0
+        self.forward = unet_forward
 
     def __call__(
         self, step_index: int, sample: Any, timestep: Any, encoder_hidden_states: Any, **kwargs: Any
@@ -55,7 +62,9 @@ class Denoiser:
 
     def denoise(self, slot, step_index, sample, timestep, encoder_hidden_states, **kwargs):
         """One model call; `slot` names the cache entry of this pass (its order in the step and its shape)."""
-        return self.model(sample, timestep, encoder_hidden_states, **kwargs).sample
+        return self.forward(
+            self.model, sample, timestep, encoder_hidden_states=encoder_hidden_states, **kwargs
+        )
 
     def close(self) -> None:
         """Undo whatever the denoiser attached to the model and drop cached tensors."""
@@ -73,12 +82,17 @@ def check_steps(total_steps: int) -> None:
 
 
 @contextmanager
-def open_denoiser(policy: Any, model: Any, total_steps: int) -> Iterator[Denoiser]:
-    """Yield the denoiser `policy` names, on `model` for a loop of `total_steps`; close it on exit, also when
-    the loop raises (whatever it hooked into the model comes off)."""
+def open_denoiser(
+    policy: Any, model: Any, total_steps: int, forward: Callable[..., Any] | None = None
+) -> Iterator[Denoiser]:
+    """Yield the denoiser `policy` names, on `model` for a loop of `total_steps`, calling the model through
+    `forward` (default: a UNet's call); close it on exit, also when the loop raises (whatever it hooked
+    into the model comes off)."""
     check_steps(total_steps)
     module, _, name = policy.denoiser.partition(":")
     denoiser = getattr(importlib.import_module(module), name)(model, total_steps, policy)
+    if forward is not None:
+        denoiser.forward = forward
     try:
         yield denoiser
     finally:

@@ -66,7 +66,9 @@ class PabDenoiser(Denoiser):
             if not self._computes(hook, state):
                 self.skipped_blocks += 1
         self.total_blocks += len(self.hooks)
-        return self.model(sample, timestep, encoder_hidden_states, **kwargs).sample
+        return self.forward(
+            self.model, sample, timestep, encoder_hidden_states=encoder_hidden_states, **kwargs
+        )
 
     def _computes(self, hook, state: PyramidAttentionBroadcastState) -> bool:
         """The hook's rule for "compute this call" (PyramidAttentionBroadcastHook.new_forward, 0.42.1)."""
