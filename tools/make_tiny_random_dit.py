@@ -1,4 +1,5 @@
-"""Write a tiny random-weight SD3 or Flux.1 diffusers folder, for tests and the shipped graphs.
+"""Write a tiny random-weight SD3 or Flux.1 diffusers folder, for tests and the shipped graphs, and the
+same model as ComfyUI-style split files (`--split`).
 
 The transformers follow diffusers' own pipeline tests (`get_dummy_components`), with the real latent
 format (16 channels, the families' scale and shift, 8 pixels per latent pixel) and the real tokenizers:
@@ -9,7 +10,13 @@ in fp16, about 3 MB (SD3) and 2 MB (Flux). Weights are random: pictures are nois
 the family runs in milliseconds. `guidance_embeds` makes a Flux "dev" (distilled guidance), without it a
 "schnell"; `sd35` gives the SD3 transformer SD3.5-medium's dual attention and qk norm.
 
+With `--split ROOT` the folder's model is also written as ComfyUI keeps Flux and SD3: the transformer in
+ROOT/diffusion_models (Black Forest Labs' layout for Flux, diffusers' for SD3), each text encoder in
+ROOT/text_encoders (Hugging Face layout, T5 optionally stored as fp8), the VAE in ROOT/vae (the original
+layout, like Flux's ae.safetensors), and the folder's configs as the skeleton ROOT/configs/<name>.
+
     python -m tools.make_tiny_random_dit sd3|flux [--out DIR] [--seed 0] [--half] [--schnell] [--sd35]
+                                                  [--split ROOT]
 
 Imports torch/diffusers inside functions.
 """
@@ -171,6 +178,125 @@ def write(kind: str, out: Path, seed: int = 0, half: bool = False, **options: An
     return save_folder(pipeline(kind, components), out, drop=drop)
 
 
+def _inverse(table: dict[str, str]) -> dict[str, str]:
+    """diffusers full name -> BFL full name for a flux_keys rename table."""
+    inverse = {}
+    for bfl, ours in table.items():
+        if bfl.endswith(".scale"):
+            inverse[ours] = bfl
+        else:
+            inverse.update({f"{ours}.{s}": f"{bfl}.{s}" for s in ("weight", "bias")})
+    return inverse
+
+
+def bfl_layout(state: dict[str, Any]) -> dict[str, Any]:
+    """A diffusers Flux transformer's tensors in Black Forest Labs' layout: the inverse of the renames,
+    the q/k/v (and single blocks' MLP input) fusions and the final norm's half swap."""
+    import torch
+
+    from app.runtime.families import flux_keys
+
+    top = _inverse(flux_keys.RENAMES)
+    blocks = {
+        "transformer_blocks": ("double_blocks", _inverse(flux_keys.DOUBLE)),
+        "single_transformer_blocks": ("single_blocks", _inverse(flux_keys.SINGLE)),
+    }
+    fusions = {
+        "transformer_blocks": {
+            f"{n}.{s}": (f"{bfl}.{s}", i)
+            for bfl, names in flux_keys.DOUBLE_QKV.items()
+            for i, n in enumerate(names)
+            for s in ("weight", "bias")
+        },
+        "single_transformer_blocks": {
+            f"{n}.{s}": (f"linear1.{s}", i)
+            for i, n in enumerate(flux_keys.SINGLE_FUSED)
+            for s in ("weight", "bias")
+        },
+    }
+    out: dict[str, Any] = {}
+    fused: dict[str, dict[int, Any]] = {}
+    for key, value in state.items():
+        if key in top:
+            out[top[key]] = value
+        elif key.startswith("norm_out.linear."):
+            scale, shift = value.chunk(2, dim=0)
+            out["final_layer.adaLN_modulation.1." + key.rpartition(".")[2]] = torch.cat([shift, scale])
+        else:
+            kind, index, rest = key.split(".", 2)
+            bfl, renames = blocks[kind]
+            if rest in renames:
+                out[f"{bfl}.{index}.{renames[rest]}"] = value
+            else:
+                name, order = fusions[kind][rest]
+                fused.setdefault(f"{bfl}.{index}.{name}", {})[order] = value
+    for key, pieces in fused.items():
+        out[key] = torch.cat([pieces[i] for i in sorted(pieces)])
+    return out
+
+
+def write_split(
+    model: Path, root: Path, prefix: str = "", fp8_t5: bool = False, half: bool = False
+) -> dict[str, str]:
+    """The diffusers folder `model` as split files under the model root `root` (see the module docstring);
+    `prefix` goes before the transformer's names (ComfyUI's `model.diffusion_model.`); `half` stores fp16.
+    Returns the file names by part ("transformer", "text_encoder", ..., "vae") and the skeleton's name
+    ("config")."""
+    import shutil
+
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from app.runtime import tokenizers
+    from tools.ldm_layout import vae_state
+
+    flux = "FluxTransformer2DModel" in (model / "transformer" / "config.json").read_text("utf-8")
+    shipped = {
+        "tokenizer": tokenizers.clip(),
+        "tokenizer_2": tokenizers.clip("!"),
+        "tokenizer_3": tokenizers.t5(),
+    }
+    if flux:
+        shipped = {"tokenizer": tokenizers.clip(), "tokenizer_2": tokenizers.t5()}
+    torch_dtype = torch.float16 if half else torch.float32
+    pipe = DiffusionPipeline.from_pretrained(model, local_files_only=True, torch_dtype=torch_dtype, **shipped)
+    for folder in ("diffusion_models", "text_encoders", "vae", "configs"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    transformer = pipe.transformer.state_dict()
+    transformer = bfl_layout(transformer) if flux else transformer
+    names = {"transformer": f"{model.name}.safetensors"}
+    _save({prefix + k: v for k, v in transformer.items()}, root / "diffusion_models" / names["transformer"])
+    for part in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+        module = getattr(pipe, part, None)
+        if module is None:
+            continue
+        state = module.state_dict()
+        if type(module).__name__ == "CLIPTextModel":  # transformers 5 names it without text_model.
+            state = {"text_model." + k: v for k, v in state.items()}
+        if type(module).__name__ == "T5EncoderModel":  # ComfyUI's t5xxl files keep only `shared`
+            state = {k: v for k, v in state.items() if k != "encoder.embed_tokens.weight"}
+            if fp8_t5:
+                state = {k: v.to(torch.float8_e4m3fn) for k, v in state.items()}
+        names[part] = f"{model.name}-{part}.safetensors"
+        _save(state, root / "text_encoders" / names[part])
+    names["vae"] = f"{model.name}-ae.safetensors"
+    _save(vae_state(pipe.vae), root / "vae" / names["vae"])
+    names["config"] = model.name
+    target = root / "configs" / model.name
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(model, target, ignore=shutil.ignore_patterns("*.safetensors"))
+    return names
+
+
+def _save(state: dict[str, Any], path: Path) -> None:
+    """A .safetensors file written whole or not at all (temporary file, then renamed)."""
+    from safetensors.torch import save_file
+
+    temp = path.parent / f".{path.name}.tmp"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(temp))
+    temp.replace(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=("sd3", "flux"))
@@ -179,10 +305,13 @@ def main() -> None:
     parser.add_argument("--half", action="store_true", help="store the weights in fp16")
     parser.add_argument("--schnell", action="store_true", help="Flux without guidance embedding")
     parser.add_argument("--sd35", action="store_true", help="SD3.5-medium's dual attention and qk norm")
+    parser.add_argument("--split", type=Path, help="also write the model as split files under this root")
     args = parser.parse_args()
     options = {"guidance_embeds": not args.schnell} if args.kind == "flux" else {"sd35": args.sd35}
     out = args.out or MODELS / f"tiny-random-{args.kind}"
     print(write(args.kind, out, args.seed, args.half, **options))
+    if args.split:  # with --half the T5 is stored as fp8, as ComfyUI's t5xxl_fp8_e4m3fn
+        print(write_split(out, args.split, fp8_t5=args.half, half=args.half))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.files import MODEL_FOLDERS, FileProblem, FileResolver
-from app.runtime import checkpoints, controlnets, lora, vaes
+from app.runtime import checkpoints, components, controlnets, lora, vaes
 
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
 TEXT_WIDTHS = {768: "sd15", 1024: "sd2"}
@@ -132,30 +132,24 @@ def _controlnet(path: Path) -> tuple[str, str]:
 def _text_encoder(path: Path) -> tuple[str, str]:
     if path.is_dir() or path.suffix != ".safetensors":
         return "?", "folder" if path.is_dir() else f"{path.suffix} file"
-    keys = checkpoints.safetensors_keys(path)
-    if any("shared.weight" in k or "encoder.block.0." in k for k in keys):
-        return "t5", "T5 encoder"
-    widths = {
-        v["shape"][-1]
-        for k, v in checkpoints.safetensors_header(path).items()
-        if k.endswith("token_embedding.weight")
-    }
-    name = {768: "clip_l", 1280: "clip_g"}.get(next(iter(widths), 0), "clip")
-    return name, "CLIP text encoder"
+    found = components.text_encoder_kind(path)
+    if found.kind == "t5":
+        return "t5", f"T5 encoder, {found.width} wide (Dual / Triple CLIP)"
+    name = {768: "clip_l", 1280: "clip_g"}.get(found.width, "clip")
+    return name, f"CLIP text encoder, {found.width} wide (Dual / Triple CLIP)"
 
 
 def _diffusion_model(path: Path) -> tuple[str, str]:
     """A denoiser on its own (ComfyUI's diffusion_models/unet): which architecture its keys are."""
     if path.is_dir() or path.suffix != ".safetensors":
         return "?", "folder" if path.is_dir() else f"{path.suffix} file"
-    keys = {k.removeprefix("model.diffusion_model.") for k in checkpoints.safetensors_keys(path)}
-    if "double_blocks.0.img_attn.norm.key_norm.scale" in keys:
-        return ("flux-dev" if "guidance_in.in_layer.weight" in keys else "flux-schnell"), "not loadable yet"
-    if "joint_blocks.0.context_block.attn.qkv.weight" in keys:
-        return "sd3", "not loadable yet"
-    if "label_emb.0.0.weight" in keys:
-        return "sdxl", "UNet on its own: not loadable yet"
-    return "?", "unknown architecture"
+    try:
+        return components.diffusion_model_skeleton(path), "diffusion model (Load Diffusion Model)"
+    except checkpoints.CheckpointProblem:
+        keys = {k.removeprefix("model.diffusion_model.") for k in checkpoints.safetensors_keys(path)}
+        if "label_emb.0.0.weight" in keys:
+            return "sdxl", "UNet on its own: not loadable yet"
+        return "?", "unknown architecture"
 
 
 def _unknown(path: Path) -> tuple[str, str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine.events import EventKind
-from app.runtime import tokenizers
+from app.runtime import components, tokenizers
 from app.runtime.checkpoints import CheckpointProblem, architecture, read_json
 from app.runtime.device import Precision, dtype, precision_for
 from app.runtime.families import Family, TextEncoder
@@ -85,7 +85,7 @@ class ModelManager:
         """The checkpoint's components in the precision `device` uses (loaded on first use)."""
         family = architecture(Path(source.config or source.path))
         precision = precision_for(device, family.cuda_dtype)
-        key = (source.path, source.fingerprint, source.config, precision.name)
+        key = (source.path, source.fingerprint, source.config, source.parts, precision.name)
         with self._lock:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
@@ -177,7 +177,12 @@ def _read(source: CheckpointSource, precision: Precision, manager: ModelManager)
     declared = read_json(folder / "model_index.json")
     present = [e for e in family.encoders if _declared(declared, e.part)]
     tokenizers = {e.tokenizer: _tokenizer(folder, e) for e in present}
-    if not source.config:
+    if source.parts:
+        modules = {
+            part: _split_part(part, Path(file), folder, family, precision) for part, file in source.parts
+        }
+        tokenizers = {e.tokenizer: tokenizers[e.tokenizer] for e in present if e.part in modules}
+    elif not source.config:
         modules = {
             part: _component(path, part, declared[part], precision)
             for part in family.parts()
@@ -217,6 +222,15 @@ def _component(path: Path, part: str, entry: list[str], precision: Precision) ->
     return cls.from_pretrained(
         path, subfolder=part, torch_dtype=dtype(_dtype_of(part, precision)), local_files_only=True
     )
+
+
+def _split_part(part: str, path: Path, folder: Path, family: type[Family], precision: Precision) -> Any:
+    """One component from its own file (ComfyUI's diffusion_models / text_encoders layout)."""
+    torch_dtype = dtype(_dtype_of(part, precision))
+    if part == family.denoiser:
+        return components.read_denoiser(path, folder, family, torch_dtype)
+    spec = next(e for e in family.encoders if e.part == part)
+    return components.read_text_encoder(path, folder, spec, torch_dtype)
 
 
 def _single_file(

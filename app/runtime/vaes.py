@@ -3,10 +3,11 @@
 A VAE is a diffusers folder (config.json + weights) or one .safetensors file, in the original (LDM) key
 layout with or without `first_stage_model.`, or in diffusers' layout. A single file is read through the
 `vae/` config of a skeleton (assets/configs or <root>/configs). "auto" reads the header: a 16-channel VAE
-belongs to SD3/Flux (not loadable yet); a 4-channel one is SDXL's when its metadata or file name says XL,
-else SD1.x/SD2's, whose weights have the same shapes, so the `config` param is the way to say otherwise.
-The family of a VAE is the latent space it encodes to ("sd", "sdxl", or a tiny model's own family; see
-app/graph/types.LATENT_SPACES), so one VAE serves SD1.5 and SD2 models alike.
+is SD3's when its name or metadata says SD3, else Flux's (`ae.safetensors`); a 4-channel one is SDXL's
+when its metadata or file name says XL, else SD1.x/SD2's. Within each pair the weights have the same
+shapes and only the latent scale and shift differ, so the `config` param is the way to say otherwise.
+The family of a VAE is the latent space it encodes to ("sd", "sdxl", "sd3", "flux", or a tiny model's
+own family; see app/graph/types.LATENT_SPACES), so one VAE serves SD1.5 and SD2 models alike.
 
 Pure Python except `read`, which imports diffusers inside; never import Qt here.
 """
@@ -24,7 +25,7 @@ from app.runtime.checkpoints import CheckpointProblem, read_json, safetensors_he
 from app.runtime.values import CheckpointSource
 
 ENCODER_OUT = "encoder.conv_out.weight"
-SCALES = {0.13025: "sdxl", 0.18215: "sd"}
+SCALES = {0.13025: "sdxl", 0.18215: "sd", 1.5305: "sd3", 0.3611: "flux"}
 
 
 def skeleton_name(path: Path, config: str) -> str:
@@ -37,12 +38,14 @@ def skeleton_name(path: Path, config: str) -> str:
         raise CheckpointProblem(
             f"{path.name}: no {ENCODER_OUT} in it: not a VAE (or name its config skeleton)"
         )
+    said = path.name.lower() + json.dumps(header.get("__metadata__") or {}).lower()
+    if shape[0] == 32:
+        return "sd3-medium" if "sd3" in said or "sd 3" in said else "flux-dev"
     if shape[0] != 8:
         raise CheckpointProblem(
-            f"{path.name}: a {shape[0] // 2}-channel VAE (SD3 / Flux); only 4-channel SD and SDXL VAEs load here"
+            f"{path.name}: a {shape[0] // 2}-channel VAE; 4-channel and 16-channel ones load here"
         )
-    metadata = json.dumps(header.get("__metadata__") or {}).lower()
-    return "sdxl" if "xl" in path.name.lower() or "xl" in metadata else "sd15"
+    return "sdxl" if "xl" in said else "sd15"
 
 
 def config_folder(path: Path, config: str, resolver: FileResolver | None = None) -> Path:
@@ -65,7 +68,10 @@ def family_of(path: Path, config: str = "auto", resolver: FileResolver | None = 
     if named:
         return named
     if not path.is_dir():
-        return latent_space(folder.parent.name)
+        skeleton = folder.parent
+        if not (skeleton / "model_index.json").is_file():  # a VAE-only skeleton: its name says the space
+            return latent_space(skeleton.name)
+        return latent_space(checkpoints.family_of_config(skeleton, skeleton.name))
     scale = read_json(folder / "config.json").get("scaling_factor")
     return SCALES.get(scale, f"tiny-{path.name}")
 

@@ -19,11 +19,14 @@ from app.engine.codec import persistable
 @persistable
 @dataclass(frozen=True)
 class CheckpointSource:
-    """Where a model's weights are: a diffusers folder, or a single file plus its config skeleton folder."""
+    """Where a model's weights are: a diffusers folder, or a single file plus its config skeleton folder,
+    or (`parts`) separate files for some of a model's components, read one by one with that skeleton (a
+    Flux diffusion model on its own; clip_l + t5xxl for its text encoders)."""
 
     path: str
     fingerprint: str  # sha256 of (path, size, mtime) of every weight file: changes when they do
     config: str = ""  # skeleton folder for a single-file checkpoint; "" for a diffusers folder
+    parts: tuple[tuple[str, str], ...] = ()  # (component, file) pairs; () = the whole checkpoint
 
 
 @persistable

@@ -70,3 +70,9 @@ def graph(name: str, model: str, **params):
     g = h.graph(name, **params)
     g.set_param("model", "checkpoint", model)
     return g
+
+
+def families_flux():
+    from app.runtime import families
+
+    return families.by_name("flux")

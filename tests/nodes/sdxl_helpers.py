@@ -14,8 +14,8 @@ import torch
 from app.runtime import tokenizers
 from app.runtime.checkpoints import SHIPPED_CONFIGS
 from tests.nodes import diffusion_helpers as h
-from tests.nodes.ldm_layout import open_clip_state, unet_key, vae_key, write_sdxl_single_file
 from tools import make_tiny_random_sdxl as xl
+from tools.ldm_layout import open_clip_state, unet_key, vae_key, write_sdxl_single_file
 
 BASE, REFINER, SINGLE, SKELETON = (
     "tiny-xl",

@@ -13,7 +13,7 @@ from app.engine.plan import validate
 from app.registry import default_registry
 from app.runtime import checkpoints
 from tests.nodes import diffusion_helpers as h
-from tests.nodes.ldm_layout import write_single_file
+from tools.ldm_layout import write_single_file
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from app.graph.model import Edge, Node
 from app.registry import default_registry
 from app.runtime import vaes
 from tests.nodes import diffusion_helpers as h
-from tests.nodes.ldm_layout import vae_key
+from tools.ldm_layout import vae_key
 
 
 @pytest.fixture(scope="module")
@@ -82,15 +82,23 @@ def test_the_latent_space_is_read_from_the_header_and_checked(root):
     write_header(folder / "sdxl_vae.safetensors", 4)
     write_header(folder / "vae-ft-mse-840000.safetensors", 4)
     write_header(folder / "ae.safetensors", 16)
+    write_header(folder / "sd3_vae.safetensors", 16)
+    write_header(folder / "odd.safetensors", 8)
+    assert vaes.family_of(folder / "ae.safetensors") == "flux"  # 16 channels: Flux's unless it says SD3
+    assert vaes.family_of(folder / "sd3_vae.safetensors") == "sd3"
+    assert vaes.family_of(folder / "ae.safetensors", "sd3.5-large") == "sd3"
     assert vaes.family_of(folder / "sdxl_vae.safetensors") == "sdxl"
     assert vaes.family_of(folder / "vae-ft-mse-840000.safetensors") == "sd"
     assert vaes.family_of(folder / "vae-ft-mse-840000.safetensors", "sdxl") == "sdxl"  # the config decides
     registry = default_registry()
-    g = with_vae(vae_name="ae.safetensors")
+    g = with_vae(vae_name="odd.safetensors")
     problems = [str(p) for p in validate(g, registry)]
     assert problems == [
-        "node 'vae': ae.safetensors: a 16-channel VAE (SD3 / Flux); only 4-channel SD and SDXL VAEs load here"
+        "node 'vae': odd.safetensors: a 8-channel VAE; 4-channel and 16-channel ones load here"
     ]
+    g = with_vae(vae_name="ae.safetensors")  # Flux's VAE on the tiny SD model's latents
+    problems = [str(p) for p in validate(g, registry)]
+    assert len(problems) == 1 and "latent spaces differ: flux, tiny-oracle" in problems[0]
     g = with_vae(vae_name="sdxl_vae.safetensors")  # an SDXL VAE on the tiny SD model's latents
     problems = [str(p) for p in validate(g, registry)]
     assert problems == [

@@ -76,6 +76,11 @@ class Setup:
     guidance_scale: float = 0.0
 
 
+def count_blocks(shapes: dict[str, Any], prefix: str) -> int:
+    """How many numbered blocks (`prefix`0., `prefix`1., ...) a model's tensor names hold."""
+    return len({key[len(prefix) :].split(".", 1)[0] for key in shapes if key.startswith(prefix)})
+
+
 def pixels_per_latent(vae_config: Any) -> int:
     """Image pixels per latent pixel along a side: the VAE halves the size at every level but the last."""
     return 2 ** (len(vae_config.block_out_channels) - 1)
@@ -147,6 +152,23 @@ class Family:
         cls, scheduler: Any, steps: int, latents_shape: tuple[int, ...], config: Any
     ) -> dict[str, Any]:
         """Keyword arguments the family's pipeline gives `scheduler.set_timesteps` besides the step count."""
+        return {}
+
+    @classmethod
+    def skeleton_for(cls, shapes: dict[str, tuple[int, ...]]) -> str | None:
+        """The shipped config skeleton of a diffusion-model-only file with these tensor shapes (its
+        header, `model.diffusion_model.` removed) when it is this family's, else None."""
+        return None
+
+    @staticmethod
+    def to_diffusers(state: dict[str, Any]) -> dict[str, Any]:
+        """A denoiser's tensors (original or diffusers layout) in diffusers' names."""
+        return state
+
+    @staticmethod
+    def sizes(shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+        """The denoiser config values read from its tensors' shapes (diffusers names): the sizes that
+        vary between models of the family, so one skeleton serves them all."""
         return {}
 
     @staticmethod

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from app.runtime.families.base import Family, Setup, TextEncoder
+from app.runtime.families import flux_keys
+from app.runtime.families.base import Family, Setup, TextEncoder, count_blocks
 from app.runtime.families.sd3 import _mu
 from app.runtime.values import Conditioning
 
@@ -91,6 +92,36 @@ class Flux(Family):
             **kwargs,
         )[0]
         return unpack(prediction, channels, height, width)
+
+    @classmethod
+    def skeleton_for(cls, shapes):
+        if flux_keys.is_bfl(shapes):
+            guidance = "guidance_in.in_layer.weight" in shapes
+        elif "single_transformer_blocks.0.attn.norm_k.weight" in shapes:
+            guidance = "time_text_embed.guidance_embedder.linear_1.weight" in shapes
+        else:
+            return None
+        return "flux-dev" if guidance else "flux-schnell"
+
+    @staticmethod
+    def to_diffusers(state):
+        return flux_keys.to_diffusers(state) if flux_keys.is_bfl(state) else state
+
+    @staticmethod
+    def sizes(shapes):
+        width, in_channels = shapes["x_embedder.weight"]
+        head = shapes["transformer_blocks.0.attn.norm_q.weight"][0]
+        return {
+            "num_layers": count_blocks(shapes, "transformer_blocks."),
+            "num_single_layers": count_blocks(shapes, "single_transformer_blocks."),
+            "in_channels": in_channels,
+            "out_channels": shapes["proj_out.weight"][0],
+            "joint_attention_dim": shapes["context_embedder.weight"][1],
+            "pooled_projection_dim": shapes["time_text_embed.text_embedder.linear_1.weight"][1],
+            "attention_head_dim": head,
+            "num_attention_heads": width // head,
+            "guidance_embeds": "time_text_embed.guidance_embedder.linear_1.weight" in shapes,
+        }
 
     @staticmethod
     def patch(config: Any) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-MARKER = "double_blocks.0.img_attn.qkv.weight"  # only the BFL layout has it
+MARKER = "double_blocks.0.img_attn.norm.key_norm.scale"  # only the BFL layout has it (diffusers tests it too)
 PREFIX = "model.diffusion_model."
 
 RENAMES = {  # whole-model parts: BFL prefix -> diffusers prefix (".weight" / ".bias" follow)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from app.runtime.families.base import CLIP_G_PAD, Family, Setup, TextEncoder
+from app.runtime.families.base import CLIP_G_PAD, Family, Setup, TextEncoder, count_blocks
 from app.runtime.values import Conditioning
 
 CLIP_L = TextEncoder(
@@ -29,6 +29,7 @@ CLIP_G = TextEncoder(
 )
 T5 = TextEncoder("text_encoder_3", "tokenizer_3", "T5EncoderModel", kind="t5", max_length=256, optional=True)
 CONTEXT_WIDTH = 4096  # T5-XXL's width, the context width of every released SD3 transformer
+ORIGINAL_MARKER = "joint_blocks.0.context_block.adaLN_modulation.1.bias"  # Stability's own layout
 
 
 def calculate_shift(
@@ -87,6 +88,49 @@ class StableDiffusion3(Family):
         return module(
             hidden_states=sample, timestep=timestep.expand(sample.shape[0]), return_dict=False, **kwargs
         )[0]
+
+    @classmethod
+    def skeleton_for(cls, shapes):
+        if ORIGINAL_MARKER in shapes:
+            blocks, dual = count_blocks(shapes, "joint_blocks."), any(".x_block.attn2." in k for k in shapes)
+        elif (
+            "transformer_blocks.0.ff_context.net.0.proj.weight" in shapes and "pos_embed.pos_embed" in shapes
+        ):
+            blocks, dual = count_blocks(shapes, "transformer_blocks."), any(".attn2." in k for k in shapes)
+        else:
+            return None
+        return "sd3.5-medium" if dual else "sd3.5-large" if blocks == 38 else "sd3-medium"
+
+    @staticmethod
+    def to_diffusers(state):
+        if ORIGINAL_MARKER not in state:
+            return state
+        from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
+
+        return convert_sd3_transformer_checkpoint_to_diffusers(dict(state))
+
+    @staticmethod
+    def sizes(shapes):
+        width, in_channels, patch, _ = shapes["pos_embed.proj.weight"]
+        layers = count_blocks(shapes, "transformer_blocks.")
+        qk_norm = "transformer_blocks.0.attn.norm_q.weight" in shapes
+        head = shapes["transformer_blocks.0.attn.norm_q.weight"][0] if qk_norm else width // layers
+        return {
+            "num_layers": layers,
+            "in_channels": in_channels,
+            "out_channels": shapes["proj_out.weight"][0] // (patch * patch),
+            "patch_size": patch,
+            "caption_projection_dim": shapes["context_embedder.weight"][0],
+            "joint_attention_dim": shapes["context_embedder.weight"][1],
+            "pooled_projection_dim": shapes["time_text_embed.text_embedder.linear_1.weight"][1],
+            "pos_embed_max_size": round(shapes["pos_embed.pos_embed"][1] ** 0.5),
+            "attention_head_dim": head,
+            "num_attention_heads": width // head,
+            "qk_norm": "rms_norm" if qk_norm else None,
+            "dual_attention_layers": tuple(
+                i for i in range(layers) if f"transformer_blocks.{i}.attn2.to_q.weight" in shapes
+            ),
+        }
 
     @staticmethod
     def patch(config: Any) -> int:

@@ -168,10 +168,17 @@ def _unet_and_vae(unet, vae) -> dict[str, torch.Tensor]:
             )
             new = new.replace(".UPSAMPLE.", f".{slot}.")
         state["model.diffusion_model." + new] = value
+    state.update({"first_stage_model." + k: v for k, v in vae_state(vae).items()})
+    return state
+
+
+def vae_state(vae) -> dict[str, torch.Tensor]:
+    """An AutoencoderKL's tensors in the original layout, unprefixed (as Flux's ae.safetensors has them)."""
     levels = len(vae.config.block_out_channels)
+    state = {}
     for key, value in vae.state_dict().items():
         new = vae_key(key, levels)
         if ".attn_1." in new and new.endswith(".weight") and value.ndim == 2:
             value = value[:, :, None, None]  # LDM attention projections are 1x1 convolutions
-        state["first_stage_model." + new] = value
+        state[new] = value
     return state
