@@ -40,7 +40,7 @@ def hand_loop(loaded, steps: int, size: int, device):
     from diffusers import EulerDiscreteScheduler
     from diffusers.utils.torch_utils import randn_tensor
 
-    unet, vae = loaded.unet, loaded.vae
+    unet, vae = loaded.denoiser, loaded.vae
     text_encoder, tokenizer = loaded.modules["text_encoder"], loaded.tokenizers["tokenizer"]
     scheduler = EulerDiscreteScheduler.from_config(loaded.scheduler_config)
     with torch.inference_mode():
@@ -108,7 +108,7 @@ def compare(label: str, model_name: str, size: int, args) -> None:
     for part in ("unet", "text_encoder", "vae"):
         loaded.on(part, device)
     pipe = StableDiffusionPipeline(
-        unet=loaded.unet,
+        unet=loaded.denoiser,
         vae=loaded.vae,
         text_encoder=loaded.modules["text_encoder"],
         tokenizer=loaded.tokenizers["tokenizer"],
@@ -137,7 +137,7 @@ def compare(label: str, model_name: str, size: int, args) -> None:
             cpu[name].append(time.process_time() - start_cpu)
     base = statistics.median(times["hand-written loop"])
     base_cpu = statistics.median(cpu["hand-written loop"])
-    params = sum(p.numel() for p in loaded.unet.parameters())
+    params = sum(p.numel() for p in loaded.denoiser.parameters())
     print(
         f"\n{label}: UNet {params / 1e6:.2f} M params, {size}x{size}, {args.steps} steps euler, CFG {SCALE}, "
         f"{args.rounds} rounds, torch threads {torch.get_num_threads()}, device {device}"

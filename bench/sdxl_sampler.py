@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import rounds  # noqa: E402  (after the path is set)
 
 SEED, SCALE = 42, 5.0
 
@@ -78,6 +79,7 @@ def run_ours(unet, scheduler_config, embeddings, size: int, factor: int, steps: 
     import torch
 
     from app.runtime import sampling
+    from app.runtime.families import Setup
     from app.runtime.families.sdxl import StableDiffusionXL
     from app.runtime.guidance import make_guidance
     from app.runtime.schedulers import make_scheduler
@@ -89,8 +91,7 @@ def run_ours(unet, scheduler_config, embeddings, size: int, factor: int, steps: 
     cond, uncond = StableDiffusionXL.model_inputs(
         Conditioning(text, pooled=pooled),
         Conditioning(negative, pooled=negative_pooled),
-        tuple(latents.shape),
-        factor,
+        Setup(tuple(latents.shape), factor, unet.config),
     )
     scheduler = make_scheduler(schedule, scheduler_config)
     guidance = make_guidance(Guider("cfg", SCALE))
@@ -122,21 +123,6 @@ def run_pipeline(pipe, embeddings, size: int, steps: int):
         ).images
 
 
-def measure(function, device):
-    import torch
-
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    result = function()
-    if cuda:
-        torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
-    return time.perf_counter() - start, peak, result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -162,15 +148,7 @@ def main() -> None:
         ),
         "StableDiffusionXLPipeline": lambda: run_pipeline(pipe, embeddings, args.size, args.steps),
     }
-    times: dict[str, list[float]] = {name: [] for name in loops}
-    peaks: dict[str, float] = {}
-    outputs = {}
-    for round_index in range(args.rounds + 1):  # round 0 warms up (kernels, allocator) and is not counted
-        for name, loop in loops.items():
-            seconds, peak, outputs[name] = measure(loop, device)
-            if round_index:
-                times[name].append(seconds)
-                peaks[name] = max(peaks.get(name, 0.0), peak)
+    times, peaks, outputs = rounds.alternate(loops, args.rounds, device)
     params = sum(p.numel() for p in unet.parameters()) / 1e9
     ours, theirs = outputs.values()
     print(

@@ -58,7 +58,9 @@ def lora_files(ctx: Context, loaded: Loaded, patches: Iterable[Any]) -> list[tup
         cached = loaded.derived.pop(key, None)
         if cached is None:
             try:
-                cached = lora.read(Path(patch.source.path), loaded.denoiser.config)
+                denoiser = loaded.modules.get(loaded.family.denoiser)
+                config = denoiser.config if denoiser is not None else None
+                cached = lora.read(Path(patch.source.path), config, loaded.family)
             except lora.LoraProblem as error:
                 raise NodeError(str(error)) from None
         loaded.derived[key] = cached  # most recently used last

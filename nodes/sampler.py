@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 from app.engine.context import NodeError
@@ -10,7 +11,7 @@ from app.graph.spec import Input, Output, Param, node
 from app.runtime import control, lora, preview, sampling, text
 from app.runtime.families import Setup, pixels_per_latent
 from app.runtime.schedulers import make_scheduler
-from app.runtime.step_cache import CachePolicy
+from app.runtime.step_cache import CacheError, CachePolicy
 from nodes._diffusion import controlnet_module, inference, load, lora_files, report_loras
 
 
@@ -87,7 +88,7 @@ def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
             report=ctx.report,
         )
         nets = [controlnet_module(ctx, h.controlnet) for h in positive.hints]
-        with lora.patched({family.denoiser: denoiser}, loras) as applied:
+        with lora.patched({family.denoiser: denoiser}, loras) as applied, _cache_errors():
             samples = sampling.sample(
                 denoiser,
                 scheduler,
@@ -104,6 +105,15 @@ def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
             )
     report_loras(ctx, applied)
     return {"latent": dataclasses.replace(latent, samples=samples.float(), family=model.family)}
+
+
+@contextlib.contextmanager
+def _cache_errors():
+    """A Step Cache policy the model cannot take is this node's error, in one sentence."""
+    try:
+        yield
+    except CacheError as error:
+        raise NodeError(str(error)) from None
 
 
 def _check_size(family, config, latent) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from app.engine.context import NodeError
 from app.graph import types as T
 from app.graph.spec import Input, Output, Param, node
-from app.runtime.families import has_unet
+from app.runtime.families import architecture_of, has_unet
 from app.runtime.step_cache import STRATEGIES, AdaptiveCache, CacheError, CachePolicy, make_policy
 from app.runtime.step_cache.policy import SCHEDULES
 from nodes._diffusion import inference, load
@@ -55,8 +55,11 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
     except (ValueError, CacheError) as error:
         problems.append(str(error))
     family = inputs.get("model")
-    if params["strategy"] != "none" and not has_unet(family):
+    needs = STRATEGIES[params["strategy"]].needs if params["strategy"] in STRATEGIES else ""
+    if needs == "unet" and not has_unet(family):
         problems.append(f"{params['strategy']} caches UNet features; a {family} model has no UNet")
+    if needs == "transformer" and architecture_of(family) is not None and has_unet(family):
+        problems.append(f"{params['strategy']} caches transformer blocks; a {family} model is a UNet")
     return problems
 
 
@@ -76,7 +79,10 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             description="deepcache: reuse the UNet's deep features, run only the shallow branch on cached "
             "steps (arXiv 2312.00858); pab: diffusers' Pyramid Attention Broadcast (reuse attention "
             "outputs); adaptive: DeepCache with full passes where a calibration run saw the features move "
-            "most; none: off (A/B by switching this one param).",
+            "most; first_block (DiTs): skip the other blocks while the first block's output barely moves; "
+            "taylorseer (DiTs): predict features between full steps (arXiv 2503.06923); magcache (Flux): "
+            "skip while the measured residual magnitudes say it is safe (arXiv 2506.09045); none: off "
+            "(A/B by switching this one param).",
         ),
         Param(
             "interval",
@@ -85,7 +91,8 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             min=1,
             max=50,
             description="deepcache: one full UNet pass every N steps (1 = no caching). adaptive: the same "
-            "budget of full passes, ceil(steps / N), placed by calibration.",
+            "budget of full passes, ceil(steps / N), placed by calibration. taylorseer: a full step every N; "
+            "magcache: at most N steps skipped in a row.",
         ),
         Param(
             "branch",
@@ -110,11 +117,18 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             2,
             min=0,
             max=1000,
-            description="deepcache, pab: the first steps are never cached. They set the composition: on the "
+            description="deepcache, pab, taylorseer: the first steps are never cached. They set the composition: on the "
             "embedded model, interval 3 over 20 steps keeps ~44 dB PSNR to the uncached image with 2 here, "
             "~22 dB with 0.",
         ),
-        Param("end", T.INT, 0, min=0, max=1000, description="deepcache, pab: last steps never cached."),
+        Param(
+            "end",
+            T.INT,
+            0,
+            min=0,
+            max=1000,
+            description="deepcache, pab, taylorseer: last steps never cached.",
+        ),
         Param(
             "self_interval",
             T.INT,
@@ -146,20 +160,54 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             description="adaptive: steps that run the whole UNet, e.g. '0,1,3,6,10'. Empty = calibrate on "
             "a short probe run (the Step Cache node reports the plan it found; paste it here to freeze it).",
         ),
+        Param(
+            "threshold",
+            T.FLOAT,
+            0.05,
+            min=0.0,
+            max=10.0,
+            step=0.01,
+            description="first_block, magcache (DiTs): how much change still counts as 'the same' and is "
+            "skipped; higher = faster and further from the uncached picture (first_block: 0 = never skip, "
+            "equal to no cache).",
+        ),
+        Param(
+            "order",
+            T.INT,
+            1,
+            min=1,
+            max=4,
+            description="taylorseer: the Taylor expansion's order used to predict features between full steps.",
+        ),
     ],
     validate=_validate,
 )
 def cache(
-    ctx, model, strategy, interval, branch, schedule, start, end, self_interval, cross_interval, steps, plan
+    ctx,
+    model,
+    strategy,
+    interval,
+    branch,
+    schedule,
+    start,
+    end,
+    self_interval,
+    cross_interval,
+    steps,
+    plan,
+    threshold,
+    order,
 ):
     """Speeds up the Sampler by skipping work across denoising steps (feature caching). The model itself is
-    not changed; the Sampler applies the policy for its loop and reports the skipped UNet blocks."""
+    not changed; the Sampler applies the policy for its loop and reports the skipped blocks. UNets:
+    deepcache, pab, adaptive; diffusion transformers (SD3, Flux): first_block, taylorseer, magcache (Flux)
+    through diffusers' cache hooks."""
     params = dict(locals())
     try:
         policy = _policy(params)
     except (ValueError, CacheError) as error:
         raise NodeError(str(error)) from None
-    if strategy != "none":
+    if policy.needs == "unet":
         loaded, device = load(ctx, model.source)
         with inference():
             unet = loaded.on("unet", device)

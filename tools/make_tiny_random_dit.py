@@ -288,6 +288,33 @@ def write_split(
     return names
 
 
+def write_lora(model: Path, path: Path, seed: int = 0, rank: int = 2) -> Path:
+    """A random kohya-format LoRA (Black Forest Labs' module names, alpha = rank) for the tiny Flux in
+    `model`, on every double block's fused q/k/v and every single block's linear1: noise, but it takes
+    the same path as a real Flux LoRA from civitai."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    weights = _read_all(model / "transformer" / "diffusion_pytorch_model.safetensors")
+    state = {}
+    for key, value in bfl_layout(weights).items():
+        if key.endswith(("img_attn.qkv.weight", "txt_attn.qkv.weight", "linear1.weight")):
+            kohya = "lora_unet_" + key.removesuffix(".weight").replace(".", "_")
+            state[f"{kohya}.lora_down.weight"] = torch.randn(rank, value.shape[1], generator=generator) * 0.1
+            state[f"{kohya}.lora_up.weight"] = torch.randn(value.shape[0], rank, generator=generator) * 0.1
+            state[f"{kohya}.alpha"] = torch.tensor(float(rank))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _save({k: v.to(torch.float16) for k, v in state.items()}, path)
+    return path
+
+
+def _read_all(path: Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return {k: handle.get_tensor(k).float() for k in handle.keys()}  # noqa: SIM118
+
+
 def _save(state: dict[str, Any], path: Path) -> None:
     """A .safetensors file written whole or not at all (temporary file, then renamed)."""
     from safetensors.torch import save_file
@@ -312,6 +339,8 @@ def main() -> None:
     print(write(args.kind, out, args.seed, args.half, **options))
     if args.split:  # with --half the T5 is stored as fp8, as ComfyUI's t5xxl_fp8_e4m3fn
         print(write_split(out, args.split, fp8_t5=args.half, half=args.half))
+        if args.kind == "flux":
+            print(write_lora(out, args.split / "loras" / f"{out.name}-lora.safetensors"))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PARTS = ("unet", "text_encoder", "text_encoder_2")
+PARTS = ("unet", "transformer", "text_encoder", "text_encoder_2", "text_encoder_3")
+DENOISERS = ("unet", "transformer")
 UNDERSTOOD = (".lora_down.weight", ".lora_up.weight", ".alpha")
 _COMFY_TEXT = {
     "text_encoders.clip_l.transformer.": "lora_te1_",
@@ -81,15 +82,25 @@ def read_state_dict(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     return loaded, {}
 
 
-def read(path: Path, unet_config: Any) -> LoraFile:
-    """The LoRA at `path` as layers in diffusers names for a UNet of `unet_config`."""
+def read(path: Path, denoiser_config: Any, family: Any = None) -> LoraFile:
+    """The LoRA at `path` as layers in diffusers names for a model of `family` (app/runtime/families;
+    None = SD-class) whose denoiser has `denoiser_config` (None when only its text encoders are loaded)."""
     tensors, _ = read_state_dict(path)
-    return convert(tensors, unet_config, path.name)
+    return convert(tensors, denoiser_config, path.name, family)
 
 
-def convert(tensors: dict[str, Any], unet_config: Any, name: str = "lora") -> LoraFile:
-    """Layers from a LoRA state dict in any supported format (see the module docstring)."""
+def convert(tensors: dict[str, Any], unet_config: Any, name: str = "lora", family: Any = None) -> LoraFile:
+    """Layers from a LoRA state dict in any supported format (see the module docstring): the family's
+    own module names first (Flux's BFL names), then kohya, ComfyUI and diffusers/peft names."""
     result = LoraFile(name)
+    denoiser = family.denoiser if family is not None else "unet"
+    own = family.lora_to_peft(tensors, unet_config) if family is not None else None
+    if own is not None:
+        peft, left = own
+        result.layers += _from_diffusers(peft, result.skipped, denoiser)
+        tensors = {key: tensors[key] for key in left}
+        if not tensors:
+            return _checked(result, name, peft)
     tensors = _comfy_to_kohya(dict(tensors))
     kohya = {
         k: v for k, v in tensors.items() if k.startswith(("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_"))
@@ -99,7 +110,11 @@ def convert(tensors: dict[str, Any], unet_config: Any, name: str = "lora") -> Lo
         result.skipped += sorted(set(tensors) - set(understood))
         result.layers += _from_kohya(understood, unet_config, result.skipped)
     else:
-        result.layers += _from_diffusers(tensors, result.skipped)
+        result.layers += _from_diffusers(tensors, result.skipped, denoiser)
+    return _checked(result, name, tensors)
+
+
+def _checked(result: LoraFile, name: str, tensors: dict[str, Any]) -> LoraFile:
     if not result.layers:
         raise LoraProblem(
             f"{name}: no LoRA layers found ({len(tensors)} keys, e.g. {next(iter(tensors), '-')})"
@@ -165,7 +180,7 @@ def _get(config: Any, name: str, default: Any) -> Any:
     return config.get(name, default) if isinstance(config, dict) else getattr(config, name, default)
 
 
-def _from_diffusers(tensors: dict[str, Any], skipped: list[str]) -> list[Layer]:
+def _from_diffusers(tensors: dict[str, Any], skipped: list[str], denoiser: str = "unet") -> list[Layer]:
     from diffusers.utils.state_dict_utils import (
         convert_state_dict_to_diffusers,
         convert_state_dict_to_peft,
@@ -175,7 +190,7 @@ def _from_diffusers(tensors: dict[str, Any], skipped: list[str]) -> list[Layer]:
     by_part: dict[str, dict[str, Any]] = {part: {} for part in PARTS}
     prefixed = any(k.split(".", 1)[0] in PARTS for k in tensors)
     for key, value in tensors.items():
-        part, _, rest = key.partition(".") if prefixed else ("unet", "", key)
+        part, _, rest = key.partition(".") if prefixed else (denoiser, "", key)
         if part in by_part and rest:
             by_part[part][rest] = value
         else:
@@ -186,7 +201,7 @@ def _from_diffusers(tensors: dict[str, Any], skipped: list[str]) -> list[Layer]:
             continue
         if part == "unet":
             state = convert_unet_state_dict_to_peft(state)
-        else:
+        elif not any(".lora_A." in key for key in state):  # peft names already: nothing to convert
             state = convert_state_dict_to_peft(convert_state_dict_to_diffusers(state))
         for key, down in state.items():
             if not key.endswith(".lora_A.weight"):
@@ -247,7 +262,7 @@ def patched(modules: dict[str, Any], loras: list[tuple[LoraFile, float]]) -> Ite
         with torch.no_grad():
             for lora, strength in loras:
                 missing = applied.missing.setdefault(
-                    lora.name, list(lora.skipped) if "unet" in modules else []
+                    lora.name, list(lora.skipped) if modules.keys() & set(DENOISERS) else []
                 )
                 for layer in lora.layers:
                     part = aliases.get(layer.part, layer.part)

@@ -62,3 +62,25 @@ def test_cancel_during_sampling_stops_within_one_step_and_keeps_upstream_cached(
         assert win.editor.scene.nodes["decode"].thumb is not None
     finally:
         win.runner.close()
+
+
+def test_the_flux_split_file_graph_with_a_lora_and_a_cache_runs_in_the_editor(qtbot, tmp_path):
+    """graphs/flux_split.json (Load Diffusion Model, Dual CLIP, Load VAE, Load LoRA, Step Cache) opened and
+    run in the editor's worker: every node finishes, the LoRA and the cache reach the Sampler."""
+    from app.ui.window import MainWindow
+
+    registry = default_registry()
+    win = MainWindow(registry, serialize.load("graphs/flux_split.json", registry))
+    win.runner.output_dir = tmp_path / "out"
+    qtbot.addWidget(win)
+    win.editor.push(SetParam("schedule", "steps", 2))
+    try:
+        with qtbot.waitSignal(win.runner.finished, timeout=RUN_LIMIT_MS) as done:
+            win.actions_by_name["run"].trigger()
+        assert done.args[0]["status"] == "ok", win.runner.log[-3:]
+        finished = {e["node"]: e for e in win.runner.log if e["event"] == "finished"}
+        assert {"model", "clip", "vae", "lora", "cache", "sampler", "save"} <= set(finished)
+        assert finished["sampler"].get("lora_layers", 0) > 0 and finished["sampler"]["cache_total_blocks"] > 0
+        assert {item.run.state for item in win.editor.scene.nodes.values()} == {"cached"}
+    finally:
+        win.runner.close()

@@ -166,6 +166,13 @@ class Family:
         return state
 
     @staticmethod
+    def lora_to_peft(tensors: dict[str, Any], config: Any) -> tuple[dict[str, Any], list[str]] | None:
+        """A LoRA in the family's original module names as diffusers/peft tensors (`<part>.<module>.lora_A
+        / lora_B.weight`) and the keys it left for the generic converters; None when the family has no
+        names of its own (app/runtime/lora.py handles SD-class LoRAs)."""
+        return None
+
+    @staticmethod
     def sizes(shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
         """The denoiser config values read from its tensors' shapes (diffusers names): the sizes that
         vary between models of the family, so one skeleton serves them all."""

@@ -108,6 +108,11 @@ class Flux(Family):
         return flux_keys.to_diffusers(state) if flux_keys.is_bfl(state) else state
 
     @staticmethod
+    def lora_to_peft(tensors, config):
+        width = config.num_attention_heads * config.attention_head_dim if config is not None else None
+        return flux_keys.lora_to_peft(tensors, width)
+
+    @staticmethod
     def sizes(shapes):
         width, in_channels = shapes["x_embedder.weight"]
         head = shapes["transformer_blocks.0.attn.norm_q.weight"][0]

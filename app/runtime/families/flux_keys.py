@@ -11,6 +11,7 @@ diffusers' (scale, shift). torch is imported inside; never import Qt here.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 MARKER = "double_blocks.0.img_attn.norm.key_norm.scale"  # only the BFL layout has it (diffusers tests it too)
@@ -99,3 +100,83 @@ def _block(prefix: str, rest: str, value: Any, names: dict[str, str], width: int
         parts = value.split((width, width, width, value.shape[0] - 3 * width), dim=0)
         return {f"{prefix}.{n}.{suffix}": part for n, part in zip(SINGLE_FUSED, parts, strict=True)}
     raise ValueError(f"unknown tensor {prefix}.{rest!r} in a Flux (BFL layout) file")
+
+
+LORA_SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".lora_A.weight", ".lora_B.weight", ".alpha")
+_KOHYA_DOUBLE = re.compile(r"^double_blocks_(\d+)_(img|txt)_(attn_qkv|attn_proj|mlp_0|mlp_2|mod_lin)$")
+_KOHYA_SINGLE = re.compile(r"^single_blocks_(\d+)_(linear1|linear2|modulation_lin)$")
+_KOHYA_TOP = {stem.replace(".", "_"): stem for stem in (*RENAMES, "final_layer.adaLN_modulation.1")}
+
+
+def _bfl_module(stem: str) -> str | None:
+    """A LoRA module name (kohya's underscores or BFL's dots, ComfyUI's prefix) as the BFL module path."""
+    stem = stem.removeprefix("lora_unet_").removeprefix("diffusion_model.").removeprefix(PREFIX)
+    if (
+        stem.startswith(("double_blocks.", "single_blocks."))
+        or stem in RENAMES
+        or stem.startswith("final_layer.")
+    ):
+        return stem
+    if match := _KOHYA_DOUBLE.match(stem):
+        index, side, rest = match.groups()
+        return f"double_blocks.{index}.{side}_{rest.replace('_', '.', 1)}"
+    if match := _KOHYA_SINGLE.match(stem):
+        index, rest = match.groups()
+        return f"single_blocks.{index}.{rest.replace('_', '.')}"
+    return _KOHYA_TOP.get(stem)
+
+
+def lora_to_peft(tensors: dict[str, Any], width: int | None) -> tuple[dict[str, Any], list[str]]:
+    """A Flux LoRA in BFL module names (kohya `lora_unet_double_blocks_0_img_attn_qkv`, ComfyUI
+    `diffusion_model.double_blocks.0.img_attn.qkv`) as diffusers/peft `transformer.<module>.lora_A/B`
+    tensors, for a model `width` wide: kohya's alpha / rank folded into the down weight, fused q/k/v (and
+    the single blocks' MLP input) cut along the up weight's rows (the down weight is shared), the final
+    norm's halves swapped; without a `width` the single blocks' MLP is taken as 4x wide. Returns
+    (tensors, keys left out: not a Flux transformer LoRA's)."""
+    import torch
+
+    modules: dict[str, dict[str, Any]] = {}
+    left: list[str] = []
+    for key, value in tensors.items():
+        suffix = next((s for s in LORA_SUFFIXES if key.endswith(s)), None)
+        module = _bfl_module(key[: -len(suffix)]) if suffix else None
+        if module is None:
+            left.append(key)
+            continue
+        modules.setdefault(module, {})[suffix] = value
+    out: dict[str, Any] = {}
+    for module, parts in modules.items():
+        down = parts.get(".lora_down.weight", parts.get(".lora_A.weight"))
+        up = parts.get(".lora_up.weight", parts.get(".lora_B.weight"))
+        if down is None or up is None:
+            left += [f"{module}{s}" for s in parts]
+            continue
+        alpha = parts.get(".alpha")
+        down = down.float() * (float(alpha) / down.shape[0] if alpha is not None else 1.0)
+        for target, rows in _targets(module, up.float(), width, torch):
+            out[f"transformer.{target}.lora_A.weight"] = down
+            out[f"transformer.{target}.lora_B.weight"] = rows
+    return out, left
+
+
+def _targets(module: str, up: Any, width: int | None, torch: Any) -> list[tuple[str, Any]]:
+    """(diffusers module, its rows of the up weight) for one BFL module."""
+    if module in RENAMES:
+        return [(RENAMES[module], up)]
+    if module == "final_layer.adaLN_modulation.1":
+        shift, scale = up.chunk(2, dim=0)
+        return [("norm_out.linear", torch.cat([scale, shift], dim=0))]
+    kind, index, rest = module.split(".", 2)
+    if kind == "double_blocks":
+        prefix = f"transformer_blocks.{index}"
+        if rest in DOUBLE_QKV:
+            return [
+                (f"{prefix}.{n}", part) for n, part in zip(DOUBLE_QKV[rest], up.chunk(3, dim=0), strict=True)
+            ]
+        return [(f"{prefix}.{DOUBLE[rest]}", up)]
+    prefix = f"single_transformer_blocks.{index}"
+    if rest == "linear1":
+        width = width or up.shape[0] // 7  # q, k, v and an MLP 4x as wide
+        parts = up.split((width, width, width, up.shape[0] - 3 * width), dim=0)
+        return [(f"{prefix}.{n}", part) for n, part in zip(SINGLE_FUSED, parts, strict=True)]
+    return [(f"{prefix}.{SINGLE[rest]}", up)]

@@ -10,8 +10,11 @@ from app.runtime.step_cache.policy import (
     AdaptiveCache,
     CachePolicy,
     DeepCache,
+    FirstBlockCache,
+    MagCache,
     NoCache,
     PyramidBroadcast,
+    TaylorSeer,
     make_policy,
 )
 
@@ -21,8 +24,11 @@ __all__ = [
     "CacheError",
     "CachePolicy",
     "DeepCache",
+    "FirstBlockCache",
+    "MagCache",
     "NoCache",
     "PyramidBroadcast",
+    "TaylorSeer",
     "make_policy",
     "open_denoiser",
 ]

@@ -35,6 +35,7 @@ class CachePolicy:
 
     strategy: ClassVar[str] = "none"
     denoiser: ClassVar[str] = "app.runtime.step_cache.base:Denoiser"
+    needs: ClassVar[str] = ""  # "unet", "transformer" (a DiT), or "" for any denoiser
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class DeepCache(CachePolicy):
 
     strategy: ClassVar[str] = "deepcache"
     denoiser: ClassVar[str] = "app.runtime.step_cache.deepcache:DeepCacheDenoiser"
+    needs: ClassVar[str] = "unet"
     interval: int = 3
     branch: int = 0
     schedule: str = "uniform"
@@ -105,6 +107,7 @@ class AdaptiveCache(CachePolicy):
 
     strategy: ClassVar[str] = "adaptive"
     denoiser: ClassVar[str] = "app.runtime.step_cache.deepcache:DeepCacheDenoiser"
+    needs: ClassVar[str] = "unet"
     plan: tuple[int, ...] = (0,)
     plan_steps: int = 1
     branch: int = 0
@@ -141,6 +144,7 @@ class PyramidBroadcast(CachePolicy):
 
     strategy: ClassVar[str] = "pab"
     denoiser: ClassVar[str] = "app.runtime.step_cache.pab:PabDenoiser"
+    needs: ClassVar[str] = "unet"
     self_interval: int = 2
     cross_interval: int = 4
     start: int = 2
@@ -153,8 +157,88 @@ class PyramidBroadcast(CachePolicy):
         check_int("end", self.end, 0)
 
 
+DIFFUSERS_HOOKS = "app.runtime.step_cache.dit:DiffusersCacheDenoiser"
+
+
+@dataclass(frozen=True)
+class FirstBlockCache(CachePolicy):
+    """First-block cache (ParaAttention's, diffusers' FirstBlockCacheConfig), on a DiT: each call runs the
+    first transformer block; when its output moved less than `threshold` (relative L1) since the last full
+    call, the remaining blocks' residual is reused instead of computed. 0 = never skip (equals no cache).
+
+    Args:
+        threshold (float, default 0.05): how much change counts as "the same"; higher skips more.
+    """
+
+    strategy: ClassVar[str] = "first_block"
+    denoiser: ClassVar[str] = DIFFUSERS_HOOKS
+    needs: ClassVar[str] = "transformer"
+    threshold: float = 0.05
+
+    def __post_init__(self) -> None:
+        _check_fraction("threshold", self.threshold)
+
+
+@dataclass(frozen=True)
+class TaylorSeer(CachePolicy):
+    """TaylorSeer (Liu et al. 2025, arXiv 2503.06923, diffusers' TaylorSeerCacheConfig), on a DiT: features
+    are computed in full every `interval` steps and predicted in between by a Taylor expansion of their
+    recent change.
+
+    Args:
+        interval (int, default 3): one full call every `interval` steps.
+        order (int, default 1): the expansion's order (1 = linear extrapolation).
+        start (int, default 2): the first steps always run in full.
+        end (int, default 0): the last steps always run in full.
+    """
+
+    strategy: ClassVar[str] = "taylorseer"
+    denoiser: ClassVar[str] = DIFFUSERS_HOOKS
+    needs: ClassVar[str] = "transformer"
+    interval: int = 3
+    order: int = 1
+    start: int = 2
+    end: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("interval", self.interval, 1)
+        check_int("order", self.order, 1)
+        check_int("start", self.start, 0)
+        check_int("end", self.end, 0)
+
+
+@dataclass(frozen=True)
+class MagCache(CachePolicy):
+    """MagCache (Ma et al. 2025, arXiv 2506.09045, diffusers' MagCacheConfig), on Flux: the residual's
+    magnitude ratio between steps follows a curve measured once per model (diffusers ships Flux's); after
+    the first fifth of the steps, steps whose accumulated error stays within `threshold` reuse the last
+    residual, at most `interval` in a row.
+
+    Args:
+        threshold (float, default 0.06): the accumulated error allowed (0 still skips a step whose
+            measured ratio is exactly 1).
+        interval (int, default 3): at most this many steps skipped in a row.
+    """
+
+    strategy: ClassVar[str] = "magcache"
+    denoiser: ClassVar[str] = DIFFUSERS_HOOKS
+    needs: ClassVar[str] = "transformer"
+    threshold: float = 0.06
+    interval: int = 3
+
+    def __post_init__(self) -> None:
+        _check_fraction("threshold", self.threshold)
+        check_int("interval", self.interval, 1)
+
+
+def _check_fraction(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 10:
+        raise CacheError(f"{name} must be a number from 0 to 10, got {value!r}")
+
+
 STRATEGIES: dict[str, type[CachePolicy]] = {
-    cls.strategy: cls for cls in (NoCache, DeepCache, PyramidBroadcast, AdaptiveCache)
+    cls.strategy: cls
+    for cls in (NoCache, DeepCache, PyramidBroadcast, AdaptiveCache, FirstBlockCache, TaylorSeer, MagCache)
 }
 
 

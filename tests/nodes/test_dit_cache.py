@@ -1,0 +1,129 @@
+"""Step Cache on diffusion transformers through diffusers' hooks (first_block, taylorseer, magcache): a
+zero threshold equals no cache, first_block equals FluxPipeline with the same hook enabled, skipped
+blocks are reported, the shared model is left without hooks, and what a model cannot take is refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from app.engine.plan import validate
+from app.graph.model import Edge, Node
+from app.registry import default_registry
+from tests.nodes import diffusion_helpers as h
+from tests.nodes import flow_helpers as f
+from tools import make_tiny_random_dit as dit
+
+STEPS = 8
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dit-cache")
+    with h.model_root(folder):
+        dit.write("flux", folder / f.FLUX, seed=2)
+        dit.write("sd3", folder / f.SD3, seed=0)
+        yield folder
+
+
+def _graph(name, model, **cache):
+    g = f.graph(name, model, prompt__text=f.PROMPT, schedule__steps=STEPS)
+    if cache:
+        g.add_node(Node("cache", "sampling.cache", params=cache))
+        g.connect(Edge("model", "model", "cache", "model"))
+        g.disconnect(g.input_edge("sampler", "model"))
+        g.connect(Edge("cache", "model", "sampler", "model"))
+    return g
+
+
+def _run(g):
+    events: list[dict] = []
+    latents = h.run(h.executor(), g, events=events).outputs["sampler"]["latent"].samples
+    finished = next(e for e in events if e.get("event") == "finished" and e.get("node") == "sampler")
+    return latents, finished.get("skipped_blocks", 0), finished.get("cache_total_blocks", 0)
+
+
+def _no_hooks_left(model) -> bool:
+    registries = [m._diffusers_hook for m in model.modules() if hasattr(m, "_diffusers_hook")]
+    return all(not r.hooks for r in registries) and all(not m._forward_hooks for m in model.modules())
+
+
+def test_first_block_at_zero_equals_no_cache_and_skips_above_it(root):
+    from app.runtime.models import manager
+
+    plain, skipped, _ = _run(_graph("flux_txt2img", f.FLUX))
+    zero, skipped, total = _run(_graph("flux_txt2img", f.FLUX, strategy="first_block", threshold=0.0))
+    assert torch.equal(zero, plain) and skipped == 0 and total == STEPS * 3
+    cached, skipped, total = _run(_graph("flux_txt2img", f.FLUX, strategy="first_block", threshold=0.3))
+    assert 0 < skipped < total and 0 < (cached - plain).abs().max() < 0.2
+    loaded = manager().load(manager().loaded()[-1], torch.device("cpu"))
+    assert _no_hooks_left(loaded.denoiser)
+    again, _, _ = _run(_graph("flux_txt2img", f.FLUX))
+    assert torch.equal(again, plain)
+
+
+def test_first_block_equals_flux_pipeline_with_the_same_diffusers_hook(root):
+    from diffusers.hooks import FirstBlockCacheConfig
+
+    ours, skipped, _ = _run(_graph("flux_txt2img", f.FLUX, strategy="first_block", threshold=0.3))
+    pipe = f.pipeline(root / f.FLUX)
+    pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=0.3))
+    reference = f.reference(pipe, STEPS, 3.5, 0)
+    assert skipped > 0 and (ours - reference).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("name", "model", "cache"),
+    [
+        ("flux_txt2img", f.FLUX, {"strategy": "taylorseer", "interval": 3, "start": 2}),
+        ("sd3_txt2img", f.SD3, {"strategy": "taylorseer", "interval": 3, "start": 2, "order": 2}),
+        ("flux_txt2img", f.FLUX, {"strategy": "magcache", "threshold": 0.5, "interval": 3}),
+    ],
+)
+def test_taylorseer_and_magcache_skip_blocks_and_stay_near_the_plain_result(root, name, model, cache):
+    plain, _, _ = _run(_graph(name, model))
+    cached, skipped, total = _run(_graph(name, model, **cache))
+    assert 0 < skipped < total
+    assert torch.isfinite(cached).all() and (cached - plain).abs().max() < 0.5
+
+
+def test_what_a_model_cannot_take_is_refused_in_one_sentence(root):
+    registry = default_registry()
+    problems = [str(p) for p in validate(_graph("flux_txt2img", f.FLUX, strategy="deepcache"), registry)]
+    assert any("deepcache caches UNet features; a tiny-flux model has no UNet" in p for p in problems)
+    g = h.graph()
+    g.add_node(Node("cache", "sampling.cache", params={"strategy": "first_block"}))
+    g.connect(Edge("model", "model", "cache", "model"))
+    problems = [str(p) for p in validate(g, registry)]
+    assert any("first_block caches transformer blocks; a tiny-oracle model is a UNet" in p for p in problems)
+    for cache, message in (
+        ({"strategy": "magcache"}, "diffusers ships Flux's only"),
+        ({"strategy": "first_block"}, "use taylorseer"),
+    ):
+        result = h.executor().run(_graph("sd3_txt2img", f.SD3, **cache), ["sampler"])
+        assert message in result.errors["sampler"] and "Error:" not in result.errors["sampler"]
+
+
+def test_hooks_reach_a_model_whose_hook_registry_existed_before(root):
+    """A pipeline's cache_context (or any hook) creates the registry first; ours must still set contexts."""
+    from diffusers.hooks import HookRegistry
+
+    from app.runtime.families import Flux
+    from app.runtime.step_cache import FirstBlockCache, open_denoiser
+
+    transformer = f.pipeline(root / f.FLUX).transformer
+    with transformer.cache_context("cond"):
+        pass
+    HookRegistry.check_if_exists_or_initialize(transformer)._get_child_registries()
+    inputs = Flux.denoiser_kwargs(
+        {
+            "encoder_hidden_states": torch.zeros(1, 4, 24),
+            "pooled_projections": torch.zeros(1, 8),
+            "guidance": torch.ones(1),
+        }
+    )
+    with torch.inference_mode(), open_denoiser(FirstBlockCache(0.1), transformer, 2, Flux.forward) as denoise:
+        for step in range(2):
+            prediction = denoise(step, torch.ones(1, 16, 4, 4), torch.tensor(1000.0 - step), **inputs)
+    assert prediction.shape == (1, 16, 4, 4) and denoise.total_blocks == 6
+    assert _no_hooks_left(transformer)
