@@ -25,6 +25,7 @@ from app.engine.store import DEFAULT_DISK_BYTES, DEFAULT_MEMORY_BYTES, DiskStore
 from app.files import MODEL_FOLDERS, FileProblem, FileResolver, input_dirs
 from app.fsutil import user_cache_dir
 from app.graph import pngmeta, serialize
+from app.graph.codes import ProblemCode
 from app.graph.model import Edge, Graph, Node
 from app.graph.schema import graph_schema
 from app.registry import Registry, RegistryError, default_registry
@@ -343,7 +344,7 @@ def _interrupt(_signal: int, _frame: Any) -> None:
 
 def _problems_text(path: str, problems) -> str:
     lines = [f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''}"]
-    lines += [f"  - {p}" for p in problems]
+    lines += [f"  - {p}" + (" (--target NODE)" if p.code == ProblemCode.NO_OUTPUT else "") for p in problems]
     return "\n".join(lines)
 
 

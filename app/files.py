@@ -56,10 +56,11 @@ def configured_model_roots() -> list[Path]:
 
 def input_dirs(graph_folder: Path | None) -> tuple[Path, ...]:
     """Where a graph's relative input files (Load Image paths) are looked for, in order: the graph file's
-    own folder, so a graph shared with its pictures works from anywhere, then the working folder. The CLI
+    own folder, so a graph shared with its pictures works from anywhere, then the working folder, then the
+    shipped assets (the shipped graphs' example pictures, `examples/shape.png`, from any folder). The CLI
     and the editor both resolve through this one order."""
     folders = [graph_folder.resolve()] if graph_folder is not None else []
-    return tuple(dict.fromkeys([*folders, Path.cwd()]))
+    return tuple(dict.fromkeys([*folders, Path.cwd(), ASSETS]))
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class FileResolver:
 
     def _input(self, value: str) -> Path:
         candidate = Path(value).expanduser()
-        bases = self.base_dirs or (Path.cwd(),)
+        bases = self.base_dirs or input_dirs(None)
         found = None
         if candidate.is_absolute():
             found = candidate if candidate.exists() else None

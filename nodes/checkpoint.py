@@ -59,10 +59,11 @@ def _validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[st
         Param(
             "checkpoint",
             T.STRING,
-            "tiny-random-sd15",
+            "tiny-shapes",
             path="model:checkpoints",
             description="A diffusers folder (with model_index.json) or a .safetensors file, under the model roots "
-            "(models/checkpoints, A1111's models/Stable-diffusion, $NODELOOM_MODEL_ROOTS, assets/models).",
+            "(models/checkpoints, A1111's models/Stable-diffusion, $NODELOOM_MODEL_ROOTS, assets/models). "
+            "Default: the embedded tiny-shapes model (64x64 pictures of shapes).",
         ),
         Param(
             "config",

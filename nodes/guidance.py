@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.engine.context import NodeError
 from app.graph import types as T
 from app.graph.spec import Input, Output, Param, node
-from app.runtime.guidance import DEFAULT_LAYERS, METHODS, guider_problems
+from app.runtime.guidance import DEFAULT_LAYERS, METHODS, guider_problems, layer_problem
 from app.runtime.values import Guider
+from nodes._diffusion import load
 
 OPTIONS = ("rescale", "start", "stop", "perturbed_scale", "layers", "delta", "true_cfg")
 
@@ -112,4 +114,10 @@ def guidance(ctx, model, method, scale, rescale, start, stop, perturbed_scale, l
     autoguidance (diffusers' guiders) and StreamDiffusion's residual CFG. Params a method does not use are
     ignored. On Flux, `scale` is the distilled guidance the transformer reads (dev; schnell has none) and no
     negative pass is made unless `true_cfg` is above 1."""
-    return {"guider": _guider(locals(), model.family)}
+    guider = _guider(locals(), model.family)
+    if METHODS[method].layers is not None:  # the layer path is checked here, against the model's blocks
+        loaded, _ = load(ctx, model.source)
+        problem = layer_problem(loaded.denoiser, layers)
+        if problem:
+            raise NodeError(problem)
+    return {"guider": guider}

@@ -13,7 +13,7 @@ import app
 from app import images
 from app.engine.context import NodeError
 from app.engine.events import EventKind
-from app.fsutil import write_numbered
+from app.fsutil import atomic_write_text, write_numbered
 from app.graph import pngmeta
 from app.graph import types as T
 from app.graph.serialize import PNG_KEY
@@ -33,9 +33,10 @@ from app.runtime.provenance import provenance
         Param(
             "path",
             T.STRING,
-            "assets/examples/shape.png",
+            "examples/shape.png",
             path="image",
-            description="Image file (PNG, JPEG, WebP, ...): absolute, or relative to the working folder or the graph's folder.",
+            description="Image file (PNG, JPEG, WebP, ...): absolute, or relative to the graph's folder, the "
+            "working folder or the shipped assets (examples/shape.png).",
         )
     ],
 )
@@ -63,6 +64,25 @@ def manifest(ctx, extra: dict | None = None) -> dict:
     return data
 
 
+SAVED_INDEX = (
+    ".nodeloom-saved.json"  # in each folder Save Image writes: which inputs it saved, as which files
+)
+
+
+def _folder_problem(folder: str) -> str | None:
+    """Why `folder` cannot be Save Image's folder: it must stay inside the run's output folder."""
+    if not folder:
+        return None
+    parts = Path(folder).parts
+    if Path(folder).is_absolute() or ".." in parts or "\\" in folder:
+        return f"folder {folder!r} must be a folder inside the output folder (no absolute path, no '..')"
+    return None
+
+
+def _save_problems(params: dict, _inputs: dict) -> list[str]:
+    return [p for p in (images.prefix_problem(params["prefix"]), _folder_problem(params["folder"])) if p]
+
+
 @node(
     "image.save",
     title="Save Image",
@@ -74,30 +94,74 @@ def manifest(ctx, extra: dict | None = None) -> dict:
             "prefix",
             T.STRING,
             "nodeloom",
-            description="File name prefix; files are numbered <prefix>_00001.png, ... in the output folder.",
-        )
+            description="File name prefix; files are numbered <prefix>_00001.png, ... in the folder.",
+        ),
+        Param(
+            "folder",
+            T.STRING,
+            "",
+            description="A folder inside the output folder to write into ('' = the output folder itself: the "
+            "CLI's -o, default ./output; the editor's Output folder setting, default ./output).",
+        ),
     ],
-    validate=lambda params, _inputs: [p] if (p := images.prefix_problem(params["prefix"])) else [],
+    validate=_save_problems,
 )
-def save_image(ctx, image, prefix):
-    """Writes PNG files into the output folder (the CLI's -o). Each carries the graph and a manifest, so
-    dropping it on the editor or `nodeloom run image.png` reproduces it."""
+def save_image(ctx, image, prefix, folder):
+    """Writes PNG files (ComfyUI: SaveImage). Each carries the graph and a manifest, so dropping it on the
+    editor or `nodeloom run image.png` reproduces it. The same pictures (the same cache key upstream) are
+    written once per folder and prefix: running an unchanged graph again names the files it wrote before
+    instead of writing byte-identical copies. Runs that save nothing (the editor's Live edits) only show
+    the pictures."""
     if not isinstance(image, np.ndarray) or image.ndim != 4:
         raise NodeError(f"expected an IMAGE batch (B, H, W, 3), got {getattr(image, 'shape', type(image))}")
-    folder = Path(ctx.output_dir)
+    problem = images.prefix_problem(prefix) or _folder_problem(folder)
+    if problem:
+        raise NodeError(problem)
+    if not ctx.settings.save_outputs:
+        for index, frame in enumerate(image):
+            ctx.preview(frame, step=index + 1, total=len(image))
+        return {}
+    target = Path(ctx.output_dir) / folder
+    identity = f"{ctx.input_keys.get('image', '')}|{prefix}"
+    earlier = _saved(target).get(identity, [])
+    if ctx.input_keys.get("image") and earlier and all((target / name).is_file() for name in earlier):
+        for name in earlier:
+            ctx.emit(EventKind.OUTPUT, path=str(target / name), unchanged=True)
+        return {}
     texts = {"nodeloom_manifest": json.dumps(manifest(ctx), sort_keys=True)}
     if ctx.settings.graph_json:
         texts[PNG_KEY] = ctx.settings.graph_json
-    problem = images.prefix_problem(prefix)
-    if problem:
-        raise NodeError(problem)
+    written = []
     for frame in image:
         try:
-            path = write_numbered(folder, prefix, ".png", pngmeta.add_text(images.encode_png(frame), texts))
+            path = write_numbered(target, prefix, ".png", pngmeta.add_text(images.encode_png(frame), texts))
         except OSError as error:
-            raise NodeError(f"cannot write into {folder}: {error.strerror or error}") from None
+            raise NodeError(f"cannot write into {target}: {error.strerror or error}") from None
+        written.append(path.name)
         ctx.emit(EventKind.OUTPUT, path=str(path))
+    if ctx.input_keys.get("image"):
+        _remember(target, identity, written)
     return {}
+
+
+def _saved(folder: Path) -> dict[str, list[str]]:
+    """The folder's record of saved inputs (empty when missing or unreadable: then files are written)."""
+    try:
+        data = json.loads((folder / SAVED_INDEX).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _remember(folder: Path, identity: str, names: list[str]) -> None:
+    record = _saved(folder)
+    record[identity] = names
+    if len(record) > 10_000:  # keep the newest entries (dicts keep insertion order)
+        record = dict(list(record.items())[-10_000:])
+    try:
+        atomic_write_text(folder / SAVED_INDEX, json.dumps(record))
+    except OSError:
+        pass  # the files are written; only the de-duplication of a later run is lost
 
 
 @node(

@@ -46,8 +46,16 @@ def _size_problems(params: dict[str, Any], _inputs: dict[str, str | None]) -> li
     ],
     outputs=[Output("latent", T.LATENT, "Zeros, to be filled with noise by the Sampler (denoise 1).")],
     params=[
-        Param("width", T.INT, 512, min=8, max=8192, step=8, description="Image width in pixels."),
-        Param("height", T.INT, 512, min=8, max=8192, step=8, description="Image height in pixels."),
+        Param(
+            "width",
+            T.INT,
+            64,
+            min=8,
+            max=8192,
+            step=8,
+            description="Image width in pixels (64: the embedded model's size; SD1.5 512, SDXL/SD3/Flux 1024).",
+        ),
+        Param("height", T.INT, 64, min=8, max=8192, step=8, description="Image height in pixels."),
         Param("batch", T.INT, 1, min=1, max=64, description="Images per run (one generator, see Sampler)."),
     ],
     validate=_size_problems,

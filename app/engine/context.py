@@ -46,6 +46,7 @@ class RunSettings:
     output_dir: Path = Path("output")
     graph_json: str = ""  # the graph being run, for embedding in saved images
     resolver: FileResolver = field(default_factory=FileResolver)
+    save_outputs: bool = True  # False: output nodes show their results but write no files (Live edits)
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Context:
     emit_event: EventSink
     token: CancelToken
     reported: dict[str, Any] = field(default_factory=dict)
+    input_keys: dict[str, str] = field(default_factory=dict)  # input port -> cache key of the linked value
 
     @property
     def device(self) -> str:

@@ -25,6 +25,7 @@ from app.engine.plan import (
     default_targets,
     effective_graph,
     param_values,
+    said_once,
     topological_order,
     validate,
 )
@@ -84,12 +85,13 @@ class Executor:
                 Problem(
                     None,
                     None,
-                    "nothing to run: the graph has no output node (Save/Preview); name a node to run with --target",
+                    "nothing to run: the graph has no output node (Save Image / Preview Image); add one, or "
+                    "run up to a chosen node",
                     ProblemCode.NO_OUTPUT,
                 )
             )
         needed = ancestors(index, [t for t in wanted if t in runnable.nodes])
-        problems += validate(runnable, self.registry, settings.resolver, only=needed)
+        problems = said_once(problems + validate(runnable, self.registry, settings.resolver, only=needed))
         if problems:
             return RunResult("invalid", problems=problems)
         order = [n for n in topological_order(runnable, index) or [] if n in needed]
@@ -121,7 +123,7 @@ class Executor:
                 emit({"event": EventKind.CANCELLED, "node": node_id})
                 result.status = "cancelled"
                 break
-            outcome = self._run_node(runnable, index, node_id, keys[node_id], values, settings, emit, token)
+            outcome = self._run_node(runnable, index, node_id, keys, values, settings, emit, token)
             if outcome is _CANCELLED:
                 result.status = "cancelled"
                 break
@@ -167,8 +169,9 @@ class Executor:
                 self.disk.discard(key)
         return None
 
-    def _run_node(self, graph, index, node_id, key, values, settings, emit, token) -> Any:
+    def _run_node(self, graph, index, node_id, keys, values, settings, emit, token) -> Any:
         """Run one node: its outputs (dict), its error message (str), or _CANCELLED."""
+        key = keys[node_id]
         node = graph.nodes[node_id]
         spec = self.registry.get(node.type)
         incoming = index.incoming[node_id]
@@ -189,7 +192,13 @@ class Executor:
             if param is not None:
                 kwargs[name] = param.normalise(kwargs[name])
         inputs = {port.name: kwargs[port.name] for port in spec.inputs}
-        ctx = Context(node_id=node_id, settings=settings, emit_event=emit, token=token)
+        ctx = Context(
+            node_id=node_id,
+            settings=settings,
+            emit_event=emit,
+            token=token,
+            input_keys={name: f"{keys[e.src]}.{e.src_port}" for name, e in incoming.items()},
+        )
         emit({"event": EventKind.STARTED, "node": node_id, "type": spec.type})
         start = time.perf_counter()
         try:

@@ -53,6 +53,17 @@ class Index:
                 self.children[edge.src].append(edge.dst)
 
 
+def said_once(problems: list[Problem]) -> list[Problem]:
+    """`problems` without the "required input is not connected" of inputs whose link a bypassed or muted
+    node took away: that is said once, as such (`effective_graph`'s INPUT_REMOVED problem)."""
+    removed = {(p.node, p.where) for p in problems if p.code == ProblemCode.INPUT_REMOVED}
+    return [
+        p
+        for p in problems
+        if not (p.code == ProblemCode.REQUIRED_INPUT_MISSING and (p.node, p.where) in removed)
+    ]
+
+
 def effective_graph(graph: Graph, registry: Registry) -> tuple[Graph, list[Problem]]:
     """The graph as it runs: muted nodes removed, bypassed nodes replaced by pass-through links.
 

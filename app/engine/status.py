@@ -15,7 +15,7 @@ from typing import Any
 
 from app.engine.events import EventKind
 from app.engine.keys import KeyParts, compute_keys, explain
-from app.engine.plan import Index, Problem, effective_graph, topological_order, validate
+from app.engine.plan import Index, Problem, effective_graph, said_once, topological_order, validate
 from app.engine.store import DiskStore
 from app.files import FileResolver
 from app.graph.model import Graph
@@ -41,6 +41,7 @@ class StatusTracker:
         self.failed: dict[str, tuple[str, str]] = {}  # node -> (key, message) of its last failure
         self.last_parts: dict[str, KeyParts] = {}  # node -> parts of the key it last had a result for
         self.problems: list[Problem] = []  # every validation problem `states` found, for the Errors dock
+        self.keys_now: dict[str, str] = {}  # each runnable node's key, as `states` last computed them
         self._submitted: dict[str, KeyParts] = {}
 
     def _plan(self, graph: Graph):
@@ -48,7 +49,7 @@ class StatusTracker:
         and every validation problem (bypass/mute ones included)."""
         runnable, problems = effective_graph(graph, self.registry)
         index = Index(runnable)
-        problems += validate(runnable, self.registry, self.resolver)
+        problems = said_once(problems + validate(runnable, self.registry, self.resolver))
         states: dict[str, NodeState] = {}
         for problem in problems:
             if problem.node is not None and problem.node not in states:
@@ -86,8 +87,10 @@ class StatusTracker:
             self.failed[node_id] = (self._submitted[node_id].digest(), event.get("message", ""))
 
     def states(self, graph: Graph) -> dict[str, NodeState]:
-        """Each node's state now; also keeps the validation problems found on the way in `problems`."""
+        """Each node's state now; also keeps the validation problems found on the way in `problems` and
+        the nodes' keys in `keys_now`."""
         index, order, keys, parts, states, self.problems = self._plan(graph)
+        self.keys_now = keys
         for node_id in order:
             key = keys[node_id]
             upstream = {name: e.src for name, e in index.incoming[node_id].items()}

@@ -103,9 +103,13 @@ class DiskStore:
     def has(self, key: str) -> bool:
         return (self._folder(key) / "entry.json").is_file()
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        """The outputs stored under `key`, or None (a damaged or foreign entry is removed)."""
+    def get(self, key: str, tensors: bool = True) -> dict[str, Any] | None:
+        """The outputs stored under `key`, or None (a damaged or foreign entry is removed). `tensors=False`
+        reads only entries without torch tensors (None for the others): the editor reads pictures this way
+        without importing torch."""
         folder = self._folder(key)
+        if not tensors and (folder / "tensors.safetensors").exists():
+            return None
         try:
             entry = json.loads((folder / "entry.json").read_text("utf-8"))
             if not self._intact(folder, key, entry):

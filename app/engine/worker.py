@@ -49,6 +49,25 @@ def _load_registry(spec: str):
     return getattr(importlib.import_module(module), name)()
 
 
+PARENT_CHECK = 1.0  # seconds between checks that the editor that started the worker still lives
+
+
+def _exit_with_parent() -> None:
+    """End this worker process as soon as the process that started it is gone (killed editor, crash),
+    even in the middle of a run: nobody is left to read its results, and it may hold GBs of weights."""
+    import os
+    import threading
+
+    parent = mp.parent_process()
+
+    def watch() -> None:
+        while parent is None or parent.is_alive():
+            time.sleep(PARENT_CHECK)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _serve(jobs: Any, events: Any, flag: Any, options: dict[str, Any]) -> None:
     from app.engine.context import RunSettings
     from app.engine.executor import Executor
@@ -56,6 +75,7 @@ def _serve(jobs: Any, events: Any, flag: Any, options: dict[str, Any]) -> None:
     from app.files import FileResolver
     from app.graph import serialize
 
+    _exit_with_parent()
     registry = _load_registry(options["registry"])
     disk = DiskStore(options["cache_dir"], options["disk_cap"]) if options.get("cache_dir") else None
     executor = Executor(registry, memory=MemoryStore(options["memory_budget"]), disk=disk)
@@ -77,7 +97,7 @@ def _serve(jobs: Any, events: Any, flag: Any, options: dict[str, Any]) -> None:
                 last_preview[event["node"]] = now
             events.put({**event, "run": run_id})
             if event["event"] in (EventKind.FINISHED, EventKind.CACHED) and event.get("key"):
-                picture = _first_image(executor.memory.get(event["key"]))
+                picture = first_image(executor.memory.get(event["key"]))
                 if picture is not None:
                     events.put({"event": EventKind.IMAGE, "node": event["node"], "run": run_id, **picture})
 
@@ -86,6 +106,7 @@ def _serve(jobs: Any, events: Any, flag: Any, options: dict[str, Any]) -> None:
             settings = RunSettings(
                 device=job.get("device", "auto"),
                 output_dir=Path(job.get("output_dir", "output")),
+                save_outputs=bool(job.get("save_outputs", True)),
                 graph_json=job["graph"],
                 resolver=FileResolver(
                     base_dirs=tuple(Path(p) for p in job.get("base_dirs", [Path.cwd()])),
@@ -104,7 +125,7 @@ def _serve(jobs: Any, events: Any, flag: Any, options: dict[str, Any]) -> None:
         events.put({"event": EventKind.RUN_DONE, "run": run_id, **done})
 
 
-def _first_image(outputs: dict[str, Any] | None) -> dict[str, Any] | None:
+def first_image(outputs: dict[str, Any] | None) -> dict[str, Any] | None:
     """The first picture of the first IMAGE-shaped output (numpy B, H, W, 3 in 0..1) as uint8 H, W, 3."""
     import numpy as np
 

@@ -146,6 +146,23 @@ def parse_layers(text: str) -> tuple[str, list[int]]:
     return path, numbers
 
 
+def layer_problem(denoiser: Any, text: str) -> str | None:
+    """Why the `layers` param does not name transformer blocks of this denoiser (None when it does), with
+    the block lists it has, so a typo is caught on the Guidance node and not deep inside a guider."""
+    path, indices = parse_layers(text)
+    lists = [name for name, module in denoiser.named_modules() if name.endswith("transformer_blocks")]
+    try:
+        blocks = denoiser.get_submodule(path)
+    except AttributeError:
+        blocks = None
+    if blocks is None or path not in lists:
+        shown = ", ".join(lists[:4]) + (" ..." if len(lists) > 4 else "")
+        return f"layers: {path!r} is not a block list of this model (it has {shown})"
+    if max(indices) >= len(blocks):
+        return f"layers: {path} has {len(blocks)} blocks (0..{len(blocks) - 1}), not {max(indices)}"
+    return None
+
+
 @dataclass
 class Pass:
     """One model pass of a step: its label (pred_cond, pred_uncond, ...), the model inputs of its branch

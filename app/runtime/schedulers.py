@@ -13,6 +13,7 @@ from typing import Any
 
 from app.runtime.values import Schedule
 
+TRAIN_TIMESTEPS = 1000  # every SD-class and flow model's num_train_timesteps
 SIGMA_SCHEDULES = ("simple", "karras", "exponential", "beta")  # simple = the scheduler's own spacing
 FLOW = {"use_flow_sigmas": True, "prediction_type": "flow_prediction"}  # a multistep solver on flow models
 
@@ -131,6 +132,12 @@ def schedule_problems(schedule: Schedule) -> list[str]:
         )
     if schedule.timesteps and list(schedule.timesteps) != sorted(set(schedule.timesteps), reverse=True):
         problems.append("custom timesteps must be distinct and in decreasing order, e.g. 999, 850, 736")
+    outside = [t for t in schedule.timesteps if not 0 <= t < TRAIN_TIMESTEPS]
+    if outside:
+        problems.append(
+            f"custom timesteps must lie in 0..{TRAIN_TIMESTEPS - 1} (the models' {TRAIN_TIMESTEPS} training "
+            f"steps); {outside[0]} does not"
+        )
     if schedule.shift < 0:
         problems.append(f"shift must be 0 (the model's own) or positive, got {schedule.shift}")
     return problems

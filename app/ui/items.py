@@ -164,16 +164,18 @@ class NodeItem(QGraphicsItem):
     def thumb(self) -> QImage | None:
         return self.run_view.thumb
 
-    def set_run_state(self, run: run_state.RunState | None = None, picture: Any = None) -> None:
-        """Show a run state (badge, progress, hover text) and/or the latest picture as a thumbnail."""
-        if run is not None and self.run_view.set_run(run):
+    def set_run_state(self, run: run_state.RunState) -> None:
+        """Show a run state (badge, progress, hover text)."""
+        if self.run_view.set_run(run):
             self.setToolTip(run.tooltip())
             self.update()
-        if picture is not None:
-            self.prepareGeometryChange()
-            self.run_view.set_picture(picture, self.geometry.width)
-            self.refresh_bounds()
-            self.update()
+
+    def show_picture(self, picture: Any) -> None:
+        """Show `picture` as the thumbnail under the node, or none (None)."""
+        self.prepareGeometryChange()
+        self.run_view.set_picture(picture, self.geometry.width)
+        self.refresh_bounds()
+        self.update()
 
     def invalidate(self) -> None:
         """Params, title or links changed: lay the painted text out again."""

@@ -60,6 +60,12 @@ class PreviewDock(QWidget):
         self._fit()
 
     def _picture(self, node_id: str, picture: Any, caption: str) -> None:
+        if picture is None:  # the node's settings changed to ones without a picture
+            if node_id == self.node_id:
+                self.node_id, self.image = None, None
+                self.view.clear()
+                self.caption.setText(caption)
+            return
         selected = self.editor.selected_nodes()
         if not selected or node_id in selected or self.runner.running:
             self.show_picture(node_id, picture, caption)

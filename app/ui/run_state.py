@@ -95,7 +95,10 @@ class RunView:
         return True
 
     def set_picture(self, picture: Any, width: float) -> None:
-        """Keep a thumbnail of `picture` (numpy or QImage) for a node `width` wide."""
+        """Keep a thumbnail of `picture` (numpy or QImage) for a node `width` wide; None drops it."""
+        if picture is None:
+            self.thumb = None
+            return
         image = picture if isinstance(picture, QImage) else to_qimage(picture)
         self.thumb = thumbnail(image, width)
 

@@ -6,6 +6,11 @@ pictures, runtime errors, status lines (device, memory, model loads).
 - `cancel()` is cooperative: the running node stops at its next step. A second cancel, or a node that
   ignores it for KILL_AFTER_MS, hard-stops the worker process; the next run starts a fresh one, which
   finds earlier results in the disk cache.
+- Pictures follow keys: every picture a run produced is kept by the cache key of the node that made it
+  (`gallery`, the last GALLERY ones); a node shows the picture of the key it has now — the run's own,
+  one kept from an earlier run (after undo, or a value typed back), or one read from the disk cache (nodes
+  whose outputs are pictures) — and none when its key has no picture, so a thumbnail or the Preview dock
+  never shows a result of other settings.
 - Live: each edit restarts a debounce timer (LIVE_MS; TYPING_MS for text params, so typing a prompt does not
   start a run per keystroke). When it fires and something is stale, a run in flight whose running node the
   edit made stale is cancelled at its next step boundary, and the next run starts from the cached ancestors.
@@ -16,7 +21,7 @@ Imports Qt (and numpy for pictures); never torch.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,7 +31,7 @@ from app.engine.events import EventKind
 from app.engine.plan import Problem
 from app.engine.status import NodeState, StatusTracker
 from app.engine.store import DiskStore
-from app.engine.worker import DEFAULT_REGISTRY, Worker
+from app.engine.worker import DEFAULT_REGISTRY, Worker, first_image
 from app.files import FileResolver, input_dirs
 from app.fsutil import user_cache_dir
 from app.graph import serialize
@@ -40,6 +45,7 @@ TYPING_MS = 900
 POLL_MS = 25
 REFRESH_MS = 40
 KILL_AFTER_MS = 4000
+GALLERY = 256  # pictures kept by cache key (thumbnails and the Preview dock come from here)
 EDITS = ("param_changed", "edge_added", "edge_removed", "node_added", "node_removed", "node_changed")
 STATE_EVENTS = (
     EventKind.STARTED,
@@ -54,7 +60,9 @@ STATE_EVENTS = (
 class RunScene(Protocol):
     """What a Runner paints on: each node's run state and picture."""
 
-    def set_run_state(self, node_id: str, run: RunState | None = None, picture: Any = None) -> None: ...
+    def set_run_state(self, node_id: str, run: RunState) -> None: ...
+
+    def show_picture(self, node_id: str, picture: Any) -> None: ...
 
 
 class RunEditor(Protocol):
@@ -69,7 +77,7 @@ class Runner(QObject):
     """One editor's runs. Signals tell the window's panels what changed; state lives in attributes."""
 
     states_changed = Signal()  # badges (and `states`, `problems`, `errors`) were recomputed
-    picture = Signal(str, object, str)  # node, uint8 (H, W, 3) picture, caption ("step 3/20", "64x64")
+    picture = Signal(str, object, str)  # node, uint8 (H, W, 3) picture or None (none now), caption
     message = Signal(str)  # a status line
     device = Signal(dict)  # the worker's `device` event: device name, memory in use
     busy = Signal(bool)  # a run started (True) or ended (False)
@@ -95,11 +103,15 @@ class Runner(QObject):
         self.output_dir = Path(output_dir)
         self.device_setting = device
         self.run_id: int | None = None
-        self.pending: list[list[str] | None] = []  # at most one run queued behind the one in flight
+        self.pending: list[tuple[list[str] | None, bool]] = []  # at most one run queued: (targets, save)
         self.live = False
+        self.live_saves = False  # Live runs show results but write no files unless this is set
+        self.saved: dict[str, list[str]] = {}  # output node -> the files the last run wrote or found
         self.progress: dict[str, tuple[int, int]] = {}  # running node -> (step, total)
         self.errors: dict[str, dict[str, Any]] = {}  # node -> its last runtime `error` event
-        self.pictures: dict[str, tuple[Any, str]] = {}  # node -> (picture, caption)
+        self.gallery: OrderedDict[str, tuple[Any, str]] = OrderedDict()  # key -> (picture, caption)
+        self.pictures: dict[str, tuple[Any, str]] = {}  # node -> the (picture, caption) it shows now
+        self._no_picture: set[str] = set()  # cached keys whose disk entry holds no picture
         self.states: dict[str, NodeState] = {}
         self.problems: list[Problem] = []  # validation problems of the whole graph, now
         self.submitted: list[tuple[int, list[str] | None]] = []  # (run id, targets) of every run
@@ -127,13 +139,14 @@ class Runner(QObject):
         return self.run_id is not None
 
     # -- commands -----------------------------------------------------------------------------------
-    def run(self, targets: list[str] | None = None) -> None:
-        """Run the graph's outputs (or what `targets` need); during a run, queue it behind that one."""
+    def run(self, targets: list[str] | None = None, save: bool = True) -> None:
+        """Run the graph's outputs (or what `targets` need); during a run, queue it behind that one.
+        `save=False` runs output nodes without writing files (Save Image only shows its pictures)."""
         if self.run_id is not None:
-            self.pending = [targets]
+            self.pending = [(targets, save)]
             self._cancel_if_stale()
             return
-        self._submit(targets)
+        self._submit(targets, save)
 
     def run_to(self, node_id: str) -> None:
         self.run([node_id])
@@ -185,8 +198,9 @@ class Runner(QObject):
         self.worker.close()
 
     # -- submitting ---------------------------------------------------------------------------------
-    def _submit(self, targets: list[str] | None) -> None:
+    def _submit(self, targets: list[str] | None, save: bool = True) -> None:
         graph = self.editor.graph
+        self.saved = {}
         starting = not self.worker.alive
         self.tracker.submitted(graph)
         self.run_id = self.worker.submit(
@@ -196,6 +210,7 @@ class Runner(QObject):
             device=self.device_setting,
             base_dirs=[str(p) for p in self.base_dirs],
             confined=self.confined,
+            save_outputs=save,
         )
         self.submitted.append((self.run_id, targets))
         self._cancelling = False
@@ -230,6 +245,7 @@ class Runner(QObject):
         self._unsubscribe = self.editor.graph.subscribe(self._on_graph_event)
         self.errors.clear()
         self.pictures.clear()
+        self.message.emit("")
         self.refresh()
 
     def _live_fire(self) -> None:
@@ -237,7 +253,7 @@ class Runner(QObject):
             return
         self.refresh()
         if any(state.state == "stale" for state in self.states.values()):
-            self.run()
+            self.run(save=self.live_saves)
 
     # -- events -------------------------------------------------------------------------------------
     def _drain(self) -> None:
@@ -281,7 +297,7 @@ class Runner(QObject):
             took = f" in {event['seconds']:.1f}s" if "seconds" in event else ""
             self.message.emit(f"model {event.get('action')}: {Path(event.get('path', '')).name}{took}")
         elif kind == EventKind.OUTPUT:
-            self.message.emit(f"wrote {event.get('path', event.get('value', ''))}")
+            self._output(node, event)
         elif kind == EventKind.WARNING:
             self.message.emit(f"{self._title(node)}: {event.get('message', '')}")
         elif kind == EventKind.DEVICE:
@@ -307,9 +323,17 @@ class Runner(QObject):
             self.message.emit("run finished")
         self.finished.emit(event)
         if self.pending:
-            self._submit(self.pending.pop())
+            self._submit(*self.pending.pop())
         else:
             self.busy.emit(False)
+
+    def _output(self, node: str | None, event: dict[str, Any]) -> None:
+        """A file an output node wrote (or found written already, `unchanged`): said in the status line
+        and in the node's picture caption."""
+        path = event.get("path", event.get("value", ""))
+        if node is not None and path:
+            self.saved.setdefault(node, []).append(str(path))
+        self.message.emit(f"{'already saved' if event.get('unchanged') else 'wrote'} {path}")
 
     def _image(self, node: str, event: dict[str, Any]) -> None:
         picture = event["image"]
@@ -323,9 +347,51 @@ class Runner(QObject):
                 self._show(edge.dst, picture, f"{self._title(edge.dst)} — {width}×{height}{batch}")
 
     def _show(self, node: str, picture: Any, caption: str) -> None:
-        self.pictures[node] = (picture, caption)
-        self.editor.scene.set_run_state(node, picture=picture)
-        self.picture.emit(node, picture, caption)
+        """A picture the run made for `node`: kept under the node's key in that run, shown when the
+        node still has that key."""
+        key = self.tracker.submitted_key(node)
+        if key is None:
+            return
+        self.gallery[key] = (picture, caption)
+        self.gallery.move_to_end(key)
+        while len(self.gallery) > GALLERY:
+            self.gallery.popitem(last=False)
+        if self.tracker.keys_now.get(node) == key:
+            self._display(node, self.gallery[key])
+
+    def _display(self, node: str, entry: tuple[Any, str] | None) -> None:
+        """Show `entry` (picture, caption) for `node`, or nothing (None)."""
+        if entry is None:
+            if self.pictures.pop(node, None) is not None:
+                self.editor.scene.show_picture(node, None)
+                self.picture.emit(node, None, f"{self._title(node)}: no picture for these settings yet")
+            return
+        if self.pictures.get(node) is entry:
+            return
+        self.pictures[node] = entry
+        self.editor.scene.show_picture(node, entry[0])
+        self.picture.emit(node, *entry)
+
+    def _picture_for(self, node_id: str, key: str | None, state: str) -> tuple[Any, str] | None:
+        """The picture of `key`: kept from a run, or read from the disk cache when the node is cached and
+        its outputs are pictures (no torch is needed to read those)."""
+        if key is None:
+            return None
+        if key in self.gallery:
+            return self.gallery[key]
+        disk = self.tracker.disk
+        node = self.editor.graph.nodes.get(node_id)
+        spec = self.editor.registry.get(node.type) if node is not None else None
+        images = [o.name for o in spec.outputs if o.type == T.IMAGE] if spec is not None else []
+        if state != "cached" or disk is None or not images or key in self._no_picture:
+            return None
+        found = first_image(disk.get(key, tensors=False))
+        if found is None:
+            self._no_picture.add(key)  # not on disk (kept in the worker's memory only) or not a picture
+            return None
+        height, width = found["image"].shape[:2]
+        self.gallery[key] = (found["image"], f"{self._title(node_id)} — {width}×{height} (cached)")
+        return self.gallery[key]
 
     def _title(self, node_id: str | None) -> str:
         node = self.editor.graph.nodes.get(node_id or "")
@@ -353,12 +419,16 @@ class Runner(QObject):
         graph = self.editor.graph
         self.states = self.tracker.states(graph)
         self.problems = self.tracker.problems  # validated once, in the same pass as the states
+        keys = self.tracker.keys_now
         for node_id in graph.nodes:
+            state = self.states.get(node_id, NodeState(""))
             if node_id in self.progress:
                 step, total = self.progress[node_id]
                 run = RunState("running", "", step, total)
             else:
-                state = self.states.get(node_id, NodeState(""))
                 run = RunState(state.state, state.reason)
             self.editor.scene.set_run_state(node_id, run)
+            self._display(node_id, self._picture_for(node_id, keys.get(node_id), state.state))
+        for node_id in [n for n in self.pictures if n not in graph.nodes]:
+            del self.pictures[node_id]
         self.states_changed.emit()

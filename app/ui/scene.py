@@ -187,11 +187,17 @@ class GraphScene(QGraphicsScene):
                 dot.colour = theme.socket_colour(self.output_type(edge.src, edge.src_port))
 
     # -- run state: set by the runner from worker events, never by edits ----------------------------
-    def set_run_state(self, node_id: str, run: run_state.RunState | None = None, picture: Any = None) -> None:
-        """Show a node's state badge/progress and/or its latest picture (a thumbnail under the node)."""
+    def set_run_state(self, node_id: str, run: run_state.RunState) -> None:
+        """Show a node's state badge and progress."""
         item = self.nodes.get(node_id)
         if item is not None:
-            item.set_run_state(run, picture)
+            item.set_run_state(run)
+
+    def show_picture(self, node_id: str, picture: Any) -> None:
+        """Show a node's picture as a thumbnail under it, or none (None)."""
+        item = self.nodes.get(node_id)
+        if item is not None:
+            item.show_picture(picture)
 
     # -- queries for items and the view -------------------------------------------------------------
     def output_type(self, node_id: str, port: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+ASSETS = ROOT / "assets"
 SHAPES = ROOT / "graphs" / "shapes.json"
 
 
@@ -23,7 +24,7 @@ def events(process: subprocess.CompletedProcess) -> list[dict]:
     return [json.loads(line) for line in process.stdout.splitlines() if line.strip()]
 
 
-def test_rerun_in_a_new_process_recomputes_nothing_but_outputs(tmp_path):
+def test_rerun_in_a_new_process_recomputes_nothing_and_writes_no_second_copy(tmp_path):
     cache, out = str(tmp_path / "cache"), str(tmp_path / "out")
     first = nodeloom("run", str(SHAPES), "--json-events", "--cache-dir", cache, "-o", out)
     assert first.returncode == 0, first.stderr
@@ -34,8 +35,13 @@ def test_rerun_in_a_new_process_recomputes_nothing_but_outputs(tmp_path):
     second = nodeloom("run", str(SHAPES), "--json-events", "--cache-dir", cache, "-o", out)
     kinds = [(e["event"], e["node"]) for e in events(second) if e["event"] in ("started", "cached")]
     assert kinds == [("cached", "shape"), ("started", "save")]
-    outputs = [e["path"] for e in events(second) if e["event"] == "output"]
-    assert len(outputs) == 1 and Path(outputs[0]).is_file() and outputs[0].endswith("shape_00002.png")
+    outputs = [e for e in events(second) if e["event"] == "output"]  # the same picture: named, not rewritten
+    assert len(outputs) == 1 and outputs[0]["path"].endswith("shape_00001.png") and outputs[0]["unchanged"]
+    assert sorted(p.name for p in Path(out).glob("*.png")) == ["shape_00001.png"]
+    third = nodeloom(
+        "run", str(SHAPES), "--json-events", "--cache-dir", cache, "-o", out, "--set", "shape.width=48"
+    )
+    assert [e["path"] for e in events(third) if e["event"] == "output"][0].endswith("shape_00002.png")
     finished = [e for e in events(first) if e["event"] == "finished"]
     assert all(isinstance(e["duration"], float) for e in finished)
 
@@ -171,7 +177,16 @@ def test_relative_inputs_resolve_in_the_graphs_folder_first_then_the_working_fol
     first, second = (cv2.imread(str(next((tmp_path / "out").glob(f"{p}_*.png")))) for p in ("a", "b"))
     assert tuple(first[0, 0]) == (0, 0, 255)  # the graph's own picture wins
     assert tuple(second[0, 0]) == (0, 255, 0)  # then the working folder
-    assert input_dirs(graph_dir)[0] == graph_dir.resolve() and input_dirs(None) == (Path.cwd(),)
+    assert input_dirs(graph_dir)[0] == graph_dir.resolve() and input_dirs(None) == (Path.cwd(), ASSETS)
+
+
+def test_shipped_graphs_with_example_pictures_run_from_any_folder(tmp_path):
+    run = nodeloom(
+        "run", str(ROOT / "graphs" / "img2img.json"), "--set", "schedule.steps=2", "--no-disk-cache",
+        "-o", str(tmp_path / "out"), cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert list((tmp_path / "out").glob("*.png"))
 
 
 def test_validate_json_and_events_use_the_shared_vocabulary(tmp_path):

@@ -236,7 +236,8 @@ def test_editing_a_read_file_reruns_its_reader(tmp_path):
     result = executor.run(graph, settings=settings)
     assert result.ran == ["load", "save"]
     saved = sorted((tmp_path / "out").glob("*.png"))
-    assert len(saved) == 3
+    assert len(saved) == 2  # the unchanged second run wrote no copy; the edited picture a new file
+    assert saved[0].read_bytes() != saved[1].read_bytes()
 
 
 def test_error_summaries_describe_inputs_by_duck_typing_without_torch():

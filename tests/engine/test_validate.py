@@ -99,6 +99,24 @@ def test_bypass_passes_inputs_through_and_mute_blocks(counting):
     ]
 
 
+def test_a_link_a_muted_node_took_away_is_said_once_by_the_run_and_the_badges(counting):
+    from app.engine.executor import Executor
+    from app.engine.status import StatusTracker
+
+    graph = Graph()
+    graph.add_node(Node("src", "test.source"))
+    graph.add_node(Node("mid", "test.add", mode="mute"))
+    graph.add_node(Node("sink", "test.sink"))
+    graph.connect(Edge("src", "value", "mid", "a"))
+    graph.connect(Edge("mid", "value", "sink", "value"))
+    expected = ["node 'sink' 'value': comes from 'mid.value', but node 'mid' is muted"]
+    result = Executor(counting.registry).run(graph)
+    assert [str(p) for p in result.problems] == expected  # not also "required input is not connected"
+    tracker = StatusTracker(counting.registry)
+    tracker.states(graph)
+    assert [str(p) for p in tracker.problems] == expected
+
+
 def test_a_chain_of_bypassed_nodes_passes_through_all_of_them(counting):
     graph = Graph()
     graph.add_node(Node("src", "test.source"))

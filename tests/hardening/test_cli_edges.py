@@ -66,6 +66,7 @@ def test_render_graph_refuses_silly_sizes_and_unwritable_outputs(tmp_path):
 def test_an_interrupted_run_reports_cancelled_and_exits_130(tmp_path, how):
     command = [sys.executable, "-m", "app", "run", "graphs/txt2img.json", "--json-events", "--no-disk-cache"]
     command += ["--set", "schedule.steps=1000", "--device", "cpu", "-o", str(tmp_path)]
+    command += ["--set", "latent.width=256", "--set", "latent.height=256"]  # a run of half a minute or more
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []
     deadline = time.time() + 120
@@ -94,15 +95,20 @@ def test_a_graph_from_someone_elses_png_reads_no_file_outside_its_folder(tmp_pat
     from app.graph import serialize
 
     graph = json.loads((ROOT / "graphs" / "img2img.json").read_text())
-    graph["nodes"]["load"]["params"]["path"] = str(ROOT / "assets" / "examples" / "shape.png")  # absolute
     png = (ROOT / "assets" / "examples" / "shape.png").read_bytes()
+    secret = tmp_path / "elsewhere" / "secret.png"  # neither beside the graph nor in the working folder
+    secret.parent.mkdir()
+    secret.write_bytes(png)
+    graph["nodes"]["load"]["params"]["path"] = str(secret)  # absolute
     received = tmp_path / "downloads" / "nice.png"
     received.parent.mkdir()
     received.write_bytes(pngmeta.add_text(png, {serialize.PNG_KEY: json.dumps(graph)}))
-    refused = nodeloom("validate", str(received), cwd=tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    refused = nodeloom("validate", str(received), cwd=work)
     _clean(refused, 3)
     assert "outside the graph's folders" in refused.stderr and "--allow-outside-paths" in refused.stderr
-    _clean(nodeloom("validate", str(received), "--allow-outside-paths", cwd=tmp_path), 0)
+    _clean(nodeloom("validate", str(received), "--allow-outside-paths", cwd=work), 0)
 
 
 @pytest.mark.parametrize("config", ["../../etc", "/etc", "a/b", ".."])

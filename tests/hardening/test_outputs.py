@@ -34,8 +34,14 @@ def test_many_processes_writing_one_folder_get_distinct_files(tmp_path):
 def test_concurrent_cli_runs_each_keep_their_image(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "app", "run", "graphs/shapes.json", "--no-disk-cache", "-o", str(out)]
-    runs = [
-        subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(5)
+    runs = [  # five different pictures (the same picture is written once: Save Image de-duplicates)
+        subprocess.Popen(
+            [*command, "--set", f"shape.width={64 + 8 * i}"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(5)
     ]
     reported = []
     for run in runs:
@@ -43,7 +49,7 @@ def test_concurrent_cli_runs_each_keep_their_image(tmp_path):
         assert run.returncode == 0, stderr
         reported.append(stdout.decode().strip())
     assert len(set(reported)) == 5 and sorted(Path(p).name for p in reported) == sorted(
-        p.name for p in out.iterdir()
+        p.name for p in out.glob("*.png")
     )
 
 

@@ -178,3 +178,15 @@ def test_layer_guiders_refuse_a_model_family_without_unet_layers(counting):
     g.set_param("guidance", "method", "pag")
     problems = [str(p) for p in validate(g, registry)]
     assert any("guidance" in p and "pag perturbs UNet attention layers; a flux model" in p for p in problems)
+
+
+def test_a_layer_typo_is_the_guidance_nodes_error_naming_the_real_block_lists(model_path):
+    typo = "mid_block.attention.0.transformer_blocks"
+    for layers, expected in (
+        (f"{typo}:0", f"{typo!r} is not a block list of this model (it has down_blocks."),
+        ("mid_block.attentions.0.transformer_blocks:7", "has 1 blocks (0..0), not 7"),
+    ):
+        g = h.graph(guidance__method="pag", guidance__layers=layers, schedule__steps=2)
+        result = h.executor().run(g, ["sampler"])
+        assert result.status == "error" and set(result.errors) == {"guidance"}, result.errors
+        assert expected in result.errors["guidance"] and "Error:" not in result.errors["guidance"]

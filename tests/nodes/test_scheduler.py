@@ -64,6 +64,7 @@ def test_unsupported_options_fail_validation(model_path):
         (("scheduler", "pndm"), ("timesteps", "999, 500")): "pndm does not take a custom timestep list",
         (("scheduler", "euler"), ("timesteps", "100, 500")): "decreasing order",
         (("scheduler", "euler"), ("timesteps", "9x9")): "whole numbers",
+        (("scheduler", "euler"), ("timesteps", "1500, 999, 500")): "must lie in 0..999",
     }
     for settings, expected in cases.items():
         g = h.graph()

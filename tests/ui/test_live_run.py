@@ -305,3 +305,17 @@ def test_out_of_memory_errors_say_what_to_try(qtbot, make_window):
     assert any("smaller width/height" in d for d in details) and any("tiled decode" in d for d in details)
     assert any("CPU offload" in d for d in details)
     assert _states(win)["save"] == "blocked"
+
+
+def test_live_edits_show_results_without_writing_files_and_run_saves_once(qtbot, make_window, tmp_path):
+    win = make_window(_graph())
+    out = tmp_path / "out"
+    win.actions_by_name["live"].trigger()
+    with qtbot.waitSignal(win.runner.finished, timeout=RUN_LIMIT_MS):
+        win.editor.push(SetParam("dark", "amount", 0.3, gesture="drag"))
+    assert not list(out.rglob("*.png")) and "save" in win.runner.pictures  # shown, not written
+    win.actions_by_name["live"].trigger()
+    for _ in range(2):  # Run writes the picture once; an unchanged second Run names the same file
+        _run_and_wait(qtbot, win)
+        assert [p.name for p in out.glob("*.png")] == ["live_00001.png"]
+        assert win.runner.saved["save"] == [str(out / "live_00001.png")]
