@@ -46,8 +46,9 @@ def test_no_source_file_under_graph_or_engine_imports_qt_or_torch():
 
 
 LAYER_RULES = {  # package -> packages it may never import (the layer order of docs/ARCHITECTURE.md)
-    "app/graph": ("app.engine", "app.runtime", "app.ui", "nodes"),
-    "app/engine": ("app.runtime", "app.ui", "nodes"),
+    "app/graph": ("app.engine", "app.runtime", "app.ui", "nodes", "app.jobs"),
+    "app/engine": ("app.runtime", "app.ui", "nodes", "app.jobs"),
+    "app/jobs": ("app.runtime", "app.ui", "nodes", "torch", "PySide6"),
     "app/runtime": ("app.ui", "nodes"),
     "nodes": ("app.ui",),
 }

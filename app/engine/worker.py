@@ -84,8 +84,7 @@ def _serve(jobs: Any, events: Any, flag: Any, options: dict[str, Any]) -> None:
         job = jobs.get()
         if job is None:
             return
-        flag.clear()
-        run_id = job["run"]
+        run_id = job["run"]  # the cancel flag is cleared by `submit`, so a cancel sent early still counts
         last_preview: dict[str, float] = {}
 
         def emit(event: dict[str, Any], run_id: int = run_id, last_preview: dict = last_preview) -> None:
@@ -204,6 +203,7 @@ class Worker:
             self._start()
         self._runs += 1
         self.running = self._runs
+        self._flag.clear()  # here, not in the worker: a cancel sent before the worker takes the job holds
         self._jobs.put({"run": self._runs, "graph": graph_json, "targets": targets, **settings})
         return self._runs
 

@@ -36,6 +36,7 @@ from app.graph import types as T
 from app.graph.commands import ConvertParam, SetMode, SetParam, SetTitle
 from app.graph.layout_commands import SetLayout
 from app.graph.spec import ParamSpec
+from app.jobs import seeds
 from app.ui.editor import Editor
 from app.ui.items import FrameItem
 
@@ -269,7 +270,15 @@ class Inspector(QScrollArea):
             else:
                 text.textEdited.connect(lambda t: self._typed(param, t, set_value, gesture))
                 text.editingFinished.connect(gesture.end)
+                text.editingFinished.connect(lambda: self._restore(node_id, param, text))
             self.widgets[name] = text
+            if param.type == T.SEED:
+                box = QWidget()
+                row = QHBoxLayout(box)
+                row.setContentsMargins(0, 0, 0, 0)
+                row.addWidget(text, 2)
+                row.addWidget(self._seed_control(node_id, name), 1)
+                return box
             return text
         line = QLineEdit(str(value))
         line.textEdited.connect(lambda t: set_value(t, gesture.token))
@@ -277,13 +286,48 @@ class Inspector(QScrollArea):
         self.widgets[name] = line
         return line
 
+    def _seed_control(self, node_id: str, name: str) -> QComboBox:
+        """ComfyUI's "control after generate" for a seed: what each queued run leaves in the field."""
+        combo = QComboBox()
+        combo.addItems(list(seeds.CONTROLS))
+        combo.setCurrentText(seeds.control(self.editor.graph, node_id, name))
+        combo.setToolTip("After each queued run: keep the seed, step it by one, or draw a new one")
+        key = f"{node_id}.{name}"
+
+        def chosen(mode: str) -> None:
+            value = None if mode == "fixed" else mode
+            self._push(SetLayout("Seed control", seeds.LAYOUT_KEY, key, value))
+
+        combo.currentTextChanged.connect(chosen)
+        self.widgets[f"{name}@control"] = combo
+        return combo
+
     def _typed(self, param: ParamSpec, text: str, set_value, gesture: _Gesture) -> None:
+        """A typed value: taken when it parses; otherwise the field turns red with the reason and, when
+        editing ends, shows the value the param still has (invalid text is never silently dropped)."""
+        field = self.widgets.get(param.name)
         try:
             value = param.parse(text)
+            problem = param.check(value)
         except ValueError as error:
-            self.editor.message.emit(f"{param.name}: {error}")
+            value, problem = None, str(error)
+        if problem:
+            if field is not None:
+                field.setStyleSheet("border: 1px solid #e53935;")
+                field.setToolTip(f"not taken: {problem}")
+            self.editor.message.emit(f"{param.name}: {problem}")
             return
+        if field is not None:
+            field.setStyleSheet("")
+            field.setToolTip("")
         set_value(value, gesture.token)
+
+    def _restore(self, node_id: str, param: ParamSpec, field: QLineEdit) -> None:
+        """After an edit that was not taken, show the value the param has."""
+        node = self.editor.graph.nodes.get(node_id)
+        if node is not None and field.styleSheet():
+            field.setText(str(node.params.get(param.name, param.default)))
+            field.setStyleSheet("")
 
     def _number(self, param: ParamSpec, value: Any, set_value) -> QWidget:
         is_int = param.type == T.INT

@@ -1,6 +1,7 @@
-"""The window's run controls around a Runner: a toolbar (Run, Cancel, Live), a Run menu, "Run to here" in a
-node's context menu, the Preview and Errors docks, and status bar fields for the device, the memory in use
-and what the worker is doing (model loads and unloads as they happen). Imports Qt only; never torch.
+"""The window's run controls around a Runner and its RunQueue: a toolbar (Run with a xN count, Cancel, Live),
+a Run menu, "Run to here" in a node's context menu, the Preview, Errors, Queue and History docks, and status
+bar fields for the device, the memory in use and what the worker is doing (model loads and unloads as they
+happen). Imports Qt only; never torch.
 """
 
 from __future__ import annotations
@@ -8,10 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QPoint, Qt
-from PySide6.QtWidgets import QDockWidget, QLabel, QMenu
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QDockWidget, QLabel, QMenu, QSpinBox
 
 from app.ui.errors_panel import ErrorsPanel
 from app.ui.preview_dock import PreviewDock
+from app.ui.queue_panel import HistoryPanel, QueuePanel
 
 if TYPE_CHECKING:
     from app.ui.window import MainWindow
@@ -31,7 +34,7 @@ def handlers(window: MainWindow) -> dict[str, Any]:
             window.runner.cancel()
 
     return {
-        "run": lambda: window.runner.run(),
+        "run": lambda: window.queue.enqueue(window.run_controls.run_count.value()),
         "cancel": cancel,
         "live": lambda: window.runner.set_live(window.actions_by_name["live"].isChecked()),
     }
@@ -46,7 +49,10 @@ class RunControls:
         self.window = window
         runner, actions = window.runner, window.actions_by_name
         actions["run"].setText("Run")
-        actions["run"].setToolTip("Run the graph's outputs (Ctrl+Enter); cached nodes do not run again")
+        actions["run"].setToolTip(
+            "Queue a run of the graph as it is now (Ctrl+Enter; xN queues N, seeds advancing as each seed's "
+            "'control after generate' says); cached nodes do not run again"
+        )
         actions["cancel"].setText("Cancel")
         actions["cancel"].setToolTip(
             "Stop at the running node's next step (Esc); press twice to stop at once"
@@ -59,15 +65,29 @@ class RunControls:
         toolbar = window.addToolBar("Run")
         toolbar.setObjectName("run_toolbar")
         menu = window.menuBar().addMenu("&Run")
+        self.run_count = QSpinBox()
+        self.run_count.setRange(1, 100)
+        self.run_count.setPrefix("×")
+        self.run_count.setToolTip("Runs queued per Run (seeds advance between them)")
         for name in RUN_ACTIONS:
             toolbar.addAction(actions[name])
             menu.addAction(actions[name])
+            if name == "run":
+                toolbar.addWidget(self.run_count)
         runner.busy.connect(lambda busy: actions["cancel"].setEnabled(busy))
 
         self.preview = PreviewDock(window.editor, runner)
         self.errors = ErrorsPanel(window.editor, runner)
         self.preview_dock = self._dock("Preview", "preview", self.preview)
         self.errors_dock = self._dock("Errors", "errors", self.errors, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.queue_panel = QueuePanel(window.queue)
+        self.history = HistoryPanel(window.queue, self._show_file, window.open_snapshot)
+        self.queue_dock = self._dock(
+            "Queue", "queue", self.queue_panel, Qt.DockWidgetArea.BottomDockWidgetArea
+        )
+        self.history_dock = self._dock(
+            "History", "history", self.history, Qt.DockWidgetArea.BottomDockWidgetArea
+        )
         window.resizeDocks([self.errors_dock], [140], Qt.Orientation.Vertical)
         runner.states_changed.connect(self._errors_title)
         self._errors_title()
@@ -90,6 +110,10 @@ class RunControls:
         dock.setWidget(widget)
         self.window.addDockWidget(area, dock)
         return dock
+
+    def _show_file(self, path: str, caption: str) -> None:
+        self.preview.show_picture("", QImage(path), caption)
+        self.preview_dock.raise_()
 
     def _errors_title(self) -> None:
         count = self.errors.count()

@@ -6,11 +6,8 @@ pictures, runtime errors, status lines (device, memory, model loads).
 - `cancel()` is cooperative: the running node stops at its next step. A second cancel, or a node that
   ignores it for KILL_AFTER_MS, hard-stops the worker process; the next run starts a fresh one, which
   finds earlier results in the disk cache.
-- Pictures follow keys: every picture a run produced is kept by the cache key of the node that made it
-  (`gallery`, the last GALLERY ones); a node shows the picture of the key it has now — the run's own,
-  one kept from an earlier run (after undo, or a value typed back), or one read from the disk cache (nodes
-  whose outputs are pictures) — and none when its key has no picture, so a thumbnail or the Preview dock
-  never shows a result of other settings.
+- Pictures follow keys (app/ui/pictures.py): a node shows the picture of the cache key it has now, and
+  none when that key has no picture, so a thumbnail or the Preview dock never shows another setting's.
 - Live: each edit restarts a debounce timer (LIVE_MS; TYPING_MS for text params, so typing a prompt does not
   start a run per keystroke). When it fires and something is stale, a run in flight whose running node the
   edit made stale is cancelled at its next step boundary, and the next run starts from the cached ancestors.
@@ -21,7 +18,7 @@ Imports Qt (and numpy for pictures); never torch.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,13 +28,14 @@ from app.engine.events import EventKind
 from app.engine.plan import Problem
 from app.engine.status import NodeState, StatusTracker
 from app.engine.store import DiskStore
-from app.engine.worker import DEFAULT_REGISTRY, Worker, first_image
+from app.engine.worker import DEFAULT_REGISTRY, Worker
 from app.files import FileResolver, input_dirs
 from app.fsutil import user_cache_dir
 from app.graph import serialize
 from app.graph import types as T
 from app.graph.model import Graph
 from app.registry import Registry
+from app.ui.pictures import PictureBook
 from app.ui.run_state import RunState
 
 LIVE_MS = 300
@@ -45,7 +43,6 @@ TYPING_MS = 900
 POLL_MS = 25
 REFRESH_MS = 40
 KILL_AFTER_MS = 4000
-GALLERY = 256  # pictures kept by cache key (thumbnails and the Preview dock come from here)
 EDITS = ("param_changed", "edge_added", "edge_removed", "node_added", "node_removed", "node_changed")
 STATE_EVENTS = (
     EventKind.STARTED,
@@ -109,9 +106,9 @@ class Runner(QObject):
         self.saved: dict[str, list[str]] = {}  # output node -> the files the last run wrote or found
         self.progress: dict[str, tuple[int, int]] = {}  # running node -> (step, total)
         self.errors: dict[str, dict[str, Any]] = {}  # node -> its last runtime `error` event
-        self.gallery: OrderedDict[str, tuple[Any, str]] = OrderedDict()  # key -> (picture, caption)
-        self.pictures: dict[str, tuple[Any, str]] = {}  # node -> the (picture, caption) it shows now
-        self._no_picture: set[str] = set()  # cached keys whose disk entry holds no picture
+        self.book = PictureBook(editor, self.picture.emit, self._title)
+        self.gallery = self.book.gallery  # cache key -> (picture, caption)
+        self.pictures = self.book.shown  # node -> the (picture, caption) it shows now
         self.states: dict[str, NodeState] = {}
         self.problems: list[Problem] = []  # validation problems of the whole graph, now
         self.submitted: list[tuple[int, list[str] | None]] = []  # (run id, targets) of every run
@@ -198,13 +195,21 @@ class Runner(QObject):
         self.worker.close()
 
     # -- submitting ---------------------------------------------------------------------------------
-    def _submit(self, targets: list[str] | None, save: bool = True) -> None:
-        graph = self.editor.graph
+    def submit_snapshot(self, graph_json: str, targets: list[str] | None) -> int:
+        """Run a saved snapshot of a graph (a queued job) now; its run id. The worker must be idle."""
+        graph = serialize.loads(graph_json, self.editor.registry, source="<queued run>")
+        self._submit(targets, True, graph, graph_json)
+        return self.run_id
+
+    def _submit(
+        self, targets: list[str] | None, save: bool = True, graph: Graph | None = None, text: str = ""
+    ) -> None:
+        graph = graph or self.editor.graph
         self.saved = {}
         starting = not self.worker.alive
         self.tracker.submitted(graph)
         self.run_id = self.worker.submit(
-            serialize.dumps(graph),
+            text or serialize.dumps(graph),
             targets,
             output_dir=str(self.output_dir),
             device=self.device_setting,
@@ -350,48 +355,10 @@ class Runner(QObject):
         """A picture the run made for `node`: kept under the node's key in that run, shown when the
         node still has that key."""
         key = self.tracker.submitted_key(node)
-        if key is None:
-            return
-        self.gallery[key] = (picture, caption)
-        self.gallery.move_to_end(key)
-        while len(self.gallery) > GALLERY:
-            self.gallery.popitem(last=False)
-        if self.tracker.keys_now.get(node) == key:
-            self._display(node, self.gallery[key])
-
-    def _display(self, node: str, entry: tuple[Any, str] | None) -> None:
-        """Show `entry` (picture, caption) for `node`, or nothing (None)."""
-        if entry is None:
-            if self.pictures.pop(node, None) is not None:
-                self.editor.scene.show_picture(node, None)
-                self.picture.emit(node, None, f"{self._title(node)}: no picture for these settings yet")
-            return
-        if self.pictures.get(node) is entry:
-            return
-        self.pictures[node] = entry
-        self.editor.scene.show_picture(node, entry[0])
-        self.picture.emit(node, *entry)
-
-    def _picture_for(self, node_id: str, key: str | None, state: str) -> tuple[Any, str] | None:
-        """The picture of `key`: kept from a run, or read from the disk cache when the node is cached and
-        its outputs are pictures (no torch is needed to read those)."""
-        if key is None:
-            return None
-        if key in self.gallery:
-            return self.gallery[key]
-        disk = self.tracker.disk
-        node = self.editor.graph.nodes.get(node_id)
-        spec = self.editor.registry.get(node.type) if node is not None else None
-        images = [o.name for o in spec.outputs if o.type == T.IMAGE] if spec is not None else []
-        if state != "cached" or disk is None or not images or key in self._no_picture:
-            return None
-        found = first_image(disk.get(key, tensors=False))
-        if found is None:
-            self._no_picture.add(key)  # not on disk (kept in the worker's memory only) or not a picture
-            return None
-        height, width = found["image"].shape[:2]
-        self.gallery[key] = (found["image"], f"{self._title(node_id)} — {width}×{height} (cached)")
-        return self.gallery[key]
+        if key is not None:
+            self.book.keep(key, picture, caption)
+            if self.tracker.keys_now.get(node) == key:
+                self.book.show(node, self.book.gallery[key])
 
     def _title(self, node_id: str | None) -> str:
         node = self.editor.graph.nodes.get(node_id or "")
@@ -428,7 +395,8 @@ class Runner(QObject):
             else:
                 run = RunState(state.state, state.reason)
             self.editor.scene.set_run_state(node_id, run)
-            self._display(node_id, self._picture_for(node_id, keys.get(node_id), state.state))
+            entry = self.book.for_key(node_id, keys.get(node_id), state.state, self.tracker.disk)
+            self.book.show(node_id, entry)
         for node_id in [n for n in self.pictures if n not in graph.nodes]:
             del self.pictures[node_id]
         self.states_changed.emit()

@@ -18,11 +18,13 @@ from app.files import FileProblem, FileResolver, input_dirs
 from app.graph import serialize
 from app.graph.model import Graph
 from app.graph.spec import PATH_KINDS_READ
+from app.jobs import Job
 from app.registry import Registry
 from app.ui import document, run_ui
 from app.ui.editor import Editor
 from app.ui.inspector import Inspector
 from app.ui.keymap import load_keymap
+from app.ui.run_queue import RunQueue
 from app.ui.runner import Runner
 
 AUTOSAVE_MS = 60_000
@@ -74,6 +76,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([dock], [340], Qt.Orientation.Horizontal)
         self.runner = Runner(self.editor, worker_registry=worker_registry)
         self.runner.set_graph_folder(path.parent if path else None)
+        self.queue = RunQueue(self.editor, self.runner)
         self.editor.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.editor.history.subscribe(self.update_title)
         self.actions_by_name: dict[str, QAction] = {}
@@ -220,6 +223,18 @@ class MainWindow(QMainWindow):
         if path:
             self.open_path(path)
 
+    def open_snapshot(self, job: Job) -> bool:
+        """Open the graph a queued run ran (from the History dock), as an unsaved graph."""
+        if not self._maybe_save():
+            return False
+        try:
+            graph = serialize.loads(job.graph, self.registry, source=f"<job #{job.id}>")
+        except serialize.GraphFileError as error:
+            self.warn(str(error))
+            return False
+        self._show(graph, None, note=f"the graph of job #{job.id}")
+        return True
+
     def open_path(self, path: str) -> bool:
         """Open a graph file, or the graph a PNG carries (that one is saved elsewhere, never over the PNG)."""
         if not self._maybe_save():
@@ -288,4 +303,5 @@ class MainWindow(QMainWindow):
         document.clear_recovery()
         self.editor.scene.detach()
         self.runner.close()
+        self.queue.close()
         event.accept()
