@@ -110,16 +110,14 @@ def save_image(ctx, image, prefix, folder):
     """Writes PNG files (ComfyUI: SaveImage). Each carries the graph and a manifest, so dropping it on the
     editor or `nodeloom run image.png` reproduces it. The same pictures (the same cache key upstream) are
     written once per folder and prefix: running an unchanged graph again names the files it wrote before
-    instead of writing byte-identical copies. Runs that save nothing (the editor's Live edits) only show
-    the pictures."""
+    instead of writing byte-identical copies. Runs that save nothing (the editor's Live edits) write no
+    file; the editor still shows the pictures."""
     if not isinstance(image, np.ndarray) or image.ndim != 4:
         raise NodeError(f"expected an IMAGE batch (B, H, W, 3), got {getattr(image, 'shape', type(image))}")
     problem = images.prefix_problem(prefix) or _folder_problem(folder)
     if problem:
         raise NodeError(problem)
-    if not ctx.settings.save_outputs:
-        for index, frame in enumerate(image):
-            ctx.preview(frame, step=index + 1, total=len(image))
+    if not ctx.settings.save_outputs:  # the editor shows the pictures it gets from the node upstream
         return {}
     target = Path(ctx.output_dir) / folder
     identity = f"{ctx.input_keys.get('image', '')}|{prefix}"
@@ -172,7 +170,8 @@ def _remember(folder: Path, identity: str, names: list[str]) -> None:
     inputs=[Input("image", T.IMAGE, "The images to show.")],
 )
 def preview_image(ctx, image):
-    """Shows images in the editor's preview without writing files."""
-    for index, frame in enumerate(image):
-        ctx.preview(frame, step=index + 1, total=len(image))
+    """Shows images in the editor (its thumbnail and the Preview dock; a batch as a grid, with arrows in
+    the dock) without writing files. The editor gets the pictures from the node that made them."""
+    if not isinstance(image, np.ndarray) or image.ndim != 4:
+        raise NodeError(f"expected an IMAGE batch (B, H, W, 3), got {getattr(image, 'shape', type(image))}")
     return {}

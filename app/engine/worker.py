@@ -124,14 +124,21 @@ def _serve(jobs: Any, events: Any, flag: Any, options: dict[str, Any]) -> None:
         events.put({"event": EventKind.RUN_DONE, "run": run_id, **done})
 
 
+BATCH_SHOWN = 16  # pictures of a batch sent to the editor (its grid and arrows)
+
+
 def first_image(outputs: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The first picture of the first IMAGE-shaped output (numpy B, H, W, 3 in 0..1) as uint8 H, W, 3."""
+    """The first IMAGE-shaped output (numpy B, H, W, 3 in 0..1) as uint8: its first picture (`image`),
+    its size (`batch`) and, for a batch, its first BATCH_SHOWN pictures (`images`)."""
     import numpy as np
 
     for port, value in (outputs or {}).items():
         if isinstance(value, np.ndarray) and value.ndim == 4 and value.shape[-1] == 3 and len(value):
-            picture = (np.clip(value[0], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-            return {"port": port, "image": picture, "batch": int(value.shape[0])}
+            pictures = (np.clip(value[:BATCH_SHOWN], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+            found = {"port": port, "image": pictures[0], "batch": int(value.shape[0])}
+            if len(value) > 1:
+                found["images"] = list(pictures)
+            return found
     return None
 
 

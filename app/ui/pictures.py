@@ -18,7 +18,7 @@ from app.graph import types as T
 
 GALLERY = 256  # pictures kept by cache key
 
-Entry = tuple[Any, str]  # (uint8 picture, caption)
+Entry = tuple[Any, str]  # (uint8 picture, or a list of them for a batch; caption)
 
 
 class PictureBook:
@@ -68,5 +68,7 @@ class PictureBook:
             self._none_on_disk.add(key)  # kept in the worker's memory only, or not a picture
             return None
         height, width = found["image"].shape[:2]
-        self.keep(key, found["image"], f"{self.title(node_id)} — {width}×{height} (cached)")
+        batch = f", {found['batch']} images" if found["batch"] > 1 else ""
+        picture = found.get("images") or found["image"]
+        self.keep(key, picture, f"{self.title(node_id)} — {width}×{height}{batch} (cached)")
         return self.gallery[key]

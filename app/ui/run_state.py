@@ -66,6 +66,21 @@ def to_qimage(picture: np.ndarray) -> QImage:
     return QImage(array.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
 
 
+def grid(pictures: list[Any]) -> np.ndarray:
+    """A batch of same-size pictures tiled in a near-square grid (2 columns for 2-4, 3 for 5-9, ...)."""
+    frames = [np.asarray(p) for p in pictures]
+    if frames[0].dtype != np.uint8:
+        frames = [(np.clip(f, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8) for f in frames]
+    columns = int(np.ceil(np.sqrt(len(frames))))
+    rows = int(np.ceil(len(frames) / columns))
+    height, width = frames[0].shape[:2]
+    sheet = np.zeros((rows * height, columns * width, 3), np.uint8)
+    for index, frame in enumerate(frames):
+        row, column = divmod(index, columns)
+        sheet[row * height : (row + 1) * height, column * width : (column + 1) * width] = frame[:, :, :3]
+    return sheet
+
+
 def thumbnail(image: QImage, width: float) -> QImage:
     """`image` shrunk to fit a box `width` wide and THUMB_MAX tall (never enlarged)."""
     limit = int(min(width, THUMB_MAX))
@@ -95,10 +110,13 @@ class RunView:
         return True
 
     def set_picture(self, picture: Any, width: float) -> None:
-        """Keep a thumbnail of `picture` (numpy or QImage) for a node `width` wide; None drops it."""
+        """Keep a thumbnail of `picture` (numpy, QImage, or a list of pictures: a batch, tiled) for a node
+        `width` wide; None drops it."""
         if picture is None:
             self.thumb = None
             return
+        if isinstance(picture, list):  # a batch: all of it, as a grid
+            picture = grid(picture)
         image = picture if isinstance(picture, QImage) else to_qimage(picture)
         self.thumb = thumbnail(image, width)
 

@@ -112,7 +112,7 @@ class RunControls:
         return dock
 
     def _show_file(self, path: str, caption: str) -> None:
-        self.preview.show_picture("", QImage(path), caption)
+        self.preview.show_picture("", QImage(path), caption, path=path)
         self.preview_dock.raise_()
 
     def _errors_title(self) -> None:

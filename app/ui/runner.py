@@ -341,9 +341,9 @@ class Runner(QObject):
         self.message.emit(f"{'already saved' if event.get('unchanged') else 'wrote'} {path}")
 
     def _image(self, node: str, event: dict[str, Any]) -> None:
-        picture = event["image"]
-        height, width = picture.shape[:2]
-        batch = f", 1 of {event['batch']}" if event.get("batch", 1) > 1 else ""
+        picture = event.get("images") or event["image"]  # a batch: its pictures, shown as a grid
+        height, width = event["image"].shape[:2]
+        batch = f", {event['batch']} images" if event.get("batch", 1) > 1 else ""
         self._show(node, picture, f"{self._title(node)} — {width}×{height}{batch}")
         graph = self.editor.graph
         for edge in graph.outgoing(node) if node in graph.nodes else []:

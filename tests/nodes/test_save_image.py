@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from app.engine.context import RunSettings
 from app.engine.executor import Executor
 from app.engine.plan import validate
@@ -58,12 +56,11 @@ def test_a_deleted_file_is_written_again(tmp_path):
     assert not again[0].get("unchanged") and Path(again[0]["path"]).is_file()
 
 
-def test_runs_that_do_not_save_only_show_the_pictures(tmp_path):
+def test_runs_that_do_not_save_write_nothing(tmp_path):
     graph, registry = _graph()
     events = _run(graph, registry, tmp_path, save=False)
     assert not list(tmp_path.rglob("*.png")) and not [e for e in events if e["event"] == "output"]
-    previews = [e for e in events if e["event"] == "preview" and e["node"] == "save"]
-    assert len(previews) == 1 and np.asarray(previews[0]["image"]).ndim == 3
+    assert [e["node"] for e in events if e["event"] == "finished"] == ["shape", "save"]
 
 
 def test_the_folder_stays_inside_the_output_folder():

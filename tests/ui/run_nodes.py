@@ -70,8 +70,21 @@ def stubborn(ctx, image):
     return {"image": image}
 
 
+@node(
+    "t.batch",
+    title="Batch",
+    category="test",
+    inputs=[Input("image", T.IMAGE, "Pictures.")],
+    outputs=[Output("image", T.IMAGE, "`count` copies, each darker than the one before.")],
+    params=[Param("count", T.INT, 3, min=1)],
+)
+def batch(ctx, image, count):
+    """A batch of `count` pictures made from the first one."""
+    return {"image": np.stack([image[0] * (1 - i / count) for i in range(count)]).astype(np.float32)}
+
+
 def registry() -> Registry:
     found = light_registry()
-    for spec in (darken.spec, fail.spec, stubborn.spec):
+    for spec in (darken.spec, fail.spec, stubborn.spec, batch.spec):
         found.add(spec)
     return found

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PySide6.QtGui import QGuiApplication, QImage
 
 from app.graph.commands import SetParam
 from app.graph.model import Edge, Graph, Node
@@ -149,5 +150,39 @@ def test_pictures_follow_keys_through_random_edits_undo_redo_and_runs(qtbot, tmp
 
     try:
         check()
+    finally:
+        win.runner.close()
+
+
+def test_a_batch_shows_as_a_grid_and_the_dock_steps_through_it(qtbot, tmp_path):
+    graph = Graph()
+    graph.add_node(Node("shape", "shapes.draw", params={"width": 40, "height": 30}))
+    graph.add_node(Node("many", "t.batch", params={"count": 3}))
+    graph.add_node(Node("save", "image.save", params={"prefix": "b"}))
+    graph.connect(Edge("shape", "image", "many", "image"))
+    graph.connect(Edge("many", "image", "save", "image"))
+    win = _window(qtbot, tmp_path, graph)
+    try:
+        _run(qtbot, win)
+        frames, caption = win.runner.pictures["many"]
+        assert isinstance(frames, list) and len(frames) == 3 and caption.endswith("40×30, 3 images")
+        grid = run_state.grid(frames)
+        assert grid.shape == (60, 80, 3) and np.array_equal(grid[:30, 40:], frames[1])  # 2 x 2, row by row
+        thumb = _thumb(win, "many")
+        assert abs(thumb.width() / thumb.height() - 80 / 60) < 0.05
+        dock = win.run_controls.preview
+        win.editor.select_nodes(["many"])
+        assert dock.caption.text().startswith("image 1/3") and dock.forward.isVisibleTo(dock)
+        dock.step(1)
+        assert dock.caption.text().startswith("image 2/3")
+        assert dock.image == run_state.to_qimage(frames[1])
+        saved = dock.save_as(str(tmp_path / "picked.png"))
+        assert saved and QImage(saved).size() == dock.image.size()
+        actions = [a.text() for a in dock.menu().actions()]
+        assert actions[:2] == ["Copy image", "Save as…"]
+        win.editor.select_nodes(["save"])  # Save Image's files: Open and Show in folder
+        assert {"Open", "Show in folder"} <= {a.text() for a in dock.menu().actions()}
+        dock.copy()
+        assert not QGuiApplication.clipboard().image().isNull()
     finally:
         win.runner.close()
