@@ -32,3 +32,13 @@ def test_every_shipped_graph_validates_and_runs(path, tmp_path, monkeypatch):
     result = Executor(registry).run(graph, settings=RunSettings(device="cpu", output_dir=tmp_path))
     assert result.status == "ok", (result.errors, [str(p) for p in result.problems])
     assert list(tmp_path.iterdir()) or not any(n.type == "image.save" for n in graph)
+
+
+def test_shipped_prompts_are_titled_positive_and_negative():
+    registry = default_registry()
+    for path in GRAPHS:
+        graph = serialize.load(path, registry)
+        for node_id, title in (("prompt", "Positive"), ("negative", "Negative")):
+            node = graph.nodes.get(node_id)
+            if node is not None and node.type == "conditioning.text_encode":
+                assert node.title == title, (path.name, node_id)

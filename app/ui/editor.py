@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QPoint, QPointF, QRectF, Signal
 from PySide6.QtGui import QGuiApplication, QMouseEvent
-from PySide6.QtWidgets import QToolTip
+from PySide6.QtWidgets import QMenu, QToolTip
 
 from app.graph.clipboard import copy_nodes, is_clip
 from app.graph.commands import AddLinked, AddNode, Command, CommandError, Paste, Remove, SetMode
@@ -109,6 +109,26 @@ class Editor(QObject):
         if link is not None:
             prefix = f"in:{link[3]}" if link[2] else f"out:{link[3]}"
         self.search.open_at(self.view.mapFromScene(pos), prefix)
+
+    def add_node_menu(self, pos: QPointF) -> QMenu:
+        """The Add Node menu of an empty spot: one submenu per category, nodes by title; the chosen node
+        is added at `pos`."""
+        menu = QMenu(self.view)
+        categories: dict[str, list] = {}
+        for spec in self.registry.specs():
+            categories.setdefault(spec.category or "other", []).append(spec)
+        at = (round(pos.x()), round(pos.y()))
+        for category in sorted(categories):
+            sub = menu.addMenu(category)
+            for spec in sorted(categories[category], key=lambda s: s.title):
+                action = sub.addAction(spec.title, lambda type_id=spec.type: self._add_at(type_id, at))
+                action.setToolTip(spec.description.split(". ")[0])
+        return menu
+
+    def _add_at(self, type_id: str, at: tuple[int, int]) -> None:
+        command = AddNode(type_id, at)
+        if self.push(command):
+            self.select_nodes([command.node_id])
 
     def _add_chosen(self, type_id: str) -> None:
         at = (round(self._search_at.x()), round(self._search_at.y()))

@@ -165,10 +165,19 @@ class NodeItem(QGraphicsItem):
         return self.run_view.thumb
 
     def set_run_state(self, run: run_state.RunState) -> None:
-        """Show a run state (badge, progress, hover text)."""
+        """Show a run state (badge, progress, hover text: what the node does, then its state)."""
         if self.run_view.set_run(run):
-            self.setToolTip(run.tooltip())
+            self.setToolTip("\n\n".join(t for t in (self.describe(), run.tooltip()) if t))
             self.update()
+
+    def describe(self) -> str:
+        """What the node does: its type's title and the first sentences of its description."""
+        spec = self.spec
+        if spec is None:
+            return f"{self.node.type}: a node type this Nodeloom does not know"
+        text = " ".join(spec.description.split())
+        cut = text.find(". ", 200)
+        return f"{spec.title}: {text[: cut + 1] if cut > 0 else text}"
 
     def show_picture(self, picture: Any) -> None:
         """Show `picture` as the thumbnail under the node, or none (None)."""

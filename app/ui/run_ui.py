@@ -98,6 +98,8 @@ class RunControls:
         bar = window.statusBar()
         for label in (self.activity_label, self.memory_label, self.device_label):
             bar.addPermanentWidget(label)
+        for dock in window.findChildren(QDockWidget):  # View menu: show or hide every dock
+            window.view_menu.addAction(dock.toggleViewAction())
         runner.message.connect(self.activity_label.setText)
         runner.device.connect(self._device)
         window.editor.node_menu = self.node_menu

@@ -179,6 +179,14 @@ class GraphView(QGraphicsView):
     def contextMenuEvent(self, event: QContextMenuEvent) -> None:
         item = self.graph_scene.node_at(self.mapToScene(event.pos()))
         gesture = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier  # knife, reroute
+        if (
+            item is None
+            and not event.modifiers() & gesture
+            and self.scene().itemAt(self.mapToScene(event.pos()), self.transform()) is None
+        ):  # empty canvas: the Add Node menu, by category
+            self.editor.add_node_menu(self.mapToScene(event.pos())).popup(event.globalPos())
+            event.accept()
+            return
         if item is None or self.editor.node_menu is None or event.modifiers() & gesture:
             super().contextMenuEvent(event)
             return

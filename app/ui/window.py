@@ -133,6 +133,8 @@ class MainWindow(QMainWindow):
         view = menus.addMenu("&View")
         for name in ("frame_selected", "frame_all", "minimap"):
             view.addAction(self.actions_by_name[name])
+        view.addSeparator()
+        self.view_menu = view  # the docks add their show/hide toggles here
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()

@@ -88,3 +88,27 @@ def test_comfyui_class_names_find_our_nodes(query, found):
     from app.registry import default_registry
 
     assert _types(default_registry(), query)[0] == found
+
+
+def test_right_click_on_empty_canvas_adds_a_node_from_its_category(qtbot, window):
+    from PySide6.QtCore import QPointF
+
+    menu = window.editor.add_node_menu(QPointF(500, 420))
+    categories = {action.text(): action.menu() for action in menu.actions()}
+    assert {"image", "values"} <= set(categories)  # the test registry: light nodes only
+    save = next(a for a in categories["image"].actions() if a.text() == "Save Image")
+    assert save.toolTip()
+    before = set(window.editor.graph.nodes)
+    save.trigger()
+    (added,) = set(window.editor.graph.nodes) - before
+    assert window.editor.graph.nodes[added].type == "image.save"
+    assert window.editor.graph.layout["positions"][added] == [500, 420]
+    assert window.editor.selected_nodes() == [added]
+
+
+def test_hover_says_what_a_node_does_and_the_view_menu_toggles_every_dock(window):
+    window.runner.refresh()
+    tooltip = window.editor.scene.nodes["shape"].toolTip()
+    assert tooltip.startswith("Draw Shape: ")
+    docks = {a.text() for a in window.view_menu.actions()}
+    assert {"Inspector", "Preview", "Errors", "Queue", "History"} <= docks
