@@ -74,7 +74,7 @@ def _events(win, run_id: int, kind: str) -> list[dict]:
 def test_run_paints_cached_stale_and_running_states(qtbot, make_window):
     win = make_window(_graph())
     assert set(_states(win).values()) == {"stale"}
-    assert win.editor.scene.nodes["dark"].toolTip() == "Will run: never ran"
+    assert win.editor.scene.nodes["dark"].toolTip().endswith("\n\nWill run: never ran")
     done = _run_and_wait(
         qtbot, win, lambda: qtbot.keyClick(win.view, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     )
@@ -90,8 +90,10 @@ def test_run_paints_cached_stale_and_running_states(qtbot, make_window):
     win.editor.push(SetParam("dark", "amount", 0.25))
     qtbot.waitUntil(lambda: _states(win)["dark"] == "stale", timeout=2000)
     assert _states(win) == {"shape": "cached", "dark": "stale", "save": "stale"}
-    assert win.editor.scene.nodes["dark"].toolTip() == "Will run: param changed: amount 0.5 -> 0.25"
-    assert win.editor.scene.nodes["save"].toolTip() == "Will run: input changed: image (from dark)"
+    assert (
+        win.editor.scene.nodes["dark"].toolTip().endswith("\n\nWill run: param changed: amount 0.5 -> 0.25")
+    )
+    assert win.editor.scene.nodes["save"].toolTip().endswith("\n\nWill run: input changed: image (from dark)")
 
     win.editor.push(SetParam("dark", "steps", 6))
     win.editor.push(SetParam("dark", "delay", 0.15))
@@ -100,7 +102,7 @@ def test_run_paints_cached_stale_and_running_states(qtbot, make_window):
     win.actions_by_name["run"].trigger()
     qtbot.waitUntil(lambda: win.editor.scene.nodes["dark"].run.step >= 2, timeout=RUN_LIMIT_MS)
     item = win.editor.scene.nodes["dark"]
-    assert item.run.state == "running" and item.run.total == 6 and item.toolTip().startswith("Running: step")
+    assert item.run.state == "running" and item.run.total == 6 and "\n\nRunning: step" in item.toolTip()
     assert _states(win)["shape"] == "cached" and _states(win)["save"] == "stale"
     win.grab()  # paints the running badge and progress bar without errors
     qtbot.waitSignal(win.runner.finished, timeout=RUN_LIMIT_MS).wait()
@@ -216,7 +218,7 @@ def test_a_failing_node_shows_its_error_and_blocks_its_descendants(qtbot, make_w
         "after": "blocked",
         "show": "blocked",
     }
-    assert win.editor.scene.nodes["bad"].toolTip() == "Error: asked to fail"
+    assert win.editor.scene.nodes["bad"].toolTip().endswith("\n\nError: asked to fail")
     assert "waits for 'bad'" in win.editor.scene.nodes["after"].toolTip()
     rows = win.run_controls.errors.grouped()["bad"]
     assert rows == [("run failed: asked to fail", ["input image: ndarray, shape 1x64x64x3, float32"])]
@@ -261,7 +263,7 @@ def test_the_ui_thread_keeps_running_during_a_run(qtbot, make_window):
     assert len({step for step in during if step}) >= 3  # and painted progress as it came
 
 
-def test_node_context_menu_position_is_not_a_node(qtbot, make_window):
+def test_right_click_off_the_nodes_opens_the_add_node_menu_not_a_nodes_menu(qtbot, make_window):
     win = make_window(_graph())
     empty = QPoint(5, 5)
     assert win.editor.scene.node_at(win.view.mapToScene(empty)) is None
@@ -269,7 +271,10 @@ def test_node_context_menu_position_is_not_a_node(qtbot, make_window):
         win.view.viewport(),
         QContextMenuEvent(QContextMenuEvent.Reason.Mouse, empty, win.view.viewport().mapToGlobal(empty)),
     )
-    assert QApplication.activePopupWidget() is None
+    popup = QApplication.activePopupWidget()
+    assert popup is not None and "Run to here" not in [a.text() for a in popup.actions()]
+    assert "image" in [a.text() for a in popup.actions()]  # categories
+    popup.close()
 
 
 def test_cancel_twice_stops_a_node_that_ignores_cancel_and_the_disk_cache_survives(qtbot, make_window):
