@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app import cli_interop
 from app.engine.context import CancelToken, RunSettings
 from app.engine.events import EventKind
 from app.engine.executor import Executor
@@ -28,6 +29,7 @@ from app.graph import pngmeta, serialize
 from app.graph.codes import ProblemCode
 from app.graph.model import Edge, Graph, Node
 from app.graph.schema import graph_schema
+from app.interop import comfyui
 from app.registry import Registry, RegistryError, default_registry
 
 EXIT_OK, EXIT_USAGE, EXIT_INVALID, EXIT_RUNTIME, EXIT_CANCELLED = 0, 2, 3, 4, 130
@@ -113,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--kind", action="append", choices=tuple(MODEL_FOLDERS), help="only this kind")
     models.add_argument("--json", action="store_true", help="print one JSON object per model")
 
+    cli_interop.add_parsers(commands)
     edit = commands.add_parser("edit", help="open the editor")
     edit.add_argument("graph", nargs="?")
 
@@ -141,11 +144,15 @@ def _device(text: str) -> str:
 
 
 def load_graph(path: str, registry: Registry, sets: list[str]) -> Graph:
-    """Load a graph file and apply --set overrides (raises InvalidGraph / UsageError)."""
+    """Load a graph file (a ComfyUI workflow is imported on the fly, its report on stderr) and apply --set
+    overrides (raises InvalidGraph / UsageError)."""
     try:
-        graph = serialize.load(path, registry)
+        graph, report = comfyui.load_graph(path, registry)
     except serialize.GraphFileError as error:
         raise InvalidGraph(str(error)) from None
+    if report is not None:
+        for line in [f"{path}: a ComfyUI workflow, imported", *report.lines()]:
+            print(line, file=sys.stderr)
     for item in sets:
         apply_set(graph, registry, item)
     return graph
@@ -425,6 +432,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             "models": cmd_models,
             "edit": cmd_ui,
             "render-graph": cmd_ui,
+            "import": cli_interop.cmd_import,
+            "export": cli_interop.cmd_export,
         }.get(args.command)
         if args.command == "schema":
             print(json.dumps(graph_schema([s.type for s in registry.specs()]), indent=2))

@@ -217,14 +217,7 @@ def validate(
         if spec is None:
             families[node_id] = None
             if check:
-                problems.append(
-                    Problem(
-                        node_id,
-                        None,
-                        f"unknown node type '{node.type}' (its data is kept; install the node family or remove the node)",
-                        ProblemCode.UNKNOWN_NODE_TYPE,
-                    )
-                )
+                problems.append(Problem(node_id, None, _unknown_type(node), ProblemCode.UNKNOWN_NODE_TYPE))
             continue
         incoming = index.incoming[node_id]
         input_families = {name: families.get(edge.src) for name, edge in incoming.items()}
@@ -234,6 +227,19 @@ def validate(
             )
         families[node_id] = _family(spec, resolved_params(spec, node.params, incoming), input_families)
     return problems
+
+
+COMFYUI_PREFIX = "comfyui."  # a node kept as a ComfyUI workflow had it (app/interop/comfyui)
+
+
+def _unknown_type(node: Any) -> str:
+    if node.type.startswith(COMFYUI_PREFIX):
+        which = "a core node not in Nodeloom yet" if node.params.get("core") else "custom"
+        return (
+            f"ComfyUI node {node.type[len(COMFYUI_PREFIX) :]} ({which}) is not available here (its inputs and "
+            "widget values are kept, and exporting to ComfyUI writes it back)"
+        )
+    return f"unknown node type '{node.type}' (its data is kept; install the node family or remove the node)"
 
 
 def _node_problems(graph, registry, resolver, node_id, spec, incoming, input_families) -> list[Problem]:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from app.graph import serialize
+from app.interop import comfyui
 from app.registry import Registry
 
 EXIT_OK, EXIT_INVALID, EXIT_RUNTIME = 0, 3, 4
@@ -33,10 +34,10 @@ def application():
 
 
 def main(args: argparse.Namespace, registry: Registry) -> int:
-    graph = None
+    graph, report = None, None
     if getattr(args, "graph", None):
         try:
-            graph = serialize.load(args.graph, registry)
+            graph, report = comfyui.load_graph(args.graph, registry)
         except serialize.GraphFileError as error:
             print(f"nodeloom: {error}", file=sys.stderr)
             return EXIT_INVALID
@@ -57,10 +58,12 @@ def main(args: argparse.Namespace, registry: Registry) -> int:
     from app.ui.window import MainWindow
 
     path = Path(args.graph) if getattr(args, "graph", None) else None
-    is_png = path is not None and path.suffix.lower() == ".png"
-    window = MainWindow(registry, graph, None if is_png else path)
-    if is_png:
-        window.source_note = f"{path.name} (graph from image)"
+    elsewhere = path is not None and (report is not None or path.suffix.lower() == ".png")
+    window = MainWindow(registry, graph, None if elsewhere else path)
+    if elsewhere:  # saved to a new file, never over the picture or the ComfyUI workflow
+        window.source_note = (
+            f"{path.name} ({'ComfyUI workflow' if report is not None else 'graph from image'})"
+        )
         window.update_title()
     window.show()
     window.view.frame_all()

@@ -18,6 +18,7 @@ from app.files import FileProblem, FileResolver, input_dirs
 from app.graph import serialize
 from app.graph.model import Graph
 from app.graph.spec import PATH_KINDS_READ
+from app.interop import comfyui
 from app.jobs import Job
 from app.registry import Registry
 from app.ui import document, run_ui
@@ -238,24 +239,28 @@ class MainWindow(QMainWindow):
         return True
 
     def open_path(self, path: str) -> bool:
-        """Open a graph file, or the graph a PNG carries (that one is saved elsewhere, never over the PNG)."""
+        """Open a graph file, the graph a PNG carries, or a ComfyUI workflow (imported on the fly). The last
+        two are saved elsewhere, never over the file they came from."""
         if not self._maybe_save():
             return False
         try:
-            graph = serialize.load(path, self.registry)
+            graph, report = comfyui.load_graph(path, self.registry)
         except serialize.GraphFileError as error:
             self.warn(str(error))
             return False
         source = Path(path)
-        if source.suffix.lower() == ".png":
+        if report is not None or source.suffix.lower() == ".png":
             outside = outside_paths(graph, self.registry, source.parent)
             confined = bool(outside) and not self.ask_outside_paths(outside)
-            note = f"{source.name} (graph from image)"
+            note = f"{source.name} ({'ComfyUI workflow' if report is not None else 'graph from image'})"
             self._show(graph, None, note=note, folder=source.parent, confined=confined)
         else:
             self._show(graph, source)
             document.add_recent(source)
-        self.statusBar().showMessage(f"opened {path}", 5000)
+        message = f"opened {path}"
+        if report is not None:
+            message = f"imported ComfyUI workflow {source.name}: " + "; ".join(report.summary())
+        self.statusBar().showMessage(message, 15000)
         return True
 
     def save(self) -> bool:

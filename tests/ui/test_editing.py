@@ -277,3 +277,26 @@ def test_a_lora_file_param_offers_the_files_of_the_loras_folder(qtbot):
     _select(win, "model")
     checkpoints = win.inspector.widgets["checkpoint"]
     assert "tiny-random-sdxl" in [checkpoints.itemText(i) for i in range(checkpoints.count())]
+
+
+def test_a_comfyui_workflow_opens_imported_and_never_saves_over_itself(qtbot, window, tmp_path):
+    workflow = tmp_path / "comfy_default.json"
+    workflow.write_bytes(
+        (Path(__file__).parents[1] / "interop" / "workflows" / "default_sd15.json").read_bytes()
+    )
+    before = workflow.read_bytes()
+    saved = tmp_path / "mine.json"
+    window.choose_save_path = lambda: str(saved)
+    assert window.open_path(str(workflow))  # what File > Open and a drop both call
+    graph = window.editor.graph
+    assert graph.nodes["ksampler_3"].type == "sampling.sampler" and "ksampler_3" in window.editor.scene.nodes
+    assert window.path is None and "ComfyUI workflow" in window.windowTitle()
+    assert (
+        window.statusBar()
+        .currentMessage()
+        .startswith("imported ComfyUI workflow comfy_default.json: 7 nodes mapped")
+    )
+    qtbot.keyClick(
+        window, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier
+    )  # Save asks where: never over it
+    assert workflow.read_bytes() == before and serialize.load(saved, window.registry).nodes["ksampler_3"]
