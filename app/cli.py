@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app import cli_interop
+from app import cli_interop, cli_server, cli_sweep
 from app.engine.context import CancelToken, RunSettings
-from app.engine.events import EventKind
+from app.engine.events import EventKind, jsonable
 from app.engine.executor import Executor
 from app.engine.plan import validate
 from app.engine.store import DEFAULT_DISK_BYTES, DEFAULT_MEMORY_BYTES, DiskStore, MemoryStore
@@ -30,6 +30,7 @@ from app.graph.codes import ProblemCode
 from app.graph.model import Edge, Graph, Node
 from app.graph.schema import graph_schema
 from app.interop import comfyui
+from app.jobs import sweep
 from app.registry import Registry, RegistryError, default_registry
 
 EXIT_OK, EXIT_USAGE, EXIT_INVALID, EXIT_RUNTIME, EXIT_CANCELLED = 0, 2, 3, 4, 130
@@ -116,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="print one JSON object per model")
 
     cli_interop.add_parsers(commands)
+    cli_sweep.add_parser(commands, _device)
+    cli_server.add_parsers(commands, _device)
     edit = commands.add_parser("edit", help="open the editor")
     edit.add_argument("graph", nargs="?")
 
@@ -161,27 +164,12 @@ def load_graph(path: str, registry: Registry, sets: list[str]) -> Graph:
 def apply_set(graph: Graph, registry: Registry, item: str) -> None:
     """Apply one `NODE.PARAM=VALUE` override, parsing VALUE by the param's declared type."""
     target, sep, text = item.partition("=")
-    node_id, dot, name = target.partition(".")
-    if not sep or not dot or not node_id or not name:
+    if not sep:
         raise UsageError(f"--set {item!r}: expected NODE.PARAM=VALUE")
-    if node_id not in graph.nodes:
-        raise UsageError(
-            f"--set {item!r}: the graph has no node {node_id!r} (nodes: {', '.join(graph.nodes)})"
-        )
-    spec = registry.get(graph.nodes[node_id].type)
-    param = spec.param(name) if spec else None
-    if param is None:
-        known = ", ".join(p.name for p in spec.params) if spec else "unknown node type"
-        raise UsageError(f"--set {item!r}: node {node_id!r} has no param {name!r} (params: {known})")
-    if graph.input_edge(node_id, name) is not None:
-        raise UsageError(f"--set {item!r}: {node_id}.{name} is fed by a link; set the node it comes from")
     try:
-        value = param.parse(text)
-    except ValueError as error:
-        raise UsageError(f"--set {item!r}: {error}") from None
-    problem = param.check(value)
-    if problem:
-        raise UsageError(f"--set {item!r}: {problem}")
+        node_id, name, value = sweep.typed_value(graph, registry, target, text)
+    except sweep.SweepProblem as error:
+        raise UsageError(f"--set {item!r}: {str(error).removeprefix(repr(target) + ': ')}") from None
     graph.set_param(node_id, name, value)
 
 
@@ -195,17 +183,6 @@ def _resolver(args: argparse.Namespace) -> FileResolver:
         from_png = False
     confined = from_png and not args.allow_outside_paths
     return FileResolver(base_dirs=input_dirs(path.resolve().parent), confined=confined)
-
-
-def _jsonable(event: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in event.items():
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError):
-            continue
-        out[key] = value
-    return out
 
 
 class _Printer:
@@ -292,13 +269,19 @@ def insert_loras(graph: Graph, items: list[str]) -> None:
         graph.connect(Edge(src, src_port, edge.dst, edge.dst_port))
 
 
+def results_dir(cache_dir: str | None) -> Path:
+    """The on-disk result cache: --cache-dir, else $NODELOOM_CACHE_DIR or the user cache folder."""
+    return Path(cache_dir).expanduser() if cache_dir else user_cache_dir() / "results"
+
+
 def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
     graph = load_graph(args.graph, registry, args.sets)
     insert_loras(graph, args.loras)
     disk = None
     if not args.no_disk_cache:
-        root = Path(args.cache_dir).expanduser() if args.cache_dir else user_cache_dir() / "results"
-        disk = DiskStore(root, _megabytes("NODELOOM_DISK_CACHE_MB", DEFAULT_DISK_BYTES))
+        disk = DiskStore(
+            results_dir(args.cache_dir), _megabytes("NODELOOM_DISK_CACHE_MB", DEFAULT_DISK_BYTES)
+        )
     memory = MemoryStore(_megabytes("NODELOOM_MEMORY_CACHE_MB", DEFAULT_MEMORY_BYTES))
     settings = RunSettings(
         device=args.device,
@@ -313,7 +296,7 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         if event["event"] == EventKind.STARTED:
             running[:] = [event["node"]]
         if args.json_events:
-            print(json.dumps(_jsonable(event)), flush=True)
+            print(json.dumps(jsonable(event)), flush=True)
         else:
             printer(event)
 
@@ -434,6 +417,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             "render-graph": cmd_ui,
             "import": cli_interop.cmd_import,
             "export": cli_interop.cmd_export,
+            "sweep": cli_sweep.cmd_sweep,
+            "serve": cli_server.cmd_serve,
+            "submit": cli_server.cmd_submit,
+            "status": cli_server.cmd_status,
+            "cancel": cli_server.cmd_cancel,
         }.get(args.command)
         if args.command == "schema":
             print(json.dumps(graph_schema([s.type for s in registry.specs()]), indent=2))

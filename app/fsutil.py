@@ -95,3 +95,13 @@ def user_cache_dir() -> Path:
         return Path(explicit).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "nodeloom"
+
+
+def user_state_dir() -> Path:
+    """Where Nodeloom keeps state that must survive (the server's job store and token): $NODELOOM_STATE_DIR,
+    else $XDG_STATE_HOME/nodeloom, else ~/.local/state/nodeloom."""
+    explicit = os.environ.get("NODELOOM_STATE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "nodeloom"

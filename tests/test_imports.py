@@ -50,6 +50,7 @@ LAYER_RULES = {  # package -> packages it may never import (the layer order of d
     "app/engine": ("app.runtime", "app.ui", "nodes", "app.jobs"),
     "app/jobs": ("app.runtime", "app.ui", "nodes", "torch", "PySide6"),
     "app/runtime": ("app.ui", "nodes"),
+    "app/api": ("app.runtime", "app.ui", "nodes", "torch", "PySide6"),
     "app/interop": ("app.runtime", "app.ui", "nodes", "app.jobs", "torch", "PySide6"),
     "nodes": ("app.ui",),
 }

@@ -11,6 +11,7 @@ Never import torch or Qt here.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -69,3 +70,15 @@ class RunDone(TypedDict):
     status: RunStatus
     problems: list[dict[str, Any]]
     errors: dict[str, str]
+
+
+def jsonable(event: dict[str, Any]) -> dict[str, Any]:
+    """The event without the values JSON cannot carry (pictures, arrays): what logs and --json-events keep."""
+    out = {}
+    for key, value in event.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        out[key] = value
+    return out

@@ -13,7 +13,8 @@ plain data: graph JSON in, event dicts out (previews carry small numpy arrays, a
 node). Besides the executor's events the worker sends `image` (the first picture of a node's IMAGE output,
 uint8, after it finished or was found cached: the editor keeps only results it can show) and, after each
 run, `device` (CUDA name or CPU and the memory in use, read from torch only if a node already loaded it).
-Never import torch or Qt here.
+Never import torch or Qt here: nodes load torch in the worker process (its thread count set before, by
+`threads`).
 """
 
 from __future__ import annotations
@@ -69,13 +70,20 @@ def _exit_with_parent() -> None:
 
 
 def _serve(jobs: Any, events: Any, flag: Any, options: dict[str, Any]) -> None:
-    from app.engine.context import RunSettings
     from app.engine.executor import Executor
     from app.engine.store import DiskStore, MemoryStore
-    from app.files import FileResolver
-    from app.graph import serialize
 
     _exit_with_parent()
+    if options.get("threads"):  # explicit: two torch threads on two busy cores ran ~80x slower than one
+        import os
+
+        os.environ["OMP_NUM_THREADS"] = str(options["threads"])  # read when torch first loads, below
+    quiet = bool(options.get("headless"))  # no step previews or pictures over the pipe
+    if quiet:  # a terminal's Ctrl-C or a service manager's SIGTERM goes to the process that started the
+        import signal  # worker: it cancels, gives jobs back and then ends its workers (`kill`)
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     registry = _load_registry(options["registry"])
     disk = DiskStore(options["cache_dir"], options["disk_cap"]) if options.get("cache_dir") else None
     executor = Executor(registry, memory=MemoryStore(options["memory_budget"]), disk=disk)
@@ -88,6 +96,8 @@ def _serve(jobs: Any, events: Any, flag: Any, options: dict[str, Any]) -> None:
         last_preview: dict[str, float] = {}
 
         def emit(event: dict[str, Any], run_id: int = run_id, last_preview: dict = last_preview) -> None:
+            if quiet and event["event"] == EventKind.PREVIEW:
+                return
             if event["event"] == EventKind.PREVIEW:
                 now = time.monotonic()
                 final = event.get("step") is not None and event.get("step") == event.get("total")
@@ -95,33 +105,43 @@ def _serve(jobs: Any, events: Any, flag: Any, options: dict[str, Any]) -> None:
                     return
                 last_preview[event["node"]] = now
             events.put({**event, "run": run_id})
-            if event["event"] in (EventKind.FINISHED, EventKind.CACHED) and event.get("key"):
+            if not quiet and event["event"] in (EventKind.FINISHED, EventKind.CACHED) and event.get("key"):
                 picture = first_image(executor.memory.get(event["key"]))
                 if picture is not None:
                     events.put({"event": EventKind.IMAGE, "node": event["node"], "run": run_id, **picture})
 
-        try:
-            graph = serialize.loads(job["graph"], registry, source=job.get("source", "<editor>"))
-            settings = RunSettings(
-                device=job.get("device", "auto"),
-                output_dir=Path(job.get("output_dir", "output")),
-                save_outputs=bool(job.get("save_outputs", True)),
-                graph_json=job["graph"],
-                resolver=FileResolver(
-                    base_dirs=tuple(Path(p) for p in job.get("base_dirs", [Path.cwd()])),
-                    confined=bool(job.get("confined", False)),
-                ),
-            )
-            result = executor.run(graph, job.get("targets"), settings, emit, _FlagToken(flag))
-            done = {
-                "status": result.status,
-                "problems": [p.to_json() for p in result.problems],
-                "errors": result.errors,
-            }
-        except Exception as error:  # a bug in the engine itself: report it, keep serving
-            done = {"status": "error", "problems": [], "errors": {"": f"{type(error).__name__}: {error}"}}
+        done = execute(executor, registry, job, emit, _FlagToken(flag))
         events.put({"event": EventKind.DEVICE, "run": run_id, **_device_info()})
         events.put({"event": EventKind.RUN_DONE, "run": run_id, **done})
+
+
+def execute(executor: Any, registry: Any, job: dict[str, Any], emit: Any, token: Any) -> dict[str, Any]:
+    """Run one job (graph JSON and its settings) on a long-lived executor; the `run_done` fields. Shared by
+    this worker process and the Ray actor (app/jobs/ray_backend.py)."""
+    from app.engine.context import RunSettings
+    from app.files import FileResolver
+    from app.graph import serialize
+
+    try:
+        graph = serialize.loads(job["graph"], registry, source=job.get("source", "<editor>"))
+        settings = RunSettings(
+            device=job.get("device", "auto"),
+            output_dir=Path(job.get("output_dir", "output")),
+            save_outputs=bool(job.get("save_outputs", True)),
+            graph_json=job["graph"],
+            resolver=FileResolver(
+                base_dirs=tuple(Path(p) for p in job.get("base_dirs", [Path.cwd()])),
+                confined=bool(job.get("confined", False)),
+            ),
+        )
+        result = executor.run(graph, job.get("targets"), settings, emit, token)
+        return {
+            "status": result.status,
+            "problems": [p.to_json() for p in result.problems],
+            "errors": result.errors,
+        }
+    except Exception as error:  # a bug in the engine itself: report it, keep serving
+        return {"status": "error", "problems": [], "errors": {"": f"{type(error).__name__}: {error}"}}
 
 
 BATCH_SHOWN = 16  # pictures of a batch sent to the editor (its grid and arrows)
@@ -176,6 +196,8 @@ class Worker:
         disk_cap: int = 2 * 1024**3,
         memory_budget: int = 4 * 1024**3,
         registry: str = DEFAULT_REGISTRY,
+        threads: int | None = None,
+        headless: bool = False,  # sweeps and the server: no previews or pictures; ignores SIGINT/SIGTERM
     ) -> None:
         self._context = mp.get_context("spawn")
         self._options = {
@@ -183,6 +205,8 @@ class Worker:
             "disk_cap": disk_cap,
             "memory_budget": memory_budget,
             "registry": registry,
+            "threads": threads,
+            "headless": headless,
         }
         self._process: Any = None
         self._runs = 0
@@ -223,7 +247,10 @@ class Worker:
         """End the worker now (for a node that ignores cancel); the next submit starts a new one."""
         if self._process is None:
             return []
-        self._process.terminate()
+        if self._options["headless"]:  # it ignores SIGTERM (see _serve)
+            self._process.kill()
+        else:
+            self._process.terminate()
         self._process.join(5)
         if self._process.is_alive():
             self._process.kill()

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.jobs.records import Records
+
 SCHEMA_VERSION = 1
 STATUSES = ("pending", "running", "done", "failed", "cancelled")
 ENDED = ("done", "failed", "cancelled")
@@ -103,15 +105,7 @@ class Job:
     ended: float | None
 
 
-@dataclass(frozen=True)
-class Artifact:
-    job_id: int
-    index: int
-    path: str
-    node: str | None
-
-
-class JobStore:
+class JobStore(Records):
     """Jobs in one SQLite file (see the module docstring). Safe to share between threads and processes."""
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
@@ -198,12 +192,15 @@ class JobStore:
         return batch, ids
 
     # -- running --------------------------------------------------------------------------------------
-    def claim(self, owner: str, lease_seconds: float = 60.0) -> Job | None:
-        """The first pending job in queue order, now running under `owner`'s lease (None: nothing pending)."""
+    def claim(self, owner: str, lease_seconds: float = 60.0, job_id: int | None = None) -> Job | None:
+        """The first pending job in queue order (or pending job `job_id`, as a dispatcher picks), now running
+        under `owner`'s lease (None: nothing pending, or that job is no longer pending)."""
         now = self.clock()
+        pick = "AND id = ? " if job_id is not None else ""
         with self._write() as db:
             row = db.execute(
-                "SELECT id FROM jobs WHERE status = 'pending' ORDER BY position, id LIMIT 1"
+                f"SELECT id FROM jobs WHERE status = 'pending' {pick}ORDER BY position, id LIMIT 1",
+                (job_id,) if job_id is not None else (),
             ).fetchone()
             if row is None:
                 return None
@@ -236,29 +233,57 @@ class JobStore:
         with self._write() as db:
             return db.execute(query, args).rowcount == 1
 
-    def recover(self) -> list[int]:
-        """Running jobs whose lease expired (their runner died): back to pending while attempts remain,
-        else failed. Returns the ids put back."""
-        now = self.clock()
+    def recover(self, every_running: bool = False) -> list[int]:
+        """Running jobs whose lease expired (their runner died), or every running job (a server that owns
+        the store alone, starting): back to pending while attempts remain, else failed. Returns the ids
+        put back."""
+        expired = "" if every_running else " AND lease_expires < ?"
         with self._write() as db:
             rows = db.execute(
-                "SELECT id, attempt, max_attempts FROM jobs WHERE status = 'running' AND lease_expires < ?",
-                (now,),
+                "SELECT id, attempt, max_attempts, cancel_requested FROM jobs WHERE status = 'running'"
+                + expired,
+                () if every_running else (self.clock(),),
             ).fetchall()
-            back = []
-            for job_id, attempt, max_attempts in rows:
-                if attempt < max_attempts:
-                    db.execute(
-                        "UPDATE jobs SET status = 'pending', lease_owner = NULL, lease_expires = NULL WHERE id = ?",
-                        (job_id,),
-                    )
-                    back.append(job_id)
-                else:
-                    db.execute(
-                        "UPDATE jobs SET status = 'failed', error = ?, ended = ?, lease_owner = NULL "
-                        "WHERE id = ?",
-                        (f"its runner stopped {attempt} times", now, job_id),
-                    )
+            return self._requeue(db, rows, "its runner stopped {} times")
+
+    def release(self, job_id: int, owner: str, why: str, used_attempt: bool = True) -> bool:
+        """`owner` lost a running job (its worker died): back to pending while attempts remain, else failed
+        with `why`. A runner that stops on purpose (`used_attempt=False`) gives the attempt back too. True
+        when it went back."""
+        with self._write() as db:
+            if not used_attempt:
+                db.execute(
+                    "UPDATE jobs SET attempt = MAX(attempt - 1, 0) WHERE id = ? AND status = 'running' "
+                    "AND lease_owner = ?",
+                    (job_id, owner),
+                )
+            rows = db.execute(
+                "SELECT id, attempt, max_attempts, cancel_requested FROM jobs WHERE id = ? AND status = 'running' "
+                "AND lease_owner = ?",
+                (job_id, owner),
+            ).fetchall()
+            return bool(self._requeue(db, rows, why + " ({} attempts)"))
+
+    def _requeue(self, db: sqlite3.Connection, rows: list[tuple], why: str) -> list[int]:
+        back = []
+        for job_id, attempt, max_attempts, cancel in rows:
+            if cancel:  # its runner is gone and nobody wants it any more: never run it again
+                db.execute(
+                    "UPDATE jobs SET status = 'cancelled', ended = ?, lease_owner = NULL, lease_expires = NULL "
+                    "WHERE id = ?",
+                    (self.clock(), job_id),
+                )
+            elif attempt < max_attempts:
+                db.execute(
+                    "UPDATE jobs SET status = 'pending', lease_owner = NULL, lease_expires = NULL WHERE id = ?",
+                    (job_id,),
+                )
+                back.append(job_id)
+            else:
+                db.execute(
+                    "UPDATE jobs SET status = 'failed', error = ?, ended = ?, lease_owner = NULL WHERE id = ?",
+                    (why.format(attempt), self.clock(), job_id),
+                )
         return back
 
     # -- changing the queue ---------------------------------------------------------------------------
@@ -306,46 +331,6 @@ class JobStore:
                 db.executemany(f"DELETE FROM {table} WHERE job_id = ?", [(i,) for i in ids])
             db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in ids])
         return len(ids)
-
-    # -- events and files -----------------------------------------------------------------------------
-    def add_event(self, job_id: int, event: dict[str, Any]) -> int:
-        """Append an event to a job's log; returns its sequence number (1, 2, ...)."""
-        with self._write() as db:
-            seq = db.execute(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM job_events WHERE job_id = ?", (job_id,)
-            ).fetchone()[0]
-            db.execute(
-                "INSERT INTO job_events VALUES (?, ?, ?, ?)", (job_id, seq, self.clock(), json.dumps(event))
-            )
-        return seq
-
-    def events(self, job_id: int, after: int = 0) -> list[tuple[int, dict[str, Any]]]:
-        """(seq, event) of a job's log after sequence number `after`."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq", (job_id, after)
-            ).fetchall()
-        return [(seq, json.loads(event)) for seq, event in rows]
-
-    def add_artifact(self, job_id: int, path: str, node: str | None = None) -> int:
-        with self._write() as db:
-            index = db.execute("SELECT COUNT(*) FROM artifacts WHERE job_id = ?", (job_id,)).fetchone()[0]
-            db.execute("INSERT INTO artifacts VALUES (?, ?, ?, ?)", (job_id, index, path, node))
-        return index
-
-    def artifacts(self, job_id: int | None = None, limit: int = 1000) -> list[Artifact]:
-        """A job's files, or (None) the newest files of every job, newest first."""
-        with self._lock:
-            if job_id is not None:
-                rows = self._db.execute(
-                    "SELECT job_id, idx, path, node FROM artifacts WHERE job_id = ? ORDER BY idx", (job_id,)
-                ).fetchall()
-            else:
-                rows = self._db.execute(
-                    "SELECT job_id, idx, path, node FROM artifacts ORDER BY job_id DESC, idx LIMIT ?",
-                    (limit,),
-                ).fetchall()
-        return [Artifact(*row) for row in rows]
 
     # -- reading --------------------------------------------------------------------------------------
     def get(self, job_id: int) -> Job | None:
