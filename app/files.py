@@ -13,6 +13,7 @@ Pure Python: never import Qt or torch here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -93,6 +94,13 @@ class FileResolver:
                     names.append(entry.name)
         return names
 
+    def identity(self, path: Path) -> list[object]:
+        """What a cache key records of a file a node reads: a model's content id (inside the model roots:
+        keys then agree across machines that hold the same model anywhere), else (path, size, mtime)."""
+        if any(path.is_relative_to(root) for root in self.model_roots):
+            return ["content", content_id(path)]
+        return fingerprint(path)
+
     def resolve(self, path_kind: str, value: str) -> Path:
         """The absolute path a file param names (raises FileProblem saying where it looked). Input files
         must be regular files (a folder would be walked, a FIFO or device would hang); with `confined`,
@@ -159,6 +167,31 @@ class FileResolver:
                 return candidate
         where = ", ".join(str(f) for f in folders) or ", ".join(str(r) for r in self.model_roots)
         raise FileProblem(f"{kind} model {value!r} not found (looked in {where})")
+
+
+SAMPLE = 1 << 20  # bytes read at the start, the middle and the end of a model file for its content id
+_CONTENT_IDS: dict[tuple[str, int, int], str] = {}
+
+
+def content_id(path: Path) -> str:
+    """A model file's (or folder's) identity from its bytes, the same on every machine whatever the path:
+    sha256 of its size and its first, middle and last MiB (a folder: of each file's relative name and id).
+    Cheap (3 MiB read a file) and kept per (path, size, mtime) for the process."""
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{child.relative_to(path).as_posix()}={content_id(child)};".encode())
+        return digest.hexdigest()
+    stat = path.stat()
+    cached = (str(path), stat.st_size, stat.st_mtime_ns)
+    if cached not in _CONTENT_IDS:
+        digest = hashlib.sha256(str(stat.st_size).encode())
+        with path.open("rb") as handle:
+            for offset in sorted({0, max(0, stat.st_size // 2 - SAMPLE // 2), max(0, stat.st_size - SAMPLE)}):
+                handle.seek(offset)
+                digest.update(handle.read(SAMPLE))
+        _CONTENT_IDS[cached] = digest.hexdigest()
+    return _CONTENT_IDS[cached]
 
 
 def fingerprint(path: Path) -> list[object]:

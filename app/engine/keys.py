@@ -1,7 +1,8 @@
 """Cache keys: a Merkle hash per node, computed in one pass in dependency order.
 
 key(node) = sha256(type, type version, canonical params, [(input, upstream key, upstream port)],
-                   fingerprints (path, size, mtime) of files the node reads, nonce if volatile)
+                   identities of files the node reads (a model's content id, an input's path, size and
+                   mtime), nonce if volatile)
 
 Keys never contain node ids, so identical chains share results and survive renaming and copy/paste.
 A change anywhere upstream changes every key downstream, except across an output that declares what it
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.engine.plan import Index, extra_files, resolved_params
-from app.files import FileResolver, fingerprint
+from app.files import FileResolver
 from app.graph.model import Graph
 from app.registry import Registry
 
@@ -65,10 +66,10 @@ def compute_keys(
         incoming = index.incoming[node_id]
         params = resolved_params(spec, node.params, incoming)
         paths = resolved_file_params(spec, params, resolver)
-        files: dict[str, Any] = {name: fingerprint(path) for name, path in paths.items()}
+        files: dict[str, Any] = {name: resolver.identity(path) for name, path in paths.items()}
         as_run = {**params, **{name: str(path) for name, path in paths.items()}}
         for name, path in extra_files(spec, as_run, resolver)[0].items():
-            files[name] = fingerprint(path)
+            files[name] = resolver.identity(path)
         part = KeyParts(
             type=spec.type,
             version=spec.version,
