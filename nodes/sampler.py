@@ -51,8 +51,9 @@ def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
     A batch of B latents takes its noise from that one generator (like a pipeline given one generator).
     The model's patches apply for this loop only, in order: LoRAs (Load LoRA) add their weights, a Cache
     node's policy skips work. ControlNets attached to the positive conditioning (Apply ControlNet) add their
-    residuals on the steps inside their windows. Reports progress each step, a preview every few steps, and
-    stops within one step when cancelled."""
+    residuals on the steps inside their windows. A latent with a noise mask (Set Latent Noise Mask) is
+    repainted only where the mask is 1. Reports progress each step, a preview every few steps, and stops
+    within one step when cancelled."""
     loaded, device = load(ctx, model.source)
     family = loaded.family
     guidance = family.guidance(guider, model.prediction_type)
@@ -102,6 +103,7 @@ def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
                 cache=policy,
                 control=control.binder(positive.hints, nets),
                 family=family,
+                mask=_mask(latent),
             )
     report_loras(ctx, applied)
     return {"latent": dataclasses.replace(latent, samples=samples.float(), family=model.family)}
@@ -114,6 +116,18 @@ def _cache_errors():
         yield
     except CacheError as error:
         raise NodeError(str(error)) from None
+
+
+def _mask(latent):
+    """The latent's noise mask at its size (a mask set before an upscale is resized: nearest)."""
+    if latent.mask is None:
+        return None
+    import torch
+
+    mask = latent.mask.float()
+    if tuple(mask.shape[-2:]) != tuple(latent.samples.shape[-2:]):
+        mask = torch.nn.functional.interpolate(mask, size=tuple(latent.samples.shape[-2:]), mode="nearest")
+    return mask
 
 
 def _check_size(family, config, latent) -> None:

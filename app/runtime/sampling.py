@@ -54,13 +54,17 @@ def sample(
     cache: CachePolicy | None = None,
     control: Callable[..., dict[str, Any]] | None = None,
     family: type[Family] = Family,
+    mask: Any = None,
 ) -> Any:
     """Denoise `latents` (B, C, h, w) with `denoiser` (a UNet or a DiT); returns the final latents.
     `cond`/`uncond` are the model inputs of the positive and negative branch by name
     (`family.model_inputs`: text embeddings of equal length, see text.even_out, plus what the family adds),
     each 1 or B long; `family.denoiser_kwargs` turns them into the arguments of `family.forward`. `cache`
     (from a Step Cache node) is applied for this loop only and the skipped blocks are reported as
-    `skipped_blocks`. `control` (control.binder) gives the UNet the ControlNet residuals of each call."""
+    `skipped_blocks`. `control` (control.binder) gives the UNet the ControlNet residuals of each call.
+    `mask` (1 or B, 1, h, w; 1 = repaint) keeps the rest of `latents`: after every step the kept part is
+    the input noised to the next step's level, and the input itself after the last (Blended Latent Diffusion,
+    as StableDiffusionInpaintPipeline does for 4-channel models)."""
     import torch
 
     hooks = hooks or Hooks()
@@ -97,12 +101,27 @@ def sample(
             preds = _run_passes(model, denoiser, guidance, i, x_in, t, passes, residuals, family)
             prediction = guidance.combine(preds, i, x_in, scheduler)  # epsilon, v or flow: the model's kind
             x = scheduler.step(prediction, t, x, **step_kwargs, return_dict=False)[0]
+            if mask is not None:
+                x = _blend(scheduler, x, latents, noise, mask, timesteps, i)
             hooks.progress(i + 1, total)
             if hooks.preview is not None and ((i + 1) % every == 0 or i + 1 == total):
                 hooks.preview(x, i + 1, total)
             hooks.check_cancelled()
     hooks.report(skipped_blocks=model.skipped_blocks, cache_total_blocks=model.total_blocks)
     return x
+
+
+def _blend(scheduler: Any, x: Any, latents: Any, noise: Any, mask: Any, timesteps: Any, i: int) -> Any:
+    """The repainted part from the loop, the kept part from the input at the next step's noise level."""
+    kept = latents.to(x.device, x.dtype)
+    if i + 1 < len(timesteps):
+        level = timesteps[i + 1 : i + 2].repeat(x.shape[0])
+        if hasattr(scheduler, "scale_noise"):
+            kept = scheduler.scale_noise(kept, level, noise)
+        else:
+            kept = scheduler.add_noise(kept, noise, level)
+    mask = mask.to(x.device, x.dtype)
+    return (1 - mask) * kept + mask * x
 
 
 def _no_control(*_args: Any) -> dict[str, Any]:

@@ -236,23 +236,40 @@ def test_sd3_shift_zeroed_negative_and_combined_prompts():
     both = flow.add("ConditioningCombine", {}, {"conditioning_1": (a, 0), "conditioning_2": (b, 0)})
     zero = flow.add("ConditioningZeroOut", {}, {"conditioning": (a, 0)})
     latent = flow.add("EmptySD3LatentImage", {"width": 1024, "height": 1024, "batch_size": 1})
-    masked = flow.add("SetLatentNoiseMask", {}, {"samples": (latent, 0)})
     flow.add(
         "KSampler",
         {"seed": 1, "control_after_generate": "fixed", "steps": 28, "cfg": 4.5, "sampler_name": "euler",
          "scheduler": "simple", "denoise": 1.0},
-        {"model": (shifted, 0), "positive": (both, 0), "negative": (zero, 0), "latent_image": (masked, 0)},
+        {"model": (shifted, 0), "positive": (both, 0), "negative": (zero, 0), "latent_image": (latent, 0)},
     )  # fmt: skip
     graph, report = _import(flow.api())
-    assert graph.nodes["ksampler_9_schedule"].params["shift"] == 3.0
-    assert _wire(graph, "ksampler_9", "model") == ("checkpointloadersimple_1", "model")
-    assert _wire(graph, "ksampler_9", "positive") == ("cliptextencode_3", "conditioning")
-    assert _wire(graph, "ksampler_9", "negative") is None
-    assert _wire(graph, "ksampler_9", "latent") == ("emptysd3latentimage_7", "latent")
+    assert graph.nodes["ksampler_8_schedule"].params["shift"] == 3.0
+    assert _wire(graph, "ksampler_8", "model") == ("checkpointloadersimple_1", "model")
+    assert _wire(graph, "ksampler_8", "positive") == ("cliptextencode_3", "conditioning")
+    assert _wire(graph, "ksampler_8", "negative") is None
+    assert _wire(graph, "ksampler_8", "latent") == ("emptysd3latentimage_7", "latent")
     said = " | ".join(report.approximated)
-    assert (
-        "ConditioningCombine 5" in said and "ConditioningZeroOut 6" in said and "SetLatentNoiseMask 8" in said
-    )
+    assert "ConditioningCombine 5" in said and "ConditioningZeroOut 6" in said
+
+
+@pytest.mark.parametrize("fmt", ["ui", "api"])
+def test_set_latent_noise_mask_takes_load_image_mask_inverted_and_exports_back(fmt):
+    flow = Flow()
+    ckpt = flow.add("CheckpointLoaderSimple", {"ckpt_name": "v1-5.safetensors"})
+    picture = flow.add("LoadImage", {"image": "fox.png", "upload": "image"})
+    encoded = flow.add("VAEEncode", {}, {"pixels": (picture, 0), "vae": (ckpt, 2)})
+    masked = flow.add("SetLatentNoiseMask", {}, {"samples": (encoded, 0), "mask": (picture, 1)})
+    graph, report = _import(flow.ui() if fmt == "ui" else flow.api())
+    node = graph.nodes[f"setlatentnoisemask_{masked}"]
+    assert node.type == "latent.noise_mask"
+    assert node.params["invert"] is True  # ComfyUI's MASK is 1 where transparent, our mask is the alpha
+    assert _wire(graph, node.id, "latent") == (f"vaeencode_{encoded}", "latent")
+    assert _wire(graph, node.id, "mask") == (f"loadimage_{picture}", "mask")
+    assert not [line for line in report.approximated if "SetLatentNoiseMask" in line]
+    prompt, _ = comfyui.export_api(graph, REGISTRY)
+    (theirs,) = [p for p in prompt.values() if p["class_type"] == "SetLatentNoiseMask"]
+    (loader,) = [k for k, p in prompt.items() if p["class_type"] == "LoadImage"]
+    assert theirs["inputs"]["mask"] == [loader, 1]
 
 
 def test_subgraphs_are_expanded_with_widget_inputs_and_object_links():

@@ -336,10 +336,12 @@ def _scale_by(imp: Importer, node: CNode) -> None:
 
 @converts("SetLatentNoiseMask")
 def _noise_mask(imp: Importer, node: CNode) -> None:
-    imp.approx(
-        node, "the mask is not used (masked sampling is not available yet): the whole latent is repainted"
-    )
-    imp.alias(node, 0, "samples")
+    source = node.links.get("mask")
+    feeding = imp.workflow.nodes.get(source[0]) if source else None
+    # ComfyUI's LoadImage MASK is 1 where the picture is transparent; our Load Image's mask is its alpha
+    invert = feeding is not None and feeding.type == "LoadImage" and source[1] == 1
+    params = {"invert": invert, "grow": 0, "feather": 0}
+    _one(imp, node, "latent.noise_mask", params, {"samples": "latent", "mask": "mask"}, ("latent",))
 
 
 @converts("CLIPLoader", "UpscaleModelLoader", "ImageUpscaleWithModel")

@@ -185,3 +185,29 @@ def _scale(ex: Exporter, node: Any) -> None:
     port = "image" if image else "latent"
     ex.link(their, "image" if image else "samples", node.id, port)
     ex.outputs[(node.id, port)] = [their, 0]
+
+
+@handles("latent.noise_mask")
+def _noise_mask(ex: Exporter, node: Any) -> None:
+    graph, params = ex.graph, node.params
+    mask_edge, image_edge = graph.input_edge(node.id, "mask"), graph.input_edge(node.id, "mask_image")
+    if int(params.get("grow", 0)) or int(params.get("feather", 0)):
+        ex.report.notes.append(
+            f"{node.id}: grow and feather are dropped (SetLatentNoiseMask takes the mask as is)"
+        )
+    their = ex.their_id(node.id)
+    ex.emit(their, "SetLatentNoiseMask", {}, node.title)
+    ex.link(their, "samples", node.id, "latent")
+    ex.outputs[(node.id, "latent")] = [their, 0]
+    from_alpha = mask_edge is not None and graph.nodes[mask_edge.src].type == "image.load"
+    if from_alpha and params.get("invert"):  # ComfyUI's LoadImage MASK is already 1 where transparent
+        ex.link(their, "mask", node.id, "mask")
+    elif image_edge is not None and not params.get("invert"):
+        to_mask = ex.their_id(node.id, "mask")
+        ex.emit(to_mask, "ImageToMask", {"channel": "red"})
+        ex.link(to_mask, "image", node.id, "mask_image")
+        ex.prompt[their]["inputs"]["mask"] = [to_mask, 0]
+    else:
+        ex.report.skipped.append(
+            f"{node.id}.mask: this mask and invert setting has no ComfyUI core equivalent"
+        )
