@@ -8,11 +8,10 @@ import dataclasses
 from app.engine.context import NodeError
 from app.graph import types as T
 from app.graph.spec import Input, Output, Param, node
-from app.runtime import control, lora, preview, sampling, text
-from app.runtime.families import Setup, pixels_per_latent
-from app.runtime.schedulers import make_scheduler
+from app.runtime import control, inversion, sampling
 from app.runtime.step_cache import CacheError, CachePolicy
-from nodes._diffusion import controlnet_module, inference, load, lora_files, report_loras
+from nodes._diffusion import controlnet_module
+from nodes._sampling import prepared
 
 
 @node(
@@ -52,61 +51,43 @@ def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
     The model's patches apply for this loop only, in order: LoRAs (Load LoRA) add their weights, a Cache
     node's policy skips work. ControlNets attached to the positive conditioning (Apply ControlNet) add their
     residuals on the steps inside their windows. A latent with a noise mask (Set Latent Noise Mask) is
-    repainted only where the mask is 1. Reports progress each step, a preview every few steps, and stops
+    repainted only where the mask is 1; a latent from an Invert node is sampled down its inversion (this
+    node's prompt and guidance; its Scheduler must be the Invert node's). Reports progress each step, a preview every few steps, and stops
     within one step when cancelled."""
-    loaded, device = load(ctx, model.source)
-    family = loaded.family
-    guidance = family.guidance(guider, model.prediction_type)
-    if negative is None:
-        if guidance.uses_negative:
-            raise NodeError(
-                f"guidance {guider.method} at scale {guider.scale:g} makes a negative pass: connect a negative "
-                "prompt (a Text Encode with an empty prompt for none)"
-            )
-        negative = positive
-    if positive.hints and family.denoiser != "unet":
-        raise NodeError(f"ControlNets on {family.name} models are not supported yet (only UNet models)")
-    try:
-        scheduler = make_scheduler(schedule, model.scheduler_config, flow=family.flow)
-    except ValueError as error:
-        raise NodeError(str(error)) from None
-    loras = lora_files(ctx, loaded, model.patches)
     policy = next((p for p in reversed(model.patches) if isinstance(p, CachePolicy)), None)
-    with inference():
-        denoiser = loaded.on(family.denoiser, device)
-        _check_size(family, denoiser.config, latent)
-        cond, uncond = text.even_out(positive.embeddings, positive.pad, negative.embeddings, negative.pad)
-        setup = Setup(tuple(latent.samples.shape), latent.pixels_per_latent, denoiser.config, guider.scale)
-        inputs, negative_inputs = family.model_inputs(
-            dataclasses.replace(positive, embeddings=cond),
-            dataclasses.replace(negative, embeddings=uncond),
-            setup,
-        )
-        hooks = sampling.Hooks(
-            progress=ctx.progress,
-            preview=_previews(ctx, loaded, device),
-            check_cancelled=ctx.check_cancelled,
-            report=ctx.report,
-        )
+    with prepared(ctx, model, positive, negative, latent, schedule, guider) as run, _cache_errors():
+        if positive.hints and run.family.denoiser != "unet":
+            raise NodeError(
+                f"ControlNets on {run.family.name} models are not supported yet (only UNet models)"
+            )
         nets = [controlnet_module(ctx, h.controlnet) for h in positive.hints]
-        with lora.patched({family.denoiser: denoiser}, loras) as applied, _cache_errors():
+        common = (run.denoiser, run.scheduler, schedule, run.guidance, run.inputs, run.negative_inputs)
+        if latent.inversion is not None:  # from an Invert node: sample down its trajectory
+            if latent.mask is not None:
+                raise NodeError(
+                    "an inverted latent with a noise mask is not supported yet: use one of the two"
+                )
+            samples = inversion.resample(
+                *common,
+                latent.samples,
+                latent.inversion,
+                run.hooks,
+                family=run.family,
+                control=control.binder(positive.hints, nets),
+            )
+        else:
             samples = sampling.sample(
-                denoiser,
-                scheduler,
-                schedule,
-                guidance,
-                inputs,
-                negative_inputs,
+                *common,
                 latent.samples,
                 seed,
-                hooks,
+                run.hooks,
                 cache=policy,
                 control=control.binder(positive.hints, nets),
-                family=family,
+                family=run.family,
                 mask=_mask(latent),
             )
-    report_loras(ctx, applied)
-    return {"latent": dataclasses.replace(latent, samples=samples.float(), family=model.family)}
+    out = dataclasses.replace(latent, samples=samples.float(), family=model.family, inversion=None)
+    return {"latent": out}
 
 
 @contextlib.contextmanager
@@ -128,35 +109,3 @@ def _mask(latent):
     if tuple(mask.shape[-2:]) != tuple(latent.samples.shape[-2:]):
         mask = torch.nn.functional.interpolate(mask, size=tuple(latent.samples.shape[-2:]), mode="nearest")
     return mask
-
-
-def _check_size(family, config, latent) -> None:
-    multiple = family.patch(config)
-    height, width = latent.samples.shape[-2:]
-    if height % multiple or width % multiple:
-        pixels = multiple * latent.pixels_per_latent
-        raise NodeError(
-            f"this {family.name} model works on {multiple}x{multiple} latent patches: width and height must "
-            f"be multiples of {pixels} pixels, got {width * latent.pixels_per_latent}x{height * latent.pixels_per_latent}"
-        )
-
-
-def _previews(ctx, loaded, device):
-    """The preview callback: latents -> a small RGB picture through a linear map fitted to the model's
-    VAE once per device; None when the model came without its VAE (a diffusion model loaded alone)."""
-    if "vae" not in loaded.modules:
-        return None
-    vae_config = loaded.vae.config
-    key = ("rgb_map", str(device))
-
-    def show(latents, step, total):
-        if key not in loaded.derived:
-            loaded.derived[key] = preview.fit_rgb_map(
-                loaded.vae,
-                vae_config.scaling_factor,
-                pixels_per_latent(vae_config),
-                getattr(vae_config, "shift_factor", None) or 0.0,
-            )
-        ctx.preview(preview.latent_to_rgb(latents, loaded.derived[key]), step, total)
-
-    return show

@@ -71,7 +71,7 @@ def sample(
     param = next(denoiser.parameters())
     device, dtype = param.device, param.dtype
     batch = latents.shape[0]
-    cond, uncond = _repeat(cond, batch, device, dtype), _repeat(uncond, batch, device, dtype)
+    cond, uncond = repeat_inputs(cond, batch, device, dtype), repeat_inputs(uncond, batch, device, dtype)
     generator = seeding.cpu_generator(seed)
     options = family.timestep_options(scheduler, schedule.steps, tuple(latents.shape), denoiser.config)
     timesteps, _ = schedulers.timesteps(scheduler, schedule, device, options)
@@ -89,7 +89,7 @@ def sample(
         x = scheduler.add_noise(latents.to(device, dtype), noise, timesteps[:1].repeat(batch))
     step_kwargs = _step_kwargs(scheduler, generator)
     every = max(1, total // PREVIEWS_PER_RUN)
-    residuals = functools.partial(control, total=total) if control else _no_control
+    residuals = functools.partial(control, total=total) if control else no_control
     scale_input = getattr(scheduler, "scale_model_input", None) or (lambda x, t: x)
     with (
         torch.inference_mode(),
@@ -97,9 +97,8 @@ def sample(
     ):
         for i, t in enumerate(timesteps):
             x_in = scale_input(x, t)
-            passes = guidance.passes(i, total, t, cond, uncond)
-            preds = _run_passes(model, denoiser, guidance, i, x_in, t, passes, residuals, family)
-            prediction = guidance.combine(preds, i, x_in, scheduler)  # epsilon, v or flow: the model's kind
+            step = Step(model, denoiser, guidance, scheduler, residuals, family, i, total)
+            prediction = predict(step, x_in, t, cond, uncond)  # epsilon, v or flow: the model's kind
             x = scheduler.step(prediction, t, x, **step_kwargs, return_dict=False)[0]
             if mask is not None:
                 x = _blend(scheduler, x, latents, noise, mask, timesteps, i)
@@ -124,33 +123,54 @@ def _blend(scheduler: Any, x: Any, latents: Any, noise: Any, mask: Any, timestep
     return (1 - mask) * kept + mask * x
 
 
-def _no_control(*_args: Any) -> dict[str, Any]:
+def no_control(*_args: Any) -> dict[str, Any]:
     return {}
 
 
-def _run_passes(
-    model, denoiser, guidance, step: int, x_in: Any, t: Any, passes: list[Pass], control, family
-) -> list[Any]:
+@dataclass
+class Step:
+    """What one model prediction needs besides the sample: the (cached) model and its module, the guidance,
+    the scheduler (some guidance methods read its sigmas), ControlNet residuals, the family, step i of total."""
+
+    model: Any
+    denoiser: Any
+    guidance: Any
+    scheduler: Any
+    control: Callable[..., dict[str, Any]]
+    family: type[Family]
+    index: int
+    total: int
+
+
+def predict(step: Step, x_in: Any, t: Any, cond: dict[str, Any], uncond: dict[str, Any]) -> Any:
+    """The guided prediction at (x_in, t): the guidance's passes through the model, combined."""
+    passes = step.guidance.passes(step.index, step.total, t, cond, uncond)
+    preds = _run_passes(step, x_in, t, passes)
+    return step.guidance.combine(preds, step.index, x_in, step.scheduler)
+
+
+def _run_passes(s: Step, x_in: Any, t: Any, passes: list[Pass]) -> list[Any]:
     """Model predictions for the passes, in order: one batched call when the guidance allows it."""
     import torch
 
-    if guidance.batched:
+    i = s.index
+    if s.guidance.batched:
         count = len(passes)
         inputs = {name: torch.cat([p.inputs[name] for p in passes]) for name in passes[0].inputs}
-        kwargs = family.denoiser_kwargs(inputs)
+        kwargs = s.family.denoiser_kwargs(inputs)
         x = torch.cat([x_in] * count) if count > 1 else x_in
-        return list(model(step, x, t, **kwargs, **control(step, x, t, kwargs, count)).chunk(count))
+        return list(s.model(i, x, t, **kwargs, **s.control(i, x, t, kwargs, count)).chunk(count))
     for p in passes:
-        kwargs = family.denoiser_kwargs(p.inputs)
-        guidance.enter(denoiser)
+        kwargs = s.family.denoiser_kwargs(p.inputs)
+        s.guidance.enter(s.denoiser)
         try:
-            p.state.noise_pred = model(step, x_in, t, **kwargs, **control(step, x_in, t, kwargs, 1))
+            p.state.noise_pred = s.model(i, x_in, t, **kwargs, **s.control(i, x_in, t, kwargs, 1))
         finally:
-            guidance.leave(denoiser)
+            s.guidance.leave(s.denoiser)
     return passes
 
 
-def _repeat(inputs: dict[str, Any], batch: int, device: Any, dtype: Any) -> dict[str, Any]:
+def repeat_inputs(inputs: dict[str, Any], batch: int, device: Any, dtype: Any) -> dict[str, Any]:
     """Every input on the model's device and dtype, repeated to the latent batch when it has batch 1."""
     repeated = {}
     for name, value in inputs.items():

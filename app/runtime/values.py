@@ -99,13 +99,15 @@ class Conditioning:
 @dataclass(frozen=True)
 class Latent:
     """LATENT: samples (B, C, h, w) as the VAE's latent format stores them ((z - shift) * scale), their
-    family, how many image pixels one latent pixel covers (along a side), and an optional noise mask
-    (1 or B, 1, h, w; 1 = repaint, 0 = keep these samples: Set Latent Noise Mask, the Sampler blends)."""
+    family, how many image pixels one latent pixel covers (along a side), an optional noise mask
+    (1 or B, 1, h, w; 1 = repaint, 0 = keep these samples: Set Latent Noise Mask, the Sampler blends) and,
+    from an Invert node, the inversion (app.runtime.inversion.Inversion) the Sampler samples down."""
 
     samples: Any
     family: str | None = None
     pixels_per_latent: int = 8
     mask: Any = None
+    inversion: Any = None
 
 
 @persistable
