@@ -28,6 +28,7 @@ MODEL_FOLDERS: dict[str, tuple[str, ...]] = {
     "embeddings": ("embeddings",),
     "text_encoders": ("text_encoders", "clip"),
     "diffusion_models": ("diffusion_models", "unet"),
+    "upscale_models": ("upscale_models", "ESRGAN", "RealESRGAN"),
 }
 
 

@@ -20,6 +20,7 @@ SCHEDULE = "SCHEDULE"
 GUIDER = "GUIDER"
 CONTROL_NET = "CONTROL_NET"
 CACHE_POLICY = "CACHE_POLICY"
+UPSCALE_MODEL = "UPSCALE_MODEL"
 INT = "INT"
 FLOAT = "FLOAT"
 STRING = "STRING"
@@ -39,6 +40,7 @@ SOCKET_TYPES: tuple[str, ...] = (
     GUIDER,
     CONTROL_NET,
     CACHE_POLICY,
+    UPSCALE_MODEL,
     INT,
     FLOAT,
     STRING,
@@ -70,6 +72,7 @@ COLOURS: dict[str, str] = {
     GUIDER: "#ba68c8",
     CONTROL_NET: "#00acc1",
     CACHE_POLICY: "#90a4ae",
+    UPSCALE_MODEL: "#7986cb",
     INT: "#9ccc65",
     FLOAT: "#aed581",
     STRING: "#e0e0e0",

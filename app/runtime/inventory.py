@@ -152,6 +152,24 @@ def _diffusion_model(path: Path) -> tuple[str, str]:
         return "?", "unknown architecture"
 
 
+def _upscaler(path: Path) -> tuple[str, str]:
+    """An upscale model: its architecture from the tensor names (and shapes) in the header."""
+    from types import SimpleNamespace
+
+    from app.runtime.upscalers import ARCHITECTURES
+
+    if path.suffix != ".safetensors":
+        return "upscaler", f"{path.suffix} file (read with weights_only when used)"
+    header = checkpoints.safetensors_header(path)
+    shapes = {
+        k: SimpleNamespace(shape=v["shape"], ndim=len(v["shape"]))
+        for k, v in header.items()
+        if k != "__metadata__"
+    }
+    found = next((a.NAME for a in ARCHITECTURES if a.matches(shapes)), "not an architecture Nodeloom reads")
+    return "upscaler", found
+
+
 def _unknown(path: Path) -> tuple[str, str]:
     return "?", "not inspected"
 
@@ -164,4 +182,5 @@ _READERS: dict[str, Any] = {
     "controlnet": _controlnet,
     "text_encoders": _text_encoder,
     "diffusion_models": _diffusion_model,
+    "upscale_models": _upscaler,
 }

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.runtime import weights
+
 PARTS = ("unet", "transformer", "text_encoder", "text_encoder_2", "text_encoder_3")
 DENOISERS = ("unet", "transformer")
 UNDERSTOOD = (".lora_down.weight", ".lora_up.weight", ".alpha")
@@ -66,20 +68,7 @@ class LoraFile:
 
 def read_state_dict(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """Tensors and metadata of a LoRA or embedding file (never unpickles code)."""
-    import torch
-
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as handle:
-                return {k: handle.get_tensor(k) for k in handle.keys()}, dict(handle.metadata() or {})
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # any unreadable or refused file is the user's file problem
-        raise LoraProblem(f"{path.name}: cannot read it ({type(error).__name__}: {error})") from None
-    if not isinstance(loaded, dict):
-        raise LoraProblem(f"{path.name}: holds a {type(loaded).__name__}, not a dict of tensors")
-    return loaded, {}
+    return weights.read_state_dict(path, LoraProblem)
 
 
 def read(path: Path, denoiser_config: Any, family: Any = None) -> LoraFile:

@@ -42,7 +42,7 @@ CATEGORY_COLOURS: dict[str, str] = {
 _SPARE = ("#3f7a6e", "#7a5a3f", "#5a3f7a", "#3f5a7a", "#7a3f5a", "#5f7a3f")
 
 SCALAR_TYPES = frozenset({T.INT, T.FLOAT, T.STRING, T.BOOL, T.SEED})
-HANDLE_TYPES = frozenset({T.MODEL, T.CLIP, T.VAE, T.CONTROL_NET})
+HANDLE_TYPES = frozenset({T.MODEL, T.CLIP, T.VAE, T.CONTROL_NET, T.UPSCALE_MODEL})
 
 
 def category_colour(category: str) -> QColor:

@@ -61,6 +61,8 @@ SINGLE = [
      "latent.upscale", {"method": "nearest-exact", "width": 1024, "height": 768, "fit": "stretch"}),
     ("LatentUpscaleBy", {"upscale_method": "area", "scale_by": 1.5}, "latent.upscale_by",
      {"method": "area", "scale_by": 1.5}),
+    ("UpscaleModelLoader", {"model_name": "4x-UltraSharp.pth"}, "model.upscale", {"model_name": "4x-UltraSharp.pth"}),
+    ("ImageUpscaleWithModel", {}, "image.upscale_with_model", {"tile": 512, "overlap": 32}),
 ]  # fmt: skip
 
 
@@ -389,10 +391,10 @@ def test_custom_nodes_become_placeholders_that_keep_everything():
     messages = [p.message for p in validate(graph, REGISTRY) if p.node == kept.id]
     assert any("ComfyUI node PathchSageAttentionKJ (custom) is not available" in m for m in messages)
     core = Flow()
-    core.add("UpscaleModelLoader", {"model_name": "4x.pth"})
+    core.add("CLIPLoader", {"clip_name": "t5xxl.safetensors", "type": "sd3", "device": "default"})
     graph, report = _import(core.ui())
-    assert graph.nodes["upscalemodelloader_1"].params["widgets_values"] == ["4x.pth"]
-    assert report.mapped == {} and report.placeholders == ["UpscaleModelLoader (1)"]
+    assert graph.nodes["cliploader_1"].params["widgets_values"] == ["t5xxl.safetensors", "sd3", "default"]
+    assert report.mapped == {} and report.placeholders == ["CLIPLoader (1)"]
     assert "core node not in Nodeloom yet" in validate(graph, REGISTRY)[0].message
 
 

@@ -344,7 +344,20 @@ def _noise_mask(imp: Importer, node: CNode) -> None:
     _one(imp, node, "latent.noise_mask", params, {"samples": "latent", "mask": "mask"}, ("latent",))
 
 
-@converts("CLIPLoader", "UpscaleModelLoader", "ImageUpscaleWithModel")
+@converts("UpscaleModelLoader")
+def _upscale_loader(imp: Importer, node: CNode) -> None:
+    name = str(imp.value(node, "model_name", ""))
+    imp.report.models.append(("upscale_models", name))
+    _one(imp, node, "model.upscale", {"model_name": name}, {}, ("upscale_model",))
+
+
+@converts("ImageUpscaleWithModel")
+def _upscale_with_model(imp: Importer, node: CNode) -> None:
+    inputs = {"upscale_model": "upscale_model", "image": "image"}
+    _one(imp, node, "image.upscale_with_model", {"tile": 512, "overlap": 32}, inputs, ("image",))
+
+
+@converts("CLIPLoader")
 def _not_yet(imp: Importer, node: CNode) -> None:
-    """Core types with no Nodeloom node yet (one text encoder from its own file, model upscalers): kept."""
+    """Core types with no Nodeloom node yet (one text encoder from its own file): kept."""
     imp.placeholder(node)

@@ -51,6 +51,13 @@ SIMPLE = {  # our type -> (ComfyUI type, {their input: our param}, {their input:
     "control.load": ("ControlNetLoader", {"control_net_name": "controlnet"}, {}, ("control_net",)),
     "image.load": ("LoadImage", {"image": "path"}, {}, ("image", "mask")),
     "image.preview": ("PreviewImage", {}, {"images": "image"}, ()),
+    "model.upscale": ("UpscaleModelLoader", {"model_name": "model_name"}, {}, ("upscale_model",)),
+    "image.upscale_with_model": (
+        "ImageUpscaleWithModel",
+        {},
+        {"upscale_model": "upscale_model", "image": "image"},
+        ("image",),
+    ),
     "latent.upscale_by": (
         "LatentUpscaleBy",
         {"upscale_method": "method", "scale_by": "scale_by"},
