@@ -84,7 +84,7 @@ def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
                 cache=policy,
                 control=control.binder(positive.hints, nets),
                 family=run.family,
-                mask=_mask(latent),
+                **_inpainting(run, latent),
             )
     out = dataclasses.replace(latent, samples=samples.float(), family=model.family, inversion=None)
     return {"latent": out}
@@ -97,6 +97,28 @@ def _cache_errors():
         yield
     except CacheError as error:
         raise NodeError(str(error)) from None
+
+
+def _inpainting(run, latent) -> dict:
+    """How the loop repaints a masked latent: an inpainting model (2C + 1 input channels) is given the mask
+    and the latent (VAE Encode (for Inpainting)'s greyed picture) beside its noise, as its pipeline does;
+    any other model blends the kept part back in (`mask`)."""
+    channels = latent.samples.shape[1]
+    wanted = run.denoiser.config.get("in_channels", channels) if run.family.denoiser == "unet" else channels
+    if wanted == channels:
+        return {"mask": _mask(latent)}
+    if wanted != 2 * channels + 1:
+        raise NodeError(f"the model takes {wanted} input channels; the latent has {channels}")
+    if latent.mask is None:
+        raise NodeError(
+            "this is an inpainting model: give its latent a mask (VAE Encode (for Inpainting), or Set Latent "
+            "Noise Mask)"
+        )
+    import torch
+
+    return {
+        "concat": torch.cat([_mask(latent).expand(len(latent.samples), -1, -1, -1), latent.samples], dim=1)
+    }
 
 
 def _mask(latent):

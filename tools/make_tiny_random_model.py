@@ -88,9 +88,10 @@ def make_vae(
 
 
 def make_components(
-    seed: int = 0, unet_channels: tuple[int, ...] = (4, 8), layers: int = 1
+    seed: int = 0, unet_channels: tuple[int, ...] = (4, 8), layers: int = 1, in_channels: int = 4
 ) -> dict[str, Any]:
-    """The pipeline components (unet, vae, text_encoder, tokenizer, scheduler) with seeded random weights."""
+    """The pipeline components (unet, vae, text_encoder, tokenizer, scheduler) with seeded random weights
+    (in_channels 9: an inpainting UNet, given the mask and the masked picture's latents)."""
     import torch
     from diffusers import DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -102,7 +103,7 @@ def make_components(
         block_out_channels=unet_channels,
         layers_per_block=layers,
         sample_size=32,
-        in_channels=4,
+        in_channels=in_channels,
         out_channels=4,
         down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (depth - 1),
         up_block_types=("CrossAttnUpBlock2D",) * (depth - 1) + ("UpBlock2D",),

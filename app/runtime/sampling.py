@@ -55,6 +55,7 @@ def sample(
     control: Callable[..., dict[str, Any]] | None = None,
     family: type[Family] = Family,
     mask: Any = None,
+    concat: Any = None,
 ) -> Any:
     """Denoise `latents` (B, C, h, w) with `denoiser` (a UNet or a DiT); returns the final latents.
     `cond`/`uncond` are the model inputs of the positive and negative branch by name
@@ -64,7 +65,8 @@ def sample(
     `skipped_blocks`. `control` (control.binder) gives the UNet the ControlNet residuals of each call.
     `mask` (1 or B, 1, h, w; 1 = repaint) keeps the rest of `latents`: after every step the kept part is
     the input noised to the next step's level, and the input itself after the last (Blended Latent Diffusion,
-    as StableDiffusionInpaintPipeline does for 4-channel models)."""
+    as StableDiffusionInpaintPipeline does for 4-channel models). `concat` (1 or B, C', h, w) is appended to
+    the model's input channels at every call: an inpainting model's mask and masked-picture latents."""
     import torch
 
     hooks = hooks or Hooks()
@@ -97,7 +99,7 @@ def sample(
     ):
         for i, t in enumerate(timesteps):
             x_in = scale_input(x, t)
-            step = Step(model, denoiser, guidance, scheduler, residuals, family, i, total)
+            step = Step(model, denoiser, guidance, scheduler, residuals, family, i, total, concat)
             prediction = predict(step, x_in, t, cond, uncond)  # epsilon, v or flow: the model's kind
             x = scheduler.step(prediction, t, x, **step_kwargs, return_dict=False)[0]
             if mask is not None:
@@ -140,6 +142,7 @@ class Step:
     family: type[Family]
     index: int
     total: int
+    concat: Any = None  # extra input channels (an inpainting model's mask and masked picture)
 
 
 def predict(step: Step, x_in: Any, t: Any, cond: dict[str, Any], uncond: dict[str, Any]) -> Any:
@@ -154,6 +157,9 @@ def _run_passes(s: Step, x_in: Any, t: Any, passes: list[Pass]) -> list[Any]:
     import torch
 
     i = s.index
+    if s.concat is not None:
+        extra = s.concat.to(x_in.device, x_in.dtype)
+        x_in = torch.cat([x_in, extra.expand(x_in.shape[0], *extra.shape[1:])], dim=1)
     if s.guidance.batched:
         count = len(passes)
         inputs = {name: torch.cat([p.inputs[name] for p in passes]) for name in passes[0].inputs}

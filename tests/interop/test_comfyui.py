@@ -274,6 +274,24 @@ def test_set_latent_noise_mask_takes_load_image_mask_inverted_and_exports_back(f
     assert theirs["inputs"]["mask"] == [loader, 1]
 
 
+@pytest.mark.parametrize("fmt", ["ui", "api"])
+def test_vae_encode_for_inpaint_keeps_its_grow_and_exports_back(fmt):
+    flow = Flow()
+    ckpt = flow.add("CheckpointLoaderSimple", {"ckpt_name": "v1-5-inpainting.safetensors"})
+    picture = flow.add("LoadImage", {"image": "fox.png", "upload": "image"})
+    encode = flow.add("VAEEncodeForInpaint", {"grow_mask_by": 8},
+                      {"pixels": (picture, 0), "vae": (ckpt, 2), "mask": (picture, 1)})  # fmt: skip
+    graph, _ = _import(flow.ui() if fmt == "ui" else flow.api())
+    node = graph.nodes[f"vaeencodeforinpaint_{encode}"]
+    assert node.type == "latent.vae_encode_inpaint"
+    assert (node.params["grow"], node.params["invert"]) == (8, True)
+    assert _wire(graph, node.id, "image") == (f"loadimage_{picture}", "image")
+    assert _wire(graph, node.id, "vae") == (f"checkpointloadersimple_{ckpt}", "vae")
+    prompt, _ = comfyui.export_api(graph, REGISTRY)
+    (theirs,) = [p for p in prompt.values() if p["class_type"] == "VAEEncodeForInpaint"]
+    assert theirs["inputs"]["grow_mask_by"] == 8 and theirs["inputs"]["mask"][1] == 1
+
+
 def test_subgraphs_are_expanded_with_widget_inputs_and_object_links():
     inner_nodes = [
         {"id": 1, "type": "CLIPTextEncode", "pos": [0, 0], "size": [300, 100], "mode": 0,

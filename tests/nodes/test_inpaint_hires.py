@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from app.engine.context import RunSettings
 from app.engine.plan import validate
+from app.graph.model import Edge, Node
 from app.registry import default_registry
 from app.runtime.schedulers import make_scheduler
 from app.runtime.values import Latent, Schedule
@@ -129,3 +131,86 @@ def test_the_mask_node_wants_exactly_one_mask():
     g.disconnect(g.input_edge("masked", "mask_image"))
     problems = [p.message for p in validate(g, registry) if p.node == "masked"]
     assert problems == ["connect one mask: a picture to mask_image (white = repaint) or a MASK to mask"]
+
+
+@pytest.fixture(scope="module")
+def inpaint_model(tmp_path_factory):
+    from tools.make_tiny_random_model import write
+
+    folder = tmp_path_factory.mktemp("models")
+    write(folder / "tiny-inpaint", seed=3, in_channels=9)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NODELOOM_MODEL_ROOTS", str(folder))
+        yield folder / "tiny-inpaint"
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "euler_a"])
+def test_a_nine_channel_inpainting_model_matches_its_pipeline(inpaint_model, pictures, scheduler):
+    from diffusers import StableDiffusionInpaintPipeline
+    from PIL import Image
+
+    picture, mask_file, repaint = pictures
+    steps, scale, seed = 5, 6.0, 21
+    g = h.graph("inpaint", image__path=str(picture), mask__path=str(mask_file), prompt__text=PROMPT,
+                schedule__scheduler=scheduler, schedule__steps=steps, guidance__scale=scale, sampler__seed=seed)  # fmt: skip
+    g.set_param("model", "checkpoint", "tiny-inpaint")
+    _encode_for_inpainting(g)
+    result = h.executor().run(g, ["sampler", "encode"], RunSettings(device="cpu"))
+    assert result.status == "ok", (result.errors, [str(p) for p in result.problems])
+    ours, greyed = result.outputs["sampler"]["latent"].samples, result.outputs["encode"]["latent"].samples
+    config = h.pipeline(inpaint_model).scheduler.config
+    pipe = StableDiffusionInpaintPipeline.from_pretrained(
+        inpaint_model, local_files_only=True, safety_checker=None, requires_safety_checker=False
+    )
+    pipe.scheduler = make_scheduler(Schedule(scheduler, steps), config)
+    pipe.set_progress_bar_config(disable=True)
+    reference = pipe(
+        PROMPT,
+        image=greyed,  # only its size is used at strength 1
+        masked_image_latents=greyed,  # the picture with the region greyed out, encoded: what the UNet is given
+        mask_image=Image.fromarray(repaint.astype(np.uint8) * 255),
+        negative_prompt="",
+        height=h.SIZE,
+        width=h.SIZE,
+        strength=1.0,
+        num_inference_steps=steps,
+        guidance_scale=scale,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        output_type="latent",
+    ).images
+    error = (ours - reference).abs().max().item()
+    print(f"9-channel inpaint {scheduler}: max abs error {error:.2e}")
+    assert error < TOLERANCE
+
+
+def _encode_for_inpainting(g):
+    """The shipped inpaint graph with VAE Encode (for Inpainting) in place of VAE Encode + Set Latent Noise Mask."""
+    g.remove_node("masked")
+    g.remove_node("encode")
+    g.add_node(Node("encode", "latent.vae_encode_inpaint", params={"invert": False, "grow": 0, "feather": 0}))
+    for edge in (Edge("image", "image", "encode", "image"), Edge("model", "vae", "encode", "vae"),
+                 Edge("mask", "image", "encode", "mask_image"), Edge("encode", "latent", "sampler", "latent")):  # fmt: skip
+        g.connect(edge)
+
+
+def test_vae_encode_for_inpainting_greys_the_region_and_a_plain_latent_is_refused_by_an_inpainting_model(
+    inpaint_model, pictures
+):
+    picture, mask_file, repaint = pictures
+    g = h.graph("inpaint", image__path=str(picture), mask__path=str(mask_file))
+    g.set_param("model", "checkpoint", "tiny-inpaint")
+    _encode_for_inpainting(g)
+    g.set_param("encode", "grow", 2)
+    outputs = h.executor().run(g, ["encode", "image"], RunSettings(device="cpu")).outputs
+    mask = outputs["encode"]["latent"].mask
+    factor = h.SIZE // mask.shape[-1]
+    grown = cv2.dilate(repaint.astype(np.uint8), np.ones((5, 5), np.uint8))[::factor, ::factor]
+    assert torch.equal(mask[0, 0], torch.from_numpy(grown.astype(np.float32)))
+    plain = h.graph("inpaint", image__path=str(picture), mask__path=str(mask_file))
+    plain.set_param("model", "checkpoint", "tiny-inpaint")
+    plain.disconnect(plain.input_edge("sampler", "latent"))
+    plain.connect(Edge("encode", "latent", "sampler", "latent"))
+    result = h.executor().run(plain, ["sampler"], RunSettings(device="cpu"))
+    assert result.status == "error" and "this is an inpainting model: give its latent a mask" in str(
+        result.errors
+    )

@@ -334,14 +334,19 @@ def _scale_by(imp: Importer, node: CNode) -> None:
     _one(imp, node, "latent.upscale_by", params, {"samples": "latent"}, ("latent",))
 
 
-@converts("SetLatentNoiseMask")
+@converts("SetLatentNoiseMask", "VAEEncodeForInpaint")
 def _noise_mask(imp: Importer, node: CNode) -> None:
     source = node.links.get("mask")
     feeding = imp.workflow.nodes.get(source[0]) if source else None
     # ComfyUI's LoadImage MASK is 1 where the picture is transparent; our Load Image's mask is its alpha
     invert = feeding is not None and feeding.type == "LoadImage" and source[1] == 1
-    params = {"invert": invert, "grow": 0, "feather": 0}
-    _one(imp, node, "latent.noise_mask", params, {"samples": "latent", "mask": "mask"}, ("latent",))
+    if node.type == "SetLatentNoiseMask":
+        params = {"invert": invert, "grow": 0, "feather": 0}
+        _one(imp, node, "latent.noise_mask", params, {"samples": "latent", "mask": "mask"}, ("latent",))
+        return
+    params = {"invert": invert, "grow": int(imp.value(node, "grow_mask_by", 6)), "feather": 0}
+    inputs = {"pixels": "image", "vae": "vae", "mask": "mask"}
+    _one(imp, node, "latent.vae_encode_inpaint", params, inputs, ("latent",))
 
 
 @converts("UpscaleModelLoader")

@@ -173,9 +173,10 @@ class Exporter:
 HANDLERS: dict[str, Any] = {}
 
 
-def handles(type_id: str):
+def handles(*type_ids: str):
     def register(function):
-        HANDLERS[type_id] = function
+        for type_id in type_ids:
+            HANDLERS[type_id] = function
         return function
 
     return register

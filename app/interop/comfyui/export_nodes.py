@@ -187,17 +187,21 @@ def _scale(ex: Exporter, node: Any) -> None:
     ex.outputs[(node.id, port)] = [their, 0]
 
 
-@handles("latent.noise_mask")
+@handles("latent.noise_mask", "latent.vae_encode_inpaint")
 def _noise_mask(ex: Exporter, node: Any) -> None:
     graph, params = ex.graph, node.params
     mask_edge, image_edge = graph.input_edge(node.id, "mask"), graph.input_edge(node.id, "mask_image")
-    if int(params.get("grow", 0)) or int(params.get("feather", 0)):
-        ex.report.notes.append(
-            f"{node.id}: grow and feather are dropped (SetLatentNoiseMask takes the mask as is)"
-        )
+    encodes = node.type == "latent.vae_encode_inpaint"
+    if int(params.get("feather", 0)) or (int(params.get("grow", 0)) and not encodes):
+        ex.report.notes.append(f"{node.id}: grow and feather are dropped (ComfyUI takes the mask as it is)")
     their = ex.their_id(node.id)
-    ex.emit(their, "SetLatentNoiseMask", {}, node.title)
-    ex.link(their, "samples", node.id, "latent")
+    if encodes:
+        ex.emit(their, "VAEEncodeForInpaint", {"grow_mask_by": int(params.get("grow", 6))}, node.title)
+        ex.link(their, "pixels", node.id, "image")
+        ex.link(their, "vae", node.id, "vae")
+    else:
+        ex.emit(their, "SetLatentNoiseMask", {}, node.title)
+        ex.link(their, "samples", node.id, "latent")
     ex.outputs[(node.id, "latent")] = [their, 0]
     from_alpha = mask_edge is not None and graph.nodes[mask_edge.src].type == "image.load"
     if from_alpha and params.get("invert"):  # ComfyUI's LoadImage MASK is already 1 where transparent

@@ -74,6 +74,7 @@ WIDGETS: dict[str, tuple[str, ...]] = {
     "LatentUpscale": ("upscale_method", "width", "height", "crop"),
     "LatentUpscaleBy": ("upscale_method", "scale_by"),
     "SetLatentNoiseMask": (),
+    "VAEEncodeForInpaint": ("grow_mask_by",),
     "UpscaleModelLoader": ("model_name",),
     "ImageUpscaleWithModel": (),
     "Note": ("text",),
@@ -124,6 +125,7 @@ OUTPUTS: dict[str, tuple[str, ...]] = {
     "LatentUpscale": ("LATENT",),
     "LatentUpscaleBy": ("LATENT",),
     "SetLatentNoiseMask": ("LATENT",),
+    "VAEEncodeForInpaint": ("LATENT",),
     "UpscaleModelLoader": ("UPSCALE_MODEL",),
     "ImageUpscaleWithModel": ("IMAGE",),
 }
