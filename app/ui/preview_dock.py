@@ -58,6 +58,7 @@ class PreviewDock(QWidget):
         self.path: str | None = None  # the file the picture is, when it is one (History, Save Image)
         self.frames: list[Any] = []  # a batch's pictures
         self.index = 0
+        self.tools: Any = None  # app.ui.edit_tools.EditTools: Paint mask, Compare with input
         self._text = ""
         self.caption = QLabel("Nothing to show yet: run the graph (Ctrl+Enter)")
         self.caption.setWordWrap(True)
@@ -114,7 +115,8 @@ class PreviewDock(QWidget):
             button.setVisible(len(self.frames) > 1)
 
     def menu(self) -> QMenu:
-        """Right-click on the picture: Copy image, Save as; Open and Show in folder for a file."""
+        """Right-click on the picture: Copy image, Save as; Open and Show in folder for a file; the picture
+        tools (Paint mask on a Load Image, Compare with input)."""
         menu = QMenu(self)
         shown = self.image is not None
         menu.addAction("Copy image", self.copy).setEnabled(shown)
@@ -124,6 +126,8 @@ class PreviewDock(QWidget):
             menu.addAction("Open", lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(path)))
             folder = str(Path(path).parent)
             menu.addAction("Show in folder", lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(folder)))
+        if self.tools is not None:
+            self.tools.add_actions(menu, self.node_id, self.image)
         return menu
 
     def copy(self) -> None:

@@ -12,6 +12,7 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QDockWidget, QLabel, QMenu, QSpinBox
 
+from app.ui.edit_tools import EditTools
 from app.ui.errors_panel import ErrorsPanel
 from app.ui.preview_dock import PreviewDock
 from app.ui.queue_panel import HistoryPanel, QueuePanel
@@ -77,6 +78,7 @@ class RunControls:
         runner.busy.connect(lambda busy: actions["cancel"].setEnabled(busy))
 
         self.preview = PreviewDock(window.editor, runner)
+        self.preview.tools = EditTools(window.editor, runner, lambda: window.path)
         self.errors = ErrorsPanel(window.editor, runner)
         self.preview_dock = self._dock("Preview", "preview", self.preview)
         self.errors_dock = self._dock("Errors", "errors", self.errors, Qt.DockWidgetArea.BottomDockWidgetArea)
