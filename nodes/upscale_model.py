@@ -1,4 +1,4 @@
-"""Upscale models: Load Upscale Model (models/upscale_models: ESRGAN-family RRDBNets, Real-ESRGAN compact) and
+"""Upscale models: Load Upscale Model (models/upscale_models: ESRGAN-family RRDBNets, Real-ESRGAN compact, SwinIR) and
 Upscale Image (using Model), tiled with seams blended, as ComfyUI's UpscaleModelLoader and
 ImageUpscaleWithModel. The architectures live in app/runtime/upscalers. No torch import at module level."""
 
@@ -46,8 +46,8 @@ def _module(ctx, source: CheckpointSource):
             T.STRING,
             "",
             path="model:upscale_models",
-            description="An ESRGAN / BSRGAN / Real-ESRGAN (RRDBNet, or the compact SRVGGNet) file, .safetensors "
-            "or .pth, under models/upscale_models (or ESRGAN, RealESRGAN).",
+            description="An ESRGAN / BSRGAN / Real-ESRGAN (RRDBNet, or the compact SRVGGNet) or SwinIR file, "
+            ".safetensors or .pth, under models/upscale_models (or ESRGAN, RealESRGAN).",
         )
     ],
 )

@@ -208,3 +208,96 @@ def test_a_file_that_is_no_upscale_model_is_named_in_the_error(tmp_path, monkeyp
     save_file(broken, tmp_path / "broken.safetensors")
     with pytest.raises(UpscalerProblem, match="broken.safetensors: looks like ESRGAN"):
         read(tmp_path / "broken.safetensors")
+
+
+def swinir_weights(
+    embed=8, depths=(2,), heads=(2,), window=4, hidden=16, scale=2, seed=3
+) -> dict[str, torch.Tensor]:
+    """A lightweight SwinIR (pixelshuffledirect) state dict under the official names, stored buffers included."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, s=0.2):
+        return torch.randn(*shape, generator=gen) * s
+
+    t = {"conv_first.weight": rand(embed, 3, 3, 3), "conv_first.bias": rand(embed, s=0.02),
+         "patch_embed.norm.weight": 1 + rand(embed, s=0.05), "patch_embed.norm.bias": rand(embed, s=0.02)}  # fmt: skip
+    for i, (depth, head) in enumerate(zip(depths, heads, strict=True)):
+        for j in range(depth):
+            p = f"layers.{i}.residual_group.blocks.{j}."
+            t.update({p + "norm1.weight": 1 + rand(embed, s=0.05), p + "norm1.bias": rand(embed, s=0.02),
+                      p + "attn.relative_position_bias_table": rand((2 * window - 1) ** 2, head),
+                      p + "attn.relative_position_index": torch.zeros(window**2, window**2, dtype=torch.long),
+                      p + "attn.qkv.weight": rand(3 * embed, embed), p + "attn.qkv.bias": rand(3 * embed, s=0.02),
+                      p + "attn.proj.weight": rand(embed, embed), p + "attn.proj.bias": rand(embed, s=0.02),
+                      p + "norm2.weight": 1 + rand(embed, s=0.05), p + "norm2.bias": rand(embed, s=0.02),
+                      p + "mlp.fc1.weight": rand(hidden, embed), p + "mlp.fc1.bias": rand(hidden, s=0.02),
+                      p + "mlp.fc2.weight": rand(embed, hidden), p + "mlp.fc2.bias": rand(embed, s=0.02)})  # fmt: skip
+            if j % 2:
+                t[p + "attn_mask"] = torch.zeros(16, window**2, window**2)  # stored for the training size
+        t[f"layers.{i}.conv.weight"], t[f"layers.{i}.conv.bias"] = (
+            rand(embed, embed, 3, 3, s=0.05),
+            rand(embed, s=0.02),
+        )
+    t.update({"norm.weight": 1 + rand(embed, s=0.05), "norm.bias": rand(embed, s=0.02),
+              "conv_after_body.weight": rand(embed, embed, 3, 3, s=0.05), "conv_after_body.bias": rand(embed, s=0.02),
+              "upsample.0.weight": rand(3 * scale * scale, embed, 3, 3, s=0.05),
+              "upsample.0.bias": rand(3 * scale * scale, s=0.02)})  # fmt: skip
+    return t
+
+
+def naive_swin_block(w: dict, prefix: str, x, h: int, wd: int, window: int, shift: int, heads: int):
+    """One Swin block written pixel by pixel: every position of the rolled picture attends to the positions of
+    its window that came from the same region of the picture, with the bias of their relative offset."""
+    c = x.shape[-1]
+    d = c // heads
+
+    def norm(v, name):
+        return F.layer_norm(v, (c,), w[f"{prefix}{name}.weight"], w[f"{prefix}{name}.bias"])
+
+    y = torch.roll(norm(x, "norm1").view(h, wd, c), (-shift, -shift), (0, 1))
+    qkv = y @ w[prefix + "attn.qkv.weight"].T + w[prefix + "attn.qkv.bias"]
+    q, k, v = (
+        qkv[..., :c].view(h, wd, heads, d),
+        qkv[..., c : 2 * c].view(h, wd, heads, d),
+        qkv[..., 2 * c :].view(h, wd, heads, d),
+    )
+    table = w[prefix + "attn.relative_position_bias_table"]
+
+    def region(i, size):
+        return 0 if not shift or i < size - window else (1 if i < size - shift else 2)
+
+    out = torch.zeros(h, wd, heads, d)
+    for i in range(h):
+        for j in range(wd):
+            top, left = i // window * window, j // window * window
+            logits, values = [], []
+            for a in range(top, top + window):
+                for b in range(left, left + window):
+                    bias = table[(i - a + window - 1) * (2 * window - 1) + (j - b + window - 1)]
+                    apart = (region(i, h), region(j, wd)) != (region(a, h), region(b, wd))
+                    logits.append((q[i, j] * k[a, b]).sum(-1) * d**-0.5 + bias - 100.0 * apart)
+                    values.append(v[a, b])
+            weights = torch.stack(logits).softmax(0)
+            out[i, j] = (weights[..., None] * torch.stack(values)).sum(0)
+    attended = out.reshape(h, wd, c) @ w[prefix + "attn.proj.weight"].T + w[prefix + "attn.proj.bias"]
+    x = x + torch.roll(attended, (shift, shift), (0, 1)).reshape(1, h * wd, c)
+    hidden = F.gelu(norm(x, "norm2") @ w[prefix + "mlp.fc1.weight"].T + w[prefix + "mlp.fc1.bias"])
+    return x + hidden @ w[prefix + "mlp.fc2.weight"].T + w[prefix + "mlp.fc2.bias"]
+
+
+def test_swinir_blocks_match_a_pixel_by_pixel_reference_and_the_model_reads_from_a_file(tmp_path):
+    weights = swinir_weights()
+    save_file(weights, tmp_path / "002_lightweightSR_SwinIR-S_x2.safetensors")
+    module, architecture, scale = read(tmp_path / "002_lightweightSR_SwinIR-S_x2.safetensors")
+    assert (architecture, scale) == ("SwinIR", 2)
+    x = torch.randn(1, 8 * 12, 8, generator=torch.Generator().manual_seed(4))
+    for j, shift in ((0, 0), (1, 2)):  # the second block works on windows shifted by half a window
+        block = module.layers[0].residual_group.blocks[j]
+        with torch.no_grad():
+            ours = block(x, (8, 12))
+        reference = naive_swin_block(weights, f"layers.0.residual_group.blocks.{j}.", x, 8, 12, 4, shift, 2)
+        assert (ours - reference).abs().max() < 1e-5, shift
+    picture = torch.rand(1, 3, 10, 13, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        out = module(picture)
+    assert out.shape == (1, 3, 20, 26)  # padded to whole windows inside, cropped back

@@ -1,6 +1,6 @@
-"""Upscale models (models/upscale_models): ESRGAN-family RRDBNets and Real-ESRGAN's compact networks, read
+"""Upscale models (models/upscale_models): ESRGAN-family RRDBNets, Real-ESRGAN's compact networks and SwinIR, read
 from .safetensors or .pth (torch.load with weights_only), recognised by their tensor names and sized by their
-shapes; one module per architecture (esrgan.py, compact.py), tiled running in tiles.py.
+shapes; one module per architecture (esrgan.py, compact.py, swinir.py), tiled running in tiles.py.
 
 Adding an architecture: a module with NAME, matches(tensors) and build(tensors) -> (module, scale), listed
 in ARCHITECTURES. torch is imported inside functions; never import Qt here.
@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from app.runtime import weights
-from app.runtime.upscalers import compact, esrgan
+from app.runtime.upscalers import compact, esrgan, swinir
 from app.runtime.values import CheckpointSource
 
-ARCHITECTURES = (esrgan, compact)
+ARCHITECTURES = (esrgan, compact, swinir)
 
 
 class UpscalerProblem(ValueError):
@@ -50,5 +50,5 @@ def read(path: Path) -> tuple[Any, str, int]:
             return module.float().eval().requires_grad_(False), arch.NAME, scale
     names = ", ".join(a.NAME for a in ARCHITECTURES)
     raise UpscalerProblem(
-        f"{path.name}: not an upscale model this version reads ({names}; SwinIR, HAT, DAT: not yet)"
+        f"{path.name}: not an upscale model this version reads ({names}; HAT, DAT, OmniSR: not yet)"
     )
