@@ -81,8 +81,9 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             "outputs); adaptive: DeepCache with full passes where a calibration run saw the features move "
             "most; first_block (DiTs): skip the other blocks while the first block's output barely moves; "
             "taylorseer (DiTs): predict features between full steps (arXiv 2503.06923); magcache (Flux): "
-            "skip while the measured residual magnitudes say it is safe (arXiv 2506.09045); none: off "
-            "(A/B by switching this one param).",
+            "skip while the measured residual magnitudes say it is safe (arXiv 2506.09045); delta_dit "
+            "(DiTs): skipped blocks add their cached output delta, the rear blocks early and the front "
+            "blocks late (arXiv 2406.01125); none: off (A/B by switching this one param).",
         ),
         Param(
             "interval",
@@ -91,8 +92,9 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             min=1,
             max=50,
             description="deepcache: one full UNet pass every N steps (1 = no caching). adaptive: the same "
-            "budget of full passes, ceil(steps / N), placed by calibration. taylorseer: a full step every N; "
-            "magcache: at most N steps skipped in a row.",
+            "budget of full passes, ceil(steps / N), placed by calibration. taylorseer, delta_dit: a full "
+            "step every N (delta_dit: counted from each stage's start); magcache: at most N steps skipped "
+            "in a row.",
         ),
         Param(
             "branch",
@@ -179,6 +181,23 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             max=4,
             description="taylorseer: the Taylor expansion's order used to predict features between full steps.",
         ),
+        Param(
+            "boundary",
+            T.INT,
+            10,
+            min=0,
+            max=1000,
+            description="delta_dit: the first step of the late stage: before it the rear blocks are cached "
+            "(the outline forms), from it the front blocks (details).",
+        ),
+        Param(
+            "blocks",
+            T.INT,
+            0,
+            min=0,
+            max=1000,
+            description="delta_dit: how many transformer blocks each stage caches (0 = half of them).",
+        ),
     ],
     validate=_validate,
 )
@@ -197,11 +216,13 @@ def cache(
     plan,
     threshold,
     order,
+    boundary,
+    blocks,
 ):
     """Speeds up the Sampler by skipping work across denoising steps (feature caching). The model itself is
     not changed; the Sampler applies the policy for its loop and reports the skipped blocks. UNets:
     deepcache, pab, adaptive; diffusion transformers (SD3, Flux): first_block, taylorseer, magcache (Flux)
-    through diffusers' cache hooks."""
+    through diffusers' cache hooks, and delta_dit."""
     params = dict(locals())
     try:
         policy = _policy(params)

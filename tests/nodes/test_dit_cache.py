@@ -127,3 +127,89 @@ def test_hooks_reach_a_model_whose_hook_registry_existed_before(root):
             prediction = denoise(step, torch.ones(1, 16, 4, 4), torch.tensor(1000.0 - step), **inputs)
     assert prediction.shape == (1, 16, 4, 4) and denoise.total_blocks == 6
     assert _no_hooks_left(transformer)
+
+
+@pytest.mark.parametrize(("name", "model"), [("sd3_txt2img", f.SD3), ("flux_txt2img", f.FLUX)])
+def test_delta_dit_with_interval_one_equals_no_cache_and_skips_its_plan(root, name, model):
+    from app.runtime.models import manager
+    from app.runtime.step_cache.policy import DeltaDiT
+
+    plain, _, _ = _run(_graph(name, model))
+    same, skipped, total = _run(_graph(name, model, strategy="delta_dit", interval=1))
+    assert torch.equal(same, plain) and skipped == 0
+    cached, skipped, total = _run(_graph(name, model, strategy="delta_dit", interval=2, boundary=4, blocks=1))
+    loaded = manager().load(manager().loaded()[-1], torch.device("cpu"))
+    blocks = len(loaded.denoiser.transformer_blocks) + len(
+        getattr(loaded.denoiser, "single_transformer_blocks", [])
+    )
+    policy = DeltaDiT(boundary=4, blocks=1, interval=2)
+    passes = total // (STEPS * blocks)  # CFG runs as one batched pass or two
+    expected = passes * sum(len(policy.reused(step, STEPS, blocks)) for step in range(STEPS))
+    assert skipped == expected > 0 and total == passes * STEPS * blocks
+    assert torch.isfinite(cached).all() and 0 < (cached - plain).abs().max() < 0.5
+    assert all("forward" not in vars(block) for block in loaded.denoiser.modules())  # blocks restored
+    again, _, _ = _run(_graph(name, model))
+    assert torch.equal(again, plain)
+
+
+def test_delta_dit_reuses_the_rear_blocks_early_and_the_front_blocks_late():
+    from app.runtime.step_cache.policy import DeltaDiT
+
+    policy = DeltaDiT(boundary=4, blocks=2, interval=2)
+    plan = [sorted(policy.reused(step, 8, 6)) for step in range(8)]
+    assert plan == [[], [4, 5], [], [4, 5], [], [0, 1], [], [0, 1]]
+    assert DeltaDiT(boundary=20, interval=3).reused(4, 8, 6) == frozenset({3, 4, 5})  # half, all early
+
+
+def test_delta_dit_adds_each_skipped_blocks_delta_from_its_last_computed_call(root):
+    """One denoiser on the tiny SD3 transformer against a by-hand loop over its blocks."""
+    from app.runtime.families.sd3 import StableDiffusion3
+    from app.runtime.step_cache import open_denoiser
+    from app.runtime.step_cache.policy import DeltaDiT
+
+    pipe = f.pipeline(root / f.SD3)
+    transformer = pipe.transformer
+    config = transformer.config
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, config.in_channels, 8, 8, generator=gen)
+    text = torch.randn(1, 5, config.joint_attention_dim, generator=gen)
+    pooled = torch.randn(1, config.pooled_projection_dim, generator=gen)
+    policy = DeltaDiT(boundary=1, blocks=1, interval=2)
+    with torch.no_grad(), open_denoiser(policy, transformer, 3, StableDiffusion3.forward) as denoise:
+        outs = [denoise(i, x * (1 - 0.1 * i), torch.tensor([900.0 - 300 * i]), text, pooled_projections=pooled)
+                for i in range(3)]  # fmt: skip
+    assert all("forward" not in vars(b) for b in transformer.transformer_blocks)
+    # by hand: step 2 (late stage, second step) reuses block 0's delta from step 1
+    captured = {}
+
+    def remember(index):
+        def hook(module, args, kwargs, output):
+            captured[index] = (kwargs["hidden_states"], kwargs["encoder_hidden_states"], output)
+
+        return hook
+
+    handles = [
+        b.register_forward_hook(remember(i), with_kwargs=True)
+        for i, b in enumerate(transformer.transformer_blocks)
+    ]
+    with torch.no_grad():
+        StableDiffusion3.forward(transformer, x * 0.9, torch.tensor([600.0]), encoder_hidden_states=text,
+                                 pooled_projections=pooled)  # fmt: skip
+        step1 = {i: (h_in, t_in, out) for i, (h_in, t_in, out) in captured.items()}
+        first = transformer.transformer_blocks[0]
+        hidden_delta = step1[0][2][1] - step1[0][0]
+        text_delta = step1[0][2][0] - step1[0][1]
+
+        def replaced(*args, **kwargs):
+            return kwargs["encoder_hidden_states"] + text_delta, kwargs["hidden_states"] + hidden_delta
+
+        first.forward = replaced
+        try:
+            expected = StableDiffusion3.forward(transformer, x * 0.8, torch.tensor([300.0]),
+                                                encoder_hidden_states=text, pooled_projections=pooled)  # fmt: skip
+        finally:
+            del first.forward
+            for handle in handles:
+                handle.remove()
+    assert (outs[2] - expected).abs().max() < 1e-5
+    assert (outs[2] - outs[1]).abs().max() > 0

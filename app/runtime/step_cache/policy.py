@@ -1,7 +1,7 @@
 """Cache policies: plain-data descriptions of which work a denoising loop may skip, and at which steps.
 
 A policy is a frozen dataclass, one class per strategy, so a graph can save it, the engine can key it, and
-a new strategy (the DiT ones: FirstBlockCache, TaylorSeer, MagCache, Δ-DiT, RAS) is one more class here that
+a new strategy (the DiT ones: FirstBlockCache, TaylorSeer, MagCache, DeltaDiT; RAS next) is one more class here that
 names its denoiser, plus that denoiser's module, plus its row in STRATEGIES. Every schedule is keyed by the step
 index of the loop (0 .. total_steps - 1), never by timestep values, so it means the same under every scheduler.
 
@@ -231,6 +231,43 @@ class MagCache(CachePolicy):
         check_int("interval", self.interval, 1)
 
 
+@dataclass(frozen=True)
+class DeltaDiT(CachePolicy):
+    """Δ-DiT (Chen et al. 2024, arXiv 2406.01125), on a DiT: a skipped block range adds the change it made to
+    its input on the last full step (its cached output delta) instead of running. In the early steps (before
+    `boundary`, where the outline forms) the rear blocks are cached; later (details) the front blocks. Each
+    stage runs in full on its first step and then every `interval` steps.
+
+    Args:
+        boundary (int, default 10): the first step of the late stage (the paper's 20-step setting halves the
+            loop); a boundary past the last step keeps the whole loop in the early stage.
+        blocks (int, default 0): how many blocks each stage caches; 0 = half the model's blocks.
+        interval (int, default 2): one full step every `interval` steps; 1 = no caching.
+    """
+
+    strategy: ClassVar[str] = "delta_dit"
+    denoiser: ClassVar[str] = "app.runtime.step_cache.blocks:BlockDeltaDenoiser"
+    needs: ClassVar[str] = "transformer"
+    boundary: int = 10
+    blocks: int = 0
+    interval: int = 2
+
+    def __post_init__(self) -> None:
+        check_int("boundary", self.boundary, 0)
+        check_int("blocks", self.blocks, 0)
+        check_int("interval", self.interval, 1)
+
+    def reused(self, step: int, total_steps: int, count: int) -> frozenset[int]:
+        """The blocks (0 .. count - 1, in call order) that add their cached delta at `step`; none on full steps."""
+        check_steps(total_steps)
+        late = step >= self.boundary
+        start = min(self.boundary, total_steps) if late else 0
+        if (step - start) % self.interval == 0:
+            return frozenset()
+        size = min(count, self.blocks or count // 2)
+        return frozenset(range(size) if late else range(count - size, count))
+
+
 def _check_fraction(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 10:
         raise CacheError(f"{name} must be a number from 0 to 10, got {value!r}")
@@ -238,7 +275,16 @@ def _check_fraction(name: str, value: Any) -> None:
 
 STRATEGIES: dict[str, type[CachePolicy]] = {
     cls.strategy: cls
-    for cls in (NoCache, DeepCache, PyramidBroadcast, AdaptiveCache, FirstBlockCache, TaylorSeer, MagCache)
+    for cls in (
+        NoCache,
+        DeepCache,
+        PyramidBroadcast,
+        AdaptiveCache,
+        FirstBlockCache,
+        TaylorSeer,
+        MagCache,
+        DeltaDiT,
+    )
 }
 
 

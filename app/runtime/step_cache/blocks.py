@@ -1,0 +1,67 @@
+"""Block-delta caching on a diffusion transformer (Δ-DiT's mechanism): a block that is skipped at a step returns
+its input plus the change it made on its last computed call (its output delta, per stream: image tokens and,
+for joint blocks, text tokens). Consecutive skipped blocks thus add the delta of their whole range. Which
+blocks are skipped at which step is the policy's `reused(step, total_steps, block_count)`.
+
+Blocks are wrapped for one sampling loop (their `forward` is replaced on the instance) and restored when it
+ends, also on an error, so the shared model is never left changed. Deltas are kept per pass of a step (cond,
+uncond, ... by their order and shape, see base.Denoiser). SD3's and Flux's blocks (joint and single) all take
+keyword streams and return (encoder_hidden_states, hidden_states); SD3's last block returns no text stream.
+
+torch is only used on tensors the model passes; never import Qt here.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from app.runtime.step_cache.base import CacheError, Denoiser
+
+BLOCK_LISTS = ("transformer_blocks", "single_transformer_blocks")
+
+
+class BlockDeltaDenoiser(Denoiser):
+    def __init__(self, model: Any, total_steps: int, policy: Any) -> None:
+        super().__init__(model, total_steps)
+        self.policy = policy
+        self.blocks = [b for name in BLOCK_LISTS for b in getattr(model, name, [])]
+        if not self.blocks:
+            raise CacheError(f"{policy.strategy} caches transformer blocks; {type(model).__name__} has none")
+        self._deltas: dict[tuple[Any, int], tuple[Any, Any]] = {}
+        self._slot: Any = None
+        self._reused: frozenset[int] = frozenset()
+        self._skipped_now = 0
+        self._own = [block.__dict__.get("forward") for block in self.blocks]  # a forward set on the instance
+        for index, block in enumerate(self.blocks):
+            block.forward = functools.partial(self._block, index, block.forward)
+
+    def denoise(self, slot, step_index, sample, timestep, encoder_hidden_states, **kwargs):
+        self._slot, self._skipped_now = slot, 0
+        self._reused = self.policy.reused(step_index, self.total_steps, len(self.blocks))
+        prediction = super().denoise(slot, step_index, sample, timestep, encoder_hidden_states, **kwargs)
+        self.total_blocks += len(self.blocks)
+        self.skipped_blocks += self._skipped_now
+        return prediction
+
+    def _block(self, index: int, original: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        hidden = kwargs.get("hidden_states", args[0] if args else None)
+        text = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
+        key = (self._slot, index)
+        if index in self._reused and key in self._deltas:
+            self._skipped_now += 1
+            text_delta, hidden_delta = self._deltas[key]
+            return (None if text_delta is None else text + text_delta), hidden + hidden_delta
+        text_out, hidden_out = original(*args, **kwargs)
+        text_delta = None if text_out is None or text is None else text_out - text
+        self._deltas[key] = (text_delta, hidden_out - hidden)
+        return text_out, hidden_out
+
+    def close(self) -> None:
+        super().close()
+        for block, own in zip(self.blocks, self._own, strict=True):
+            if own is None:
+                block.__dict__.pop("forward", None)  # the class's forward again
+            else:
+                block.forward = own
+        self._deltas.clear()
