@@ -38,12 +38,21 @@ def parse_plan(text: str) -> tuple[int, ...]:
     return steps
 
 
+def parse_block_plans(text: str) -> tuple[tuple[int, ...], ...]:
+    """ "0,2,5 | 0,3,6" (a DiT's per-block plans, in block order) -> ((0, 2, 5), (0, 3, 6)); () for one plan."""
+    if "|" not in text:
+        return ()
+    return tuple(parse_plan(part) for part in text.split("|"))
+
+
 def _policy(params: dict[str, Any]) -> CachePolicy:
     """The policy the params describe (an adaptive one without a plan is calibrated later, in run)."""
     if params["strategy"] == "adaptive":
-        plan = parse_plan(params["plan"]) or (0,)
+        blocks = parse_block_plans(params["plan"])
+        plan = (0,) if blocks else parse_plan(params["plan"]) or (0,)
+        last = max(max(p) for p in (plan, *blocks))
         return AdaptiveCache(
-            plan=plan, plan_steps=max(params["steps"], max(plan) + 1), branch=params["branch"]
+            plan=plan, plan_steps=max(params["steps"], last + 1), branch=params["branch"], blocks=blocks
         )
     return make_policy(params["strategy"], params)
 
@@ -159,8 +168,9 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             "plan",
             T.STRING,
             "",
-            description="adaptive: steps that run the whole UNet, e.g. '0,1,3,6,10'. Empty = calibrate on "
-            "a short probe run (the Step Cache node reports the plan it found; paste it here to freeze it).",
+            description="adaptive: steps that run the whole UNet, e.g. '0,1,3,6,10'; on a DiT one plan per "
+            "block separated by '|', e.g. '0,2,5 | 0,3,6'. Empty = calibrate on a short probe run (the Step "
+            "Cache node reports the plan it found; paste it here to freeze it).",
         ),
         Param(
             "threshold",
@@ -228,15 +238,43 @@ def cache(
         policy = _policy(params)
     except (ValueError, CacheError) as error:
         raise NodeError(str(error)) from None
-    if policy.needs == "unet":
+    if policy.needs == "unet" or strategy == "adaptive":
         loaded, device = load(ctx, model.source)
         with inference():
-            unet = loaded.on("unet", device)
+            denoiser = loaded.on(loaded.family.denoiser, device)
             try:
-                policy = _check_or_calibrate(ctx, policy, params, unet, model)
+                if loaded.family.denoiser == "unet":
+                    policy = _check_or_calibrate(ctx, policy, params, denoiser, model)
+                elif not params["plan"].strip():
+                    policy = _calibrate_blocks(ctx, params, denoiser, model, loaded.family)
             except CacheError as error:
                 raise NodeError(str(error)) from None
     return {"model": dataclasses.replace(model, patches=(*model.patches, policy))}
+
+
+def _calibrate_blocks(ctx, params: dict[str, Any], transformer: Any, model: Any, family: Any) -> CachePolicy:
+    """An adaptive plan per DiT block, from one uncached flow-matching probe run; reported as `plan`."""
+    from app.runtime.schedulers import make_scheduler, timesteps
+    from app.runtime.step_cache.adaptive import calibrate_blocks, probe_transformer
+    from app.runtime.values import Schedule
+
+    latents, kwargs = probe_transformer(transformer)
+    schedule = Schedule("euler", params["steps"])
+    scheduler = make_scheduler(schedule, model.scheduler_config, flow=True)
+    options = family.timestep_options(scheduler, params["steps"], tuple(latents.shape), transformer.config)
+    steps, _ = timesteps(scheduler, schedule, latents.device, options)
+    calibrated = calibrate_blocks(
+        transformer,
+        family.forward,
+        steps,
+        latents,
+        step=lambda v, t, x: scheduler.step(v, t, x, return_dict=False)[0],
+        budget=math.ceil(params["steps"] / params["interval"]),
+        progress=ctx.progress,
+        **kwargs,
+    )
+    ctx.report(plan=" | ".join(",".join(str(s) for s in plan) for plan in calibrated.blocks))
+    return calibrated
 
 
 def _check_or_calibrate(

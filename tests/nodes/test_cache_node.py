@@ -109,6 +109,8 @@ def test_the_loaded_model_is_unchanged_by_cached_runs(model_path):
     assert torch.equal(_latents("txt2img"), before)
     for source in manager().loaded():
         unet = manager().load(source, torch.device("cpu")).denoiser
+        if type(unet).__name__ != "UNet2DConditionModel":
+            continue  # a DiT another test file cached in this process; its own tests check it
         assert not any(hasattr(m, "_diffusers_hook") or "forward" in vars(m) for m in unet.modules())
 
 

@@ -135,19 +135,18 @@ def test_delta_dit_with_interval_one_equals_no_cache_and_skips_its_plan(root, na
     from app.runtime.step_cache.policy import DeltaDiT
 
     plain, _, _ = _run(_graph(name, model))
+    loaded = manager().load(manager().loaded()[-1], torch.device("cpu"))
+    blocks = [*loaded.denoiser.transformer_blocks, *getattr(loaded.denoiser, "single_transformer_blocks", [])]
+    forwards = [vars(block).get("forward") for block in blocks]
     same, skipped, total = _run(_graph(name, model, strategy="delta_dit", interval=1))
     assert torch.equal(same, plain) and skipped == 0
     cached, skipped, total = _run(_graph(name, model, strategy="delta_dit", interval=2, boundary=4, blocks=1))
-    loaded = manager().load(manager().loaded()[-1], torch.device("cpu"))
-    blocks = len(loaded.denoiser.transformer_blocks) + len(
-        getattr(loaded.denoiser, "single_transformer_blocks", [])
-    )
     policy = DeltaDiT(boundary=4, blocks=1, interval=2)
-    passes = total // (STEPS * blocks)  # CFG runs as one batched pass or two
-    expected = passes * sum(len(policy.reused(step, STEPS, blocks)) for step in range(STEPS))
-    assert skipped == expected > 0 and total == passes * STEPS * blocks
+    passes = total // (STEPS * len(blocks))  # CFG runs as one batched pass or two
+    expected = passes * sum(len(policy.reused(step, STEPS, len(blocks))) for step in range(STEPS))
+    assert skipped == expected > 0 and total == passes * STEPS * len(blocks)
     assert torch.isfinite(cached).all() and 0 < (cached - plain).abs().max() < 0.5
-    assert all("forward" not in vars(block) for block in loaded.denoiser.modules())  # blocks restored
+    assert [vars(block).get("forward") for block in blocks] == forwards  # the blocks' own forward again
     again, _, _ = _run(_graph(name, model))
     assert torch.equal(again, plain)
 
@@ -213,3 +212,31 @@ def test_delta_dit_adds_each_skipped_blocks_delta_from_its_last_computed_call(ro
                 handle.remove()
     assert (outs[2] - expected).abs().max() < 1e-5
     assert (outs[2] - outs[1]).abs().max() > 0
+
+
+def test_adaptive_on_a_dit_calibrates_a_plan_per_block_that_reproduces_when_pasted(root):
+    from app.runtime.step_cache.policy import AdaptiveCache
+
+    plain, _, _ = _run(_graph("sd3_txt2img", f.SD3))
+    g = _graph("sd3_txt2img", f.SD3, strategy="adaptive", interval=2, steps=STEPS)
+    events: list[dict] = []
+    result = h.run(h.executor(), g, events=events)
+    cached = result.outputs["sampler"]["latent"].samples
+    reported = next(e for e in events if e.get("event") == "finished" and e.get("node") == "cache")["plan"]
+    finished = next(e for e in events if e.get("event") == "finished" and e.get("node") == "sampler")
+    plans = [tuple(int(s) for s in part.split(",")) for part in reported.split("|")]
+    blocks = len(plans)
+    assert blocks >= 2 and all(p[0] == 0 and len(p) == STEPS // 2 for p in plans)
+    policy = AdaptiveCache(plan=(0,), plan_steps=STEPS, blocks=tuple(plans))
+    passes = finished["cache_total_blocks"] // (STEPS * blocks)
+    assert (
+        finished["skipped_blocks"]
+        == passes * sum(len(policy.reused(s, STEPS, blocks)) for s in range(STEPS))
+        > 0
+    )
+    assert torch.isfinite(cached).all() and 0 < (cached - plain).abs().max() < 0.5
+    pasted, skipped, _ = _run(_graph("sd3_txt2img", f.SD3, strategy="adaptive", steps=STEPS, plan=reported))
+    assert torch.equal(pasted, cached) and skipped == finished["skipped_blocks"]
+    wrong = _graph("sd3_txt2img", f.SD3, strategy="adaptive", steps=STEPS, plan="0,2|0,3|0,1|0,4|0,5|0,6|0,7")
+    result = h.executor().run(wrong, ["sampler"])
+    assert "the plan has 7 block plans but the model has" in result.errors["sampler"]

@@ -1,4 +1,5 @@
-"""Calibrating an adaptive DeepCache plan: full passes where the deep feature moves most.
+"""Calibrating an adaptive plan: full passes where the cached features move most (UNets: DeepCache's deep
+feature; DiTs: each block's output delta, one plan per block).
 
 In the spirit of "Block-wise Adaptive Caching for Accelerating Diffusion Policy" (BAC): instead of a fixed
 interval, one short uncached run records the UNet's deep feature (the one DeepCache would reuse) at every
@@ -93,6 +94,80 @@ def calibrate(
         distance = torch.cdist(stacked[None], stacked[None])[0]
         cost = (distance / stacked.norm(dim=1).clamp_min(1e-12)[None, :]).tolist()
     return AdaptiveCache(plan=plan_refreshes(cost, budget), plan_steps=len(timesteps), branch=branch)
+
+
+def calibrate_blocks(
+    transformer: Any,
+    forward: Callable[..., Any],
+    timesteps: Sequence[Any],
+    sample: Any,
+    step: Callable[[Any, Any, Any], Any],
+    budget: int,
+    progress: Callable[[int, int], None] | None = None,
+    **kwargs: Any,
+) -> AdaptiveCache:
+    """The DiT version: one uncached loop records every block's output delta (its change to the image
+    tokens) at each step; each block gets its own `budget` refresh steps where reusing an older delta would
+    cost most (||D_i - D_r|| / ||D_i||, as for the UNet's feature)."""
+    import torch
+
+    from app.runtime.step_cache.blocks import blocks_of
+
+    blocks = blocks_of(transformer)
+    if budget < 1:
+        raise CacheError(f"budget must be at least 1, got {budget}")
+    deltas: list[list[Any]] = [[] for _ in blocks]
+
+    def recorder(index: int) -> Callable[..., None]:
+        def record(module: Any, args: Any, kwargs: Any, output: Any) -> None:
+            before = kwargs.get("hidden_states", args[0] if args else None)
+            deltas[index].append((output[1] - before).float().flatten())
+
+        return record
+
+    handles = [block.register_forward_hook(recorder(i), with_kwargs=True) for i, block in enumerate(blocks)]
+    try:
+        with torch.no_grad():
+            for index, t in enumerate(timesteps):
+                sample = step(forward(transformer, sample, t, **kwargs), t, sample)
+                if progress is not None:
+                    progress(index + 1, len(timesteps))
+    finally:
+        for handle in handles:
+            handle.remove()
+    plans = []
+    for recorded in deltas:
+        stacked = torch.stack(recorded)
+        distance = torch.cdist(stacked[None], stacked[None])[0]
+        cost = (distance / stacked.norm(dim=1).clamp_min(1e-12)[None, :]).tolist()
+        plans.append(plan_refreshes(cost, budget))
+    return AdaptiveCache(plan=(0,), plan_steps=len(timesteps), blocks=tuple(plans))
+
+
+def probe_transformer(transformer: Any, seed: int = 0) -> tuple[Any, dict[str, Any]]:
+    """Inputs for a DiT calibration probe: noise latents at half the model's native size (unpacked: 16
+    channels for Flux) and zero text (77 tokens, pooled zeros, Flux dev's guidance 3.5)."""
+    import torch
+
+    config = transformer.config
+    parameter = next(transformer.parameters())
+    packed = "single_transformer_blocks" in dict(transformer.named_children())
+    channels = config.in_channels // 4 if packed else config.in_channels
+    patch = 2 if packed else config.patch_size
+    side = max(2 * patch, (getattr(config, "sample_size", 64) or 64) // 2 // (2 * patch) * (2 * patch))
+    generator = torch.Generator().manual_seed(seed)
+    latents = torch.randn(1, channels, side, side, generator=generator)
+    kwargs: dict[str, Any] = {
+        "encoder_hidden_states": torch.zeros(1, 77, config.joint_attention_dim),
+        "pooled_projections": torch.zeros(1, config.pooled_projection_dim),
+    }
+    if getattr(config, "guidance_embeds", False):
+        kwargs["guidance"] = torch.full([1], 3.5)
+    place = {
+        k: v.to(parameter.device, torch.float32 if k == "guidance" else parameter.dtype)
+        for k, v in kwargs.items()
+    }
+    return latents.to(parameter.device, parameter.dtype), place
 
 
 def probe_inputs(unet: Any, seed: int = 0) -> tuple[Any, Any, dict[str, Any]]:

@@ -21,17 +21,32 @@ from app.runtime.step_cache.base import CacheError, Denoiser
 BLOCK_LISTS = ("transformer_blocks", "single_transformer_blocks")
 
 
+def adaptive_denoiser(model: Any, total_steps: int, policy: Any) -> Denoiser:
+    """An AdaptiveCache's denoiser: per-block deltas on a DiT, DeepCache's deep feature on a UNet."""
+    if any(getattr(model, name, None) for name in BLOCK_LISTS):
+        return BlockDeltaDenoiser(model, total_steps, policy)
+    from app.runtime.step_cache.deepcache import DeepCacheDenoiser
+
+    return DeepCacheDenoiser(model, total_steps, policy)
+
+
+def blocks_of(model: Any) -> list[Any]:
+    """A DiT's blocks in call order (Flux: the double blocks, then the single ones)."""
+    return [b for name in BLOCK_LISTS for b in getattr(model, name, [])]
+
+
 class BlockDeltaDenoiser(Denoiser):
     def __init__(self, model: Any, total_steps: int, policy: Any) -> None:
         super().__init__(model, total_steps)
         self.policy = policy
-        self.blocks = [b for name in BLOCK_LISTS for b in getattr(model, name, [])]
+        self.blocks = blocks_of(model)
         if not self.blocks:
             raise CacheError(f"{policy.strategy} caches transformer blocks; {type(model).__name__} has none")
         self._deltas: dict[tuple[Any, int], tuple[Any, Any]] = {}
         self._slot: Any = None
         self._reused: frozenset[int] = frozenset()
         self._skipped_now = 0
+        policy.reused(0, total_steps, len(self.blocks))  # a plan for another model is refused here
         self._own = [block.__dict__.get("forward") for block in self.blocks]  # a forward set on the instance
         for index, block in enumerate(self.blocks):
             block.forward = functools.partial(self._block, index, block.forward)

@@ -93,42 +93,58 @@ class DeepCache(CachePolicy):
 
 @dataclass(frozen=True)
 class AdaptiveCache(CachePolicy):
-    """DeepCache with a calibrated refresh plan (in the spirit of Block-wise Adaptive Caching, BAC).
+    """Caching with a calibrated refresh plan (in the spirit of Block-wise Adaptive Caching, BAC).
 
-    A short uncached calibration run measures how much the deep feature moves at each step; the full
-    passes go where it moves most (see `app.runtime.step_cache.adaptive.calibrate`). The plan is plain data, so
-    a shared graph reproduces it without calibrating again.
+    A short uncached calibration run measures how much the cached features move at each step; the full
+    computations go where they move most (see `app.runtime.step_cache.adaptive`). On a UNet the plan says
+    when the whole UNet runs (DeepCache's deep feature is reused between); on a diffusion transformer each
+    block has its own plan, and between its refreshes a block adds its cached output delta (as Δ-DiT's
+    blocks do). The plan is plain data, so a shared graph reproduces it without calibrating again.
 
     Args:
-        plan (tuple[int, ...]): step indices that run the whole UNet, for a loop of `plan_steps` steps.
-        plan_steps (int): the loop length the plan was made for; other lengths rescale it proportionally.
-        branch (int, default 0): as in DeepCache.
+        plan (tuple[int, ...]): step indices that run the whole UNet, for a loop of `plan_steps` steps (and
+            every DiT block's plan when `blocks` is empty).
+        plan_steps (int): the loop length the plans were made for; other lengths rescale them proportionally.
+        branch (int, default 0): as in DeepCache (UNets).
+        blocks (tuple[tuple[int, ...], ...]): DiTs: per block, in call order, the steps it computes.
     """
 
     strategy: ClassVar[str] = "adaptive"
-    denoiser: ClassVar[str] = "app.runtime.step_cache.deepcache:DeepCacheDenoiser"
-    needs: ClassVar[str] = "unet"
+    denoiser: ClassVar[str] = "app.runtime.step_cache.blocks:adaptive_denoiser"
     plan: tuple[int, ...] = (0,)
     plan_steps: int = 1
     branch: int = 0
+    blocks: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self) -> None:
         check_int("plan_steps", self.plan_steps, 1)
         check_int("branch", self.branch, 0)
-        plan = tuple(sorted(set(self.plan)))
+        object.__setattr__(self, "plan", self._checked(self.plan))
+        object.__setattr__(self, "blocks", tuple(self._checked(p) for p in self.blocks))
+
+    def _checked(self, plan: tuple[int, ...]) -> tuple[int, ...]:
+        plan = tuple(sorted(set(plan)))
         if not plan or plan[0] != 0 or plan[-1] >= self.plan_steps:
-            raise CacheError(
-                f"plan must start at step 0 and stay below {self.plan_steps}, got {list(self.plan)}"
-            )
-        object.__setattr__(self, "plan", plan)
+            raise CacheError(f"plan must start at step 0 and stay below {self.plan_steps}, got {list(plan)}")
+        return plan
 
     def full_steps(self, total_steps: int) -> frozenset[int]:
         """The plan, rescaled from `plan_steps` to `total_steps` when they differ."""
+        return self._rescaled(self.plan, total_steps)
+
+    def _rescaled(self, plan: tuple[int, ...], total_steps: int) -> frozenset[int]:
         check_steps(total_steps)
         if total_steps == self.plan_steps or self.plan_steps == 1:
-            return frozenset(s for s in self.plan if s < total_steps) | {0}
+            return frozenset(s for s in plan if s < total_steps) | {0}
         scale = (total_steps - 1) / (self.plan_steps - 1)
-        return frozenset(round(s * scale) for s in self.plan)
+        return frozenset(round(s * scale) for s in plan)
+
+    def reused(self, step: int, total_steps: int, count: int) -> frozenset[int]:
+        """DiTs: the blocks whose plan does not compute at `step` (they add their cached delta)."""
+        if self.blocks and len(self.blocks) != count:
+            raise CacheError(f"the plan has {len(self.blocks)} block plans but the model has {count} blocks")
+        plans = self.blocks or (self.plan,) * count
+        return frozenset(b for b, plan in enumerate(plans) if step not in self._rescaled(plan, total_steps))
 
 
 @dataclass(frozen=True)
