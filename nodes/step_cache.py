@@ -92,7 +92,8 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             "taylorseer (DiTs): predict features between full steps (arXiv 2503.06923); magcache (Flux): "
             "skip while the measured residual magnitudes say it is safe (arXiv 2506.09045); delta_dit "
             "(DiTs): skipped blocks add their cached output delta, the rear blocks early and the front "
-            "blocks late (arXiv 2406.01125); none: off (A/B by switching this one param).",
+            "blocks late (arXiv 2406.01125); ras (SD3): at cached steps only the busiest share of image "
+            "tokens runs (arXiv 2502.10389); none: off (A/B by switching this one param).",
         ),
         Param(
             "interval",
@@ -102,8 +103,8 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             max=50,
             description="deepcache: one full UNet pass every N steps (1 = no caching). adaptive: the same "
             "budget of full passes, ceil(steps / N), placed by calibration. taylorseer, delta_dit: a full "
-            "step every N (delta_dit: counted from each stage's start); magcache: at most N steps skipped "
-            "in a row.",
+            "step every N (delta_dit: counted from each stage's start), ras: a full step every N between "
+            "start and end; magcache: at most N steps skipped in a row.",
         ),
         Param(
             "branch",
@@ -128,7 +129,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             2,
             min=0,
             max=1000,
-            description="deepcache, pab, taylorseer: the first steps are never cached. They set the composition: on the "
+            description="deepcache, pab, taylorseer, ras: the first steps are never cached. They set the composition: on the "
             "embedded model, interval 3 over 20 steps keeps ~44 dB PSNR to the uncached image with 2 here, "
             "~22 dB with 0.",
         ),
@@ -138,7 +139,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             0,
             min=0,
             max=1000,
-            description="deepcache, pab, taylorseer: last steps never cached.",
+            description="deepcache, pab, taylorseer, ras: last steps never cached.",
         ),
         Param(
             "self_interval",
@@ -208,6 +209,16 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             max=1000,
             description="delta_dit: how many transformer blocks each stage caches (0 = half of them).",
         ),
+        Param(
+            "ratio",
+            T.FLOAT,
+            0.25,
+            min=0.01,
+            max=1.0,
+            step=0.05,
+            description="ras: the share of image tokens updated at a cached step (the ones whose output was "
+            "largest); 1 = all.",
+        ),
     ],
     validate=_validate,
 )
@@ -228,11 +239,12 @@ def cache(
     order,
     boundary,
     blocks,
+    ratio,
 ):
     """Speeds up the Sampler by skipping work across denoising steps (feature caching). The model itself is
     not changed; the Sampler applies the policy for its loop and reports the skipped blocks. UNets:
     deepcache, pab, adaptive; diffusion transformers (SD3, Flux): first_block, taylorseer, magcache (Flux)
-    through diffusers' cache hooks, and delta_dit."""
+    through diffusers' cache hooks, delta_dit, adaptive and ras (SD3)."""
     params = dict(locals())
     try:
         policy = _policy(params)

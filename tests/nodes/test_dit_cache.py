@@ -240,3 +240,69 @@ def test_adaptive_on_a_dit_calibrates_a_plan_per_block_that_reproduces_when_past
     wrong = _graph("sd3_txt2img", f.SD3, strategy="adaptive", steps=STEPS, plan="0,2|0,3|0,1|0,4|0,5|0,6|0,7")
     result = h.executor().run(wrong, ["sampler"])
     assert "the plan has 7 block plans but the model has" in result.errors["sampler"]
+
+
+def test_ras_with_every_token_equals_no_cache_and_a_quarter_skips_the_rest(root):
+    from app.runtime.models import manager
+
+    plain, _, _ = _run(_graph("sd3_txt2img", f.SD3))
+    everything, skipped, total = _run(
+        _graph("sd3_txt2img", f.SD3, strategy="ras", ratio=1.0, start=2, interval=3)
+    )
+    assert torch.equal(everything, plain) and skipped == 0
+    cached, skipped, total = _run(
+        _graph("sd3_txt2img", f.SD3, strategy="ras", ratio=0.25, start=2, end=1, interval=3)
+    )
+    loaded = manager().load(manager().loaded()[-1], torch.device("cpu"))
+    blocks = len(loaded.denoiser.transformer_blocks)
+    partial = [s for s in range(STEPS) if 2 <= s < STEPS - 1 and (s - 2) % 3]  # steps 3, 4, 6
+    passes = total // (STEPS * blocks)
+    assert skipped == passes * len(partial) * round(blocks * 0.75) > 0
+    assert torch.isfinite(cached).all() and 0 < (cached - plain).abs().max() < 0.5
+    transformer = loaded.denoiser
+    assert not transformer.pos_embed._forward_hooks and not transformer.proj_out._forward_hooks
+    assert all(
+        type(b.attn.processor).__name__ == "JointAttnProcessor2_0" for b in transformer.transformer_blocks
+    )
+
+
+def test_ras_keeps_the_tokens_it_leaves_out_and_attends_over_all_of_them(root):
+    """Cached calls of one denoiser on the tiny SD3 transformer. Left-out tokens keep the previous output
+    exactly; given the same input and time as the full step before, the active tokens (which attend over the
+    cached keys of the others) equal a full call; at another time they follow it."""
+    from app.runtime.families.sd3 import StableDiffusion3
+    from app.runtime.step_cache import open_denoiser
+    from app.runtime.step_cache.policy import RegionAdaptive
+
+    pipe = f.pipeline(root / f.SD3)
+    transformer = pipe.transformer
+    config = transformer.config
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(1, config.in_channels, 8, 8, generator=gen)
+    text = torch.randn(1, 5, config.joint_attention_dim, generator=gen)
+    pooled = torch.randn(1, config.pooled_projection_dim, generator=gen)
+    policy = RegionAdaptive(ratio=0.5, start=1, end=0, interval=10)
+    t1, t2 = torch.tensor([800.0]), torch.tensor([700.0])
+    with torch.no_grad(), open_denoiser(policy, transformer, 4, StableDiffusion3.forward) as denoise:
+        denoise(0, x, t1, text, pooled_projections=pooled)
+        full = denoise(1, x, t1, text, pooled_projections=pooled)  # the refresh at `start`
+        same = denoise(2, x, t1, text, pooled_projections=pooled)  # cached, nothing changed
+        active = denoise.active
+        moved = denoise(3, x, t2, text, pooled_projections=pooled)  # cached, another time
+        assert torch.equal(denoise.active, active)  # the same busiest tokens (the outputs did not change)
+    with torch.no_grad():
+        reference = StableDiffusion3.forward(
+            transformer, x, t2, encoder_hidden_states=text, pooled_projections=pooled
+        )
+    patch = config.patch_size
+    tokens = torch.zeros((8 // patch) ** 2, dtype=torch.bool)
+    tokens[active] = True
+    mask = (
+        tokens.view(1, 1, 8 // patch, 1, 8 // patch, 1).expand(1, 1, -1, patch, -1, patch).reshape(1, 1, 8, 8)
+    )
+    mask = mask.expand_as(full)
+    assert mask.float().mean() == 0.5
+    assert (same - full).abs().max() < 1e-5  # active tokens over cached keys = the full call
+    assert torch.equal(moved[~mask], same[~mask])  # left out: the last output, exactly
+    assert 0 < (moved[mask] - same[mask]).abs().max()  # the active ones moved with the time
+    assert (moved[mask] - reference[mask]).abs().max() < (same[mask] - reference[mask]).abs().max()

@@ -1,7 +1,7 @@
 """Cache policies: plain-data descriptions of which work a denoising loop may skip, and at which steps.
 
 A policy is a frozen dataclass, one class per strategy, so a graph can save it, the engine can key it, and
-a new strategy (the DiT ones: FirstBlockCache, TaylorSeer, MagCache, DeltaDiT; RAS next) is one more class here that
+a new strategy (the DiT ones: FirstBlockCache, TaylorSeer, MagCache, DeltaDiT, RegionAdaptive) is one more class here that
 names its denoiser, plus that denoiser's module, plus its row in STRATEGIES. Every schedule is keyed by the step
 index of the loop (0 .. total_steps - 1), never by timestep values, so it means the same under every scheduler.
 
@@ -284,6 +284,35 @@ class DeltaDiT(CachePolicy):
         return frozenset(range(size) if late else range(count - size, count))
 
 
+@dataclass(frozen=True)
+class RegionAdaptive(CachePolicy):
+    """RAS, region-adaptive sampling (Liu et al. 2025, arXiv 2502.10389), on SD3-class DiTs: at cached steps
+    only the `ratio` of image tokens with the largest previous model output run through the transformer
+    (attending to every token, the others' keys and values cached); the rest keep their last output.
+
+    Args:
+        ratio (float, default 0.25): the share of image tokens updated at a cached step.
+        start (int, default 4): the first steps run in full (the layout forms there).
+        end (int, default 0): the last steps run in full.
+        interval (int, default 5): a full step every `interval` steps between them, refreshing every cache.
+    """
+
+    strategy: ClassVar[str] = "ras"
+    denoiser: ClassVar[str] = "app.runtime.step_cache.ras:RasDenoiser"
+    needs: ClassVar[str] = "transformer"
+    ratio: float = 0.25
+    start: int = 4
+    end: int = 0
+    interval: int = 5
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ratio, bool) or not isinstance(self.ratio, int | float) or not 0 < self.ratio <= 1:
+            raise CacheError(f"ratio must be a share above 0 and at most 1, got {self.ratio!r}")
+        check_int("start", self.start, 0)
+        check_int("end", self.end, 0)
+        check_int("interval", self.interval, 1)
+
+
 def _check_fraction(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 10:
         raise CacheError(f"{name} must be a number from 0 to 10, got {value!r}")
@@ -300,6 +329,7 @@ STRATEGIES: dict[str, type[CachePolicy]] = {
         TaylorSeer,
         MagCache,
         DeltaDiT,
+        RegionAdaptive,
     )
 }
 
