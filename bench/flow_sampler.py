@@ -29,7 +29,11 @@ SEED = 42
 SCALES = {"sd3": 5.0, "flux": 3.5}
 SKELETONS = {"sd3": "sd3.5-medium", "flux": "flux-dev"}
 CACHES = {
-    "sd3": [{"strategy": "taylorseer", "interval": 3, "start": 2}],
+    "sd3": [
+        {"strategy": "taylorseer", "interval": 3, "start": 2},
+        {"strategy": "delta_dit", "interval": 2, "boundary": 10},
+        {"strategy": "ras", "ratio": 0.25, "start": 4, "interval": 5},
+    ],
     "flux": [
         {"strategy": "first_block", "threshold": 0.05},
         {"strategy": "taylorseer", "interval": 3, "start": 2},
@@ -38,8 +42,9 @@ CACHES = {
 }
 
 
-def build(family: str, tiny: bool, device, dtype):
-    """A random-weight transformer, its scheduler config and the pipeline around it (no text encoders)."""
+def build(family: str, tiny: bool, device, dtype, layers: int | None = None):
+    """A random-weight transformer, its scheduler config and the pipeline around it (no text encoders);
+    `layers` keeps only the first blocks of a full-size one (for speed runs on a CPU)."""
     import torch
     from diffusers import (
         AutoencoderKL,
@@ -61,8 +66,13 @@ def build(family: str, tiny: bool, device, dtype):
         folder = SHIPPED_CONFIGS / SKELETONS[family]
         cls = SD3Transformer2DModel if family == "sd3" else FluxTransformer2DModel
         torch.manual_seed(0)
+        config = cls.load_config(folder / "transformer")
+        if layers:
+            config = {**config, "num_layers": layers}
+            if "dual_attention_layers" in config:
+                config["dual_attention_layers"] = [i for i in config["dual_attention_layers"] if i < layers]
         with torch.device(device):
-            transformer = cls.from_config(cls.load_config(folder / "transformer"))
+            transformer = cls.from_config(config)
         vae = AutoencoderKL.from_config(AutoencoderKL.load_config(folder / "vae"))
         scheduler = FlowMatchEulerDiscreteScheduler.from_config(
             FlowMatchEulerDiscreteScheduler.load_config(folder / "scheduler")
