@@ -52,6 +52,18 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             min=0.0,
             max=1.0,
             step=0.05,
+            when={
+                "method": (
+                    "cfg",
+                    "cfg_zero_star",
+                    "tangential",
+                    "apg",
+                    "pag",
+                    "skip_layer",
+                    "seg",
+                    "auto_guidance",
+                )
+            },
             description="Guidance rescale (arXiv 2305.08891); 0 = off.",
         ),
         Param(
@@ -61,6 +73,9 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             min=0.0,
             max=0.99,
             step=0.01,
+            when={
+                "method": ("cfg_zero_star", "tangential", "apg", "pag", "skip_layer", "seg", "auto_guidance")
+            },
             description="Diffusers guiders: fraction of steps before guidance starts.",
         ),
         Param(
@@ -70,6 +85,9 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             min=0.0,
             max=1.0,
             step=0.01,
+            when={
+                "method": ("cfg_zero_star", "tangential", "apg", "pag", "skip_layer", "seg", "auto_guidance")
+            },
             description="Diffusers guiders: fraction of steps after which guidance stops.",
         ),
         Param(
@@ -79,12 +97,14 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             min=0.0,
             max=100.0,
             step=0.1,
+            when={"method": ("pag", "skip_layer", "seg")},
             description="pag, skip_layer, seg: scale of the perturbed-branch term.",
         ),
         Param(
             "layers",
             T.STRING,
             DEFAULT_LAYERS,
+            when={"method": ("pag", "skip_layer", "seg", "auto_guidance")},
             description="pag, skip_layer, seg, auto_guidance: UNet block path and indices, 'path:0,1'.",
         ),
         Param(
@@ -94,6 +114,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             min=0.0,
             max=2.0,
             step=0.05,
+            when={"method": ("rcfg_self", "rcfg_onetime")},
             description="rcfg_*: scale of the virtual negative noise (StreamDiffusion's delta).",
         ),
         Param(

@@ -64,6 +64,7 @@ from nodes._sampling import prepared
             min=0.05,
             max=1.0,
             step=0.05,
+            when={"method": ("bdia",)},
             description="bdia: how much of the previous step's state each step keeps (1 = the paper's edit "
             "setting; lower is closer to DDIM).",
         ),
@@ -72,6 +73,7 @@ from nodes._sampling import prepared
             T.SEED,
             0,
             linkable=True,
+            when={"method": ("edit_friendly",)},
             description="edit_friendly: the seed of the noise drawn around the picture at every level.",
         ),
     ],

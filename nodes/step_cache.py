@@ -101,6 +101,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             3,
             min=1,
             max=50,
+            when={"strategy": ("deepcache", "adaptive", "taylorseer", "magcache", "delta_dit", "ras")},
             description="deepcache: one full UNet pass every N steps (1 = no caching). adaptive: the same "
             "budget of full passes, ceil(steps / N), placed by calibration. taylorseer, delta_dit: a full "
             "step every N (delta_dit: counted from each stage's start), ras: a full step every N between "
@@ -112,6 +113,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             0,
             min=0,
             max=40,
+            when={"strategy": ("deepcache", "adaptive")},
             description="deepcache, adaptive: skip connections the shallow branch keeps (0 = shallowest, "
             "fastest; SD1.5 has 0..11). Deeper = slower, closer to the uncached result.",
         ),
@@ -120,6 +122,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             T.STRING,
             "uniform",
             choices=SCHEDULES,
+            when={"strategy": ("deepcache",)},
             description="deepcache: uniform = every N steps; non_uniform = same number of full passes, "
             "denser near the first and last steps.",
         ),
@@ -129,6 +132,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             2,
             min=0,
             max=1000,
+            when={"strategy": ("deepcache", "pab", "taylorseer", "ras")},
             description="deepcache, pab, taylorseer, ras: the first steps are never cached. They set the composition: on the "
             "embedded model, interval 3 over 20 steps keeps ~44 dB PSNR to the uncached image with 2 here, "
             "~22 dB with 0.",
@@ -139,6 +143,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             0,
             min=0,
             max=1000,
+            when={"strategy": ("deepcache", "pab", "taylorseer", "ras")},
             description="deepcache, pab, taylorseer, ras: last steps never cached.",
         ),
         Param(
@@ -147,6 +152,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             2,
             min=1,
             max=20,
+            when={"strategy": ("pab",)},
             description="pab: self-attention recomputed every N steps, reused between.",
         ),
         Param(
@@ -155,6 +161,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             4,
             min=1,
             max=20,
+            when={"strategy": ("pab",)},
             description="pab: cross-attention recomputed every N steps, reused between.",
         ),
         Param(
@@ -163,12 +170,14 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             20,
             min=1,
             max=1000,
+            when={"strategy": ("adaptive",)},
             description="adaptive: the Sampler's step count the plan is made for (other counts rescale it).",
         ),
         Param(
             "plan",
             T.STRING,
             "",
+            when={"strategy": ("adaptive",)},
             description="adaptive: steps that run the whole UNet, e.g. '0,1,3,6,10'; on a DiT one plan per "
             "block separated by '|', e.g. '0,2,5 | 0,3,6'. Empty = calibrate on a short probe run (the Step "
             "Cache node reports the plan it found; paste it here to freeze it).",
@@ -180,6 +189,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             min=0.0,
             max=10.0,
             step=0.01,
+            when={"strategy": ("first_block", "magcache")},
             description="first_block, magcache (DiTs): how much change still counts as 'the same' and is "
             "skipped; higher = faster and further from the uncached picture (first_block: 0 = never skip, "
             "equal to no cache).",
@@ -190,6 +200,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             1,
             min=1,
             max=4,
+            when={"strategy": ("taylorseer",)},
             description="taylorseer: the Taylor expansion's order used to predict features between full steps.",
         ),
         Param(
@@ -198,6 +209,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             10,
             min=0,
             max=1000,
+            when={"strategy": ("delta_dit",)},
             description="delta_dit: the first step of the late stage: before it the rear blocks are cached "
             "(the outline forms), from it the front blocks (details).",
         ),
@@ -207,6 +219,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             0,
             min=0,
             max=1000,
+            when={"strategy": ("delta_dit",)},
             description="delta_dit: how many transformer blocks each stage caches (0 = half of them).",
         ),
         Param(
@@ -216,6 +229,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             min=0.01,
             max=1.0,
             step=0.05,
+            when={"strategy": ("ras",)},
             description="ras: the share of image tokens updated at a cached step (the ones whose output was "
             "largest); 1 = all.",
         ),

@@ -71,15 +71,25 @@ class ParamSpec:
     linkable: bool = False
     multiline: bool = False
     path: str | None = None  # see PATH_KINDS_READ; None for plain values
+    # Only used when another param has one of some values, {"method": ("pag", "seg")}: editors hide it
+    # otherwise. Stored as ((param, values), ...); presentation only, the value is kept and keyed as always.
+    when: Any = ()
 
     def __post_init__(self) -> None:
         if self.type not in PARAM_TYPES:
             raise ValueError(f"param {self.name!r}: type {self.type!r} is not one of {PARAM_TYPES}")
         if self.choices is not None:
             object.__setattr__(self, "choices", tuple(self.choices))
+        when = self.when.items() if isinstance(self.when, dict) else self.when
+        object.__setattr__(self, "when", tuple((name, tuple(values)) for name, values in when))
         problem = self.check(self.default)
         if problem:
             raise ValueError(f"param {self.name!r}: default {self.default!r} is invalid: {problem}")
+
+    def applies(self, params: dict[str, Any], defaults: dict[str, Any] | None = None) -> bool:
+        """Whether this param is used with these values of the node's other params (see `when`)."""
+        defaults = defaults or {}
+        return all(params.get(name, defaults.get(name)) in values for name, values in self.when)
 
     @property
     def reads_file(self) -> bool:
@@ -158,6 +168,8 @@ class ParamSpec:
             data["linkable"] = True
         if self.multiline:
             data["multiline"] = True
+        if self.when:
+            data["when"] = {name: list(values) for name, values in self.when}
         return data
 
 
@@ -254,11 +266,27 @@ class NodeSpec:
                 raise ValueError(
                     f"node {self.type!r}: output {port.name!r} uses unknown {', '.join(unknown)}"
                 )
+        for param in self.params:
+            unknown = sorted({name for name, _ in param.when} - {p.name for p in self.params})
+            if unknown:
+                raise ValueError(
+                    f"node {self.type!r}: param {param.name!r} depends on unknown {', '.join(unknown)}"
+                )
         self._index.update(
             inputs={p.name: p for p in self.inputs},
             outputs={p.name: p for p in self.outputs},
             params={p.name: p for p in self.params},
         )
+
+    def shown_params(self, values: dict[str, Any]) -> list[ParamSpec]:
+        """The params that apply to a node with these param values (see ParamSpec.when), in order."""
+        defaults = {p.name: p.default for p in self.params}
+        return [p for p in self.params if p.applies(values, defaults)]
+
+    @property
+    def controlling(self) -> frozenset[str]:
+        """The params whose value decides whether others apply."""
+        return frozenset(name for p in self.params for name, _ in p.when)
 
     def input(self, name: str) -> PortSpec | None:
         return self._index["inputs"].get(name)

@@ -49,10 +49,13 @@ def node_geometry(graph: Graph, node: Node, spec: NodeSpec | None) -> NodeGeomet
     else:
         ins = [(p.name, p.type) for p in spec.inputs]
         outs = [(p.name, p.type) for p in spec.outputs]
-        params = [p.name for p in spec.params]
         shown = set(graph.layout.get("sockets", {}).get(node.id, []))
         linked = {e.dst_port for e in graph.edges if e.dst == node.id}
         sockets = {p.name for p in spec.params if p.linkable and (p.name in shown or p.name in linked)}
+        applying = {p.name for p in spec.shown_params(node.params)}
+        params = [
+            p.name for p in spec.params if p.name in applying or p.name in sockets
+        ]  # PAG's, only for pag
     geometry = NodeGeometry(WIDTH, 0.0)
     y = TITLE_H + 2.0
     for index in range(max(len(ins), len(outs))):

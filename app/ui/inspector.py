@@ -120,6 +120,9 @@ class Inspector(QScrollArea):
             return
         if kind in ("param_changed", "node_changed", "node_removed"):
             relevant = data["node"].id == self.node_id and not (self._pushing and kind != "node_removed")
+            if kind == "param_changed" and data["node"].id == self.node_id:
+                spec = self.editor.registry.get(data["node"].type)
+                relevant = relevant or (spec is not None and data["name"] in spec.controlling)
         elif kind in ("edge_added", "edge_removed"):
             relevant = data["edge"].dst == self.node_id
         else:
@@ -211,9 +214,12 @@ class Inspector(QScrollArea):
         self.widgets["@colour"] = colour
         incoming = self.editor.graph.incoming(node_id)
         sockets = self.editor.graph.layout.get("sockets", {}).get(node_id, [])
+        applying = {p.name for p in spec.shown_params(node.params)} if spec else set()
         for param in spec.params if spec else ():
             value = node.params.get(param.name, param.default)
             edge = incoming.get(param.name)
+            if param.name not in applying and edge is None and param.name not in sockets:
+                continue  # not used with the node's current settings (PAG's layers when the method is cfg)
             if edge is not None:
                 field: QWidget = QLabel(f"linked from {edge.src}.{edge.src_port}")
             else:

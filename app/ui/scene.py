@@ -98,7 +98,12 @@ class GraphScene(QGraphicsScene):
             if edge.dst in self.nodes:
                 self._refresh_node(edge.dst)
         elif kind == "param_changed":
-            self.nodes[data["node"].id].invalidate()
+            item = self.nodes[data["node"].id]
+            spec = self.specs(data["node"].type)
+            if spec is not None and data.get("name") in spec.controlling:
+                self._refresh_node(item.node_id)  # other params appear or hide: the node's rows change
+            else:
+                item.invalidate()
         elif kind == "node_changed":
             node_id = data["node"].id
             self.nodes[node_id].restyle()

@@ -128,3 +128,24 @@ def test_latents_and_vaes_only_have_to_share_a_latent_space():
     with pytest.raises(ValueError, match="model families differ: sdxl, sdxl_refiner"):
         T.inputs_agree([(T.MODEL, "sdxl_refiner"), (T.CONDITIONING, "sdxl")])
     assert T.inputs_agree([(T.LATENT, "tiny-x"), (T.VAE, "tiny-x"), (T.IMAGE, None)]) == "tiny-x"
+
+
+def test_a_param_used_only_with_some_values_of_another_names_it_and_is_listed():
+    from app.graph.spec import NodeSpec, ParamSpec
+
+    method = ParamSpec("method", T.STRING, "a", choices=("a", "b", "c"))
+    extra = ParamSpec("extra", T.FLOAT, 1.0, when={"method": ("b", "c")})
+    spec = NodeSpec("t.when", "When", "test", "", run=lambda ctx, **kw: {}, params=(method, extra))
+    assert [p.name for p in spec.shown_params({"method": "a"})] == ["method"]
+    assert [p.name for p in spec.shown_params({"method": "c"})] == ["method", "extra"]
+    assert [p.name for p in spec.shown_params({})] == ["method"]  # the default of `method` decides
+    assert spec.controlling == {"method"} and extra.to_json()["when"] == {"method": ["b", "c"]}
+    with pytest.raises(ValueError, match="depends on unknown mode"):
+        NodeSpec(
+            "t.bad",
+            "Bad",
+            "test",
+            "",
+            run=lambda ctx, **kw: {},
+            params=(ParamSpec("x", T.INT, 0, when={"mode": ("on",)}),),
+        )

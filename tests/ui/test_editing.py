@@ -300,3 +300,30 @@ def test_a_comfyui_workflow_opens_imported_and_never_saves_over_itself(qtbot, wi
         window, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier
     )  # Save asks where: never over it
     assert workflow.read_bytes() == before and serialize.load(saved, window.registry).nodes["ksampler_3"]
+
+
+def test_params_that_do_not_apply_are_hidden_and_come_back_with_their_method(qtbot):
+    """PAG's layers and scale only show for the methods that use them, in the inspector and on the node;
+    switching the method in the inspector shows them at once, and undo hides them again."""
+    from app.registry import default_registry
+    from app.ui.window import MainWindow
+
+    registry = default_registry()
+    win = MainWindow(registry, serialize.load("graphs/txt2img.json", registry))
+    qtbot.addWidget(win)
+    _select(win, "guidance")
+    assert "layers" not in win.inspector.widgets and "perturbed_scale" not in win.inspector.widgets
+    assert "rescale" in win.inspector.widgets
+    item = win.editor.scene.nodes["guidance"]
+    rows = [row.param for row in item.geometry.rows if row.param]
+    assert "layers" not in rows and "delta" not in rows
+    height = item.geometry.height
+    win.inspector.widgets["method"].setCurrentText("pag")
+    qtbot.waitUntil(lambda: "layers" in win.inspector.widgets)
+    assert "perturbed_scale" in win.inspector.widgets and "delta" not in win.inspector.widgets
+    assert {"layers", "perturbed_scale"} <= {row.param for row in item.geometry.rows}
+    assert item.geometry.height > height
+    assert win.editor.graph.nodes["guidance"].params["layers"]  # hidden values were kept all along
+    win.editor.history.undo()
+    qtbot.waitUntil(lambda: "layers" not in win.inspector.widgets)
+    assert item.geometry.height == height
