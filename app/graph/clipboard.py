@@ -15,6 +15,7 @@ from app.graph.model import Graph
 from app.graph.ops import reroute_key
 
 CLIP_KEY = "nodeloom_clip"
+INCOMING_KEY = "incoming"  # links from outside the copied nodes into them: [src, src_port, dst, dst_port]
 
 
 def copy_nodes(graph: Graph, node_ids: Iterable[str]) -> dict[str, Any]:
@@ -33,7 +34,22 @@ def copy_nodes(graph: Graph, node_ids: Iterable[str]) -> dict[str, Any]:
     reroutes = {k: v for k, v in graph.layout.get("reroutes", {}).items() if k in kept}
     if reroutes:
         part.layout["reroutes"] = copy.deepcopy(reroutes)
-    return {CLIP_KEY: 1, **serialize.to_dict(part)}
+    incoming = [
+        [e.src, e.src_port, e.dst, e.dst_port] for e in graph.edges if e.dst in inside and e.src not in inside
+    ]
+    return {CLIP_KEY: 1, **serialize.to_dict(part), INCOMING_KEY: incoming}
+
+
+def incoming_links(clip: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The links from nodes outside the copy into it (Ctrl+Shift+V pastes them too), well-formed ones only."""
+    links = clip.get(INCOMING_KEY, [])
+    if not isinstance(links, list):
+        return []
+    return [
+        tuple(link)
+        for link in links
+        if isinstance(link, list) and len(link) == 4 and all(isinstance(x, str) for x in link)
+    ]
 
 
 def is_clip(data: Any) -> bool:

@@ -23,7 +23,7 @@ from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 from app.graph import serialize
-from app.graph.clipboard import CLIP_KEY
+from app.graph.clipboard import CLIP_KEY, INCOMING_KEY, incoming_links
 from app.graph.model import Edge, Graph, Node, SpecLookup, can_connect
 from app.graph.ops import Recorder, reroute_key, run_op, target
 
@@ -301,19 +301,25 @@ class ConvertParam(Command):
 
 
 class Paste(Command):
-    """Add a copied sub-graph under new ids, keeping its internal links; `new_ids` maps old -> new."""
+    """Add a copied sub-graph under new ids, keeping its internal links; `new_ids` maps old -> new. With
+    `links`, the links that came into the copied nodes from outside are made again from the same outputs
+    (where those nodes still exist and the input is free): Ctrl+Shift+V."""
 
     label = "Paste"
 
-    def __init__(self, clip: dict[str, Any], at: Sequence[float]) -> None:
+    def __init__(self, clip: dict[str, Any], at: Sequence[float], links: bool = False) -> None:
         super().__init__()
-        self.clip, self.at = clip, (float(at[0]), float(at[1]))
+        self.clip, self.at, self.links = clip, (float(at[0]), float(at[1])), links
         self.new_ids: dict[str, str] = {}
+        if links:
+            self.label = "Paste with links"
 
     def build(self, rec: Recorder) -> None:
         try:
             part = serialize.from_dict(
-                {k: v for k, v in self.clip.items() if k != CLIP_KEY}, rec.specs, source="clipboard"
+                {k: v for k, v in self.clip.items() if k not in (CLIP_KEY, INCOMING_KEY)},
+                rec.specs,
+                source="clipboard",
             )
         except serialize.GraphFileError as error:
             raise CommandError(str(error)) from None
@@ -339,3 +345,12 @@ class Paste(Command):
                 if points:
                     moved = [[x + dx, y + dy] for x, y in points]
                     rec.set_layout_item("reroutes", reroute_key(new.dst, new.dst_port), moved)
+        if self.links:
+            for src, src_port, dst, dst_port in incoming_links(self.clip):
+                if src not in graph.nodes or dst not in self.new_ids:
+                    continue
+                new = Edge(src, src_port, self.new_ids[dst], dst_port)
+                if graph.input_edge(new.dst, new.dst_port) is None and (
+                    rec.specs is None or can_connect(graph, rec.specs, new) is None
+                ):
+                    rec.connect(new)

@@ -51,6 +51,7 @@ class Editor(QObject):
             "copy": self.copy,
             "cut": self.cut,
             "paste": self.paste,
+            "paste_links": lambda: self.paste(links=True),
             "duplicate": self.duplicate,
             "delete": self.delete,
             "bypass": lambda: self.toggle_mode("bypass"),
@@ -154,7 +155,9 @@ class Editor(QObject):
             command.label = "Cut"
             self.push(command)
 
-    def paste(self) -> None:
+    def paste(self, links: bool = False) -> None:
+        """Paste the clipboard's nodes at the cursor; `links` (Ctrl+Shift+V) also remakes the links that
+        came into them from the rest of the graph."""
         try:
             data = json.loads(QGuiApplication.clipboard().text())
         except ValueError:
@@ -162,9 +165,8 @@ class Editor(QObject):
         if not is_clip(data):
             self.message.emit("the clipboard holds no Nodeloom nodes")
             return
-        command = Paste(
-            data, (round(self.view.cursor_scene_pos().x()), round(self.view.cursor_scene_pos().y()))
-        )
+        at = (round(self.view.cursor_scene_pos().x()), round(self.view.cursor_scene_pos().y()))
+        command = Paste(data, at, links=links)
         if self.push(command):
             self.select_nodes(list(command.new_ids.values()))
 

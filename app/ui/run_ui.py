@@ -6,10 +6,11 @@ happen). Imports Qt only; never torch.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QImage
+from PySide6.QtCore import QPoint, Qt, QUrl
+from PySide6.QtGui import QDesktopServices, QImage
 from PySide6.QtWidgets import QDockWidget, QLabel, QMenu, QSpinBox
 
 from app.ui.edit_tools import EditTools
@@ -137,6 +138,12 @@ class RunControls:
         window = self.window
         menu = QMenu(window.view)
         menu.addAction("Run to here", lambda: window.runner.run_to(node_id))
+        files = getattr(window.runner, "saved", {}).get(node_id, [])
+        if files:  # the pictures this node's last run wrote (Save Image)
+            path = files[0]
+            menu.addAction("Open picture", lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(path)))
+            folder = str(Path(path).parent)
+            menu.addAction("Show in folder", lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(folder)))
         menu.addSeparator()
         for name in ("bypass", "mute"):
             menu.addAction(window.actions_by_name[name])

@@ -29,6 +29,7 @@ from app.ui.run_queue import RunQueue
 from app.ui.runner import Runner
 
 AUTOSAVE_MS = 60_000
+LABELS = {"paste_links": "Paste with links"}  # menu names that are not the action name capitalised
 
 
 def outside_paths(graph: Graph, registry: Registry, folder: Path) -> list[str]:
@@ -108,7 +109,7 @@ class MainWindow(QMainWindow):
             for name, keys in entries.items():
                 if name not in handlers:
                     continue
-                action = QAction(name.replace("_", " ").capitalize(), owner)
+                action = QAction(LABELS.get(name, name.replace("_", " ").capitalize()), owner)
                 action.setShortcuts([QKeySequence(k) for k in keys])
                 if scope == "canvas":
                     action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -126,7 +127,20 @@ class MainWindow(QMainWindow):
         files.addSeparator()
         files.addAction(self.actions_by_name["quit"])
         edit = menus.addMenu("&Edit")
-        for name in ("undo", "redo", None, "cut", "copy", "paste", "duplicate", "delete", None, "select_all"):
+        names = (
+            "undo",
+            "redo",
+            None,
+            "cut",
+            "copy",
+            "paste",
+            "paste_links",
+            "duplicate",
+            "delete",
+            None,
+            "select_all",
+        )
+        for name in names:
             edit.addSeparator() if name is None else edit.addAction(self.actions_by_name[name])
         node = menus.addMenu("&Node")
         for name in ("search", "bypass", "mute", "frame_nodes"):

@@ -94,3 +94,12 @@ def test_compare_with_input_wipes_between_the_input_and_the_result(qtbot, tmp_pa
     assert half.pixelColor(QPoint(50, 20)).red() == 220  # right of it: after
     assert dialog.composite(0).pixelColor(QPoint(5, 20)).red() == 220
     assert dialog.composite(100).pixelColor(QPoint(55, 20)).blue() == 200
+
+
+def test_a_node_that_saved_a_picture_offers_open_and_show_in_folder(qtbot, tmp_path):
+    win, _ = _window(qtbot, tmp_path)
+    texts = [a.text() for a in win.run_controls.node_menu("save", QPoint(0, 0)).actions()]
+    assert "Open picture" not in texts  # nothing written yet
+    win.runner.saved["save"] = [str(tmp_path / "inpaint_00001.png")]
+    texts = [a.text() for a in win.run_controls.node_menu("save", QPoint(0, 0)).actions()]
+    assert "Open picture" in texts and "Show in folder" in texts

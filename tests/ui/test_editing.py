@@ -110,6 +110,29 @@ def test_copy_paste_keeps_internal_links_with_new_ids(qtbot, window):
     assert len(graph.nodes) == 6
 
 
+def test_ctrl_shift_v_pastes_with_the_links_that_came_in_from_outside(qtbot, window):
+    editor, view = window.editor, window.view
+    editor.select_nodes(["save"])  # fed by shape.image
+    qtbot.keyClick(view, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    view.cursor().setPos(view.viewport().mapToGlobal(vp(view, 0, 400)))
+    qtbot.keyClick(view, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
+    assert "save_2" in editor.graph.nodes and editor.graph.input_edge("save_2", "image") is None
+    qtbot.keyClick(
+        view, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
+    )
+    assert Edge("shape", "image", "save_3", "image") in editor.graph.edges
+    editor.history.undo()
+    assert (
+        "save_3" not in editor.graph.nodes and Edge("shape", "image", "save", "image") in editor.graph.edges
+    )
+    editor.graph.remove_node("shape")  # the source is gone: the copy pastes without that link
+    qtbot.keyClick(
+        view, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
+    )
+    assert "save_3" in editor.graph.nodes and editor.graph.input_edge("save_3", "image") is None
+    assert "Paste with links" in [a.text() for a in window.menuBar().actions()[1].menu().actions()]
+
+
 def test_save_and_reopen_gives_the_same_graph(qtbot, window, tmp_path, registry):
     from app.ui.window import MainWindow
 
