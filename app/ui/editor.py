@@ -20,6 +20,7 @@ from app.graph.history import History
 from app.graph.layout_commands import AddFrame
 from app.graph.model import Graph
 from app.registry import Registry
+from app.ui.inline_edit import InlineEditor
 from app.ui.items import EdgeItem, FrameItem, NodeItem, RerouteItem
 from app.ui.scene import GraphScene
 from app.ui.search import SearchPopup
@@ -39,6 +40,7 @@ class Editor(QObject):
         self.history = History(self.graph, registry)
         self.scene = GraphScene(self.graph, registry)
         self.view = GraphView(self.scene, self)
+        self.inline = InlineEditor(self)  # double-click a value on a node
         self.search = SearchPopup(self.view, registry.specs)
         self.search.chosen.connect(self._add_chosen)
         self._search_at = QPointF()
@@ -65,6 +67,7 @@ class Editor(QObject):
 
     def set_graph(self, graph: Graph) -> None:
         """Edit another graph (New/Open/recovery): a fresh history, the scene rebuilt."""
+        self.inline.close()
         self.graph = graph
         self.history.graph = graph
         self.history.clear()

@@ -168,7 +168,11 @@ class GraphView(QGraphicsView):
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
         pos = self.mapToScene(event.position().toPoint())
         hit = self.itemAt(event.position().toPoint())
-        if event.button() == Qt.MouseButton.LeftButton and isinstance(hit, EdgeItem):
+        node = self.graph_scene.node_at(pos) if event.button() == Qt.MouseButton.LeftButton else None
+        name = self.editor.inline.row_at(node, pos) if node is not None else None
+        if name is not None:
+            self.editor.inline.open(node, name)  # edit the value on the node
+        elif event.button() == Qt.MouseButton.LeftButton and isinstance(hit, EdgeItem):
             self.gestures.add_reroute(hit, pos)
         elif event.button() == Qt.MouseButton.LeftButton and hit is None:
             self.editor.open_search(pos)

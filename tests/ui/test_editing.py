@@ -350,3 +350,55 @@ def test_params_that_do_not_apply_are_hidden_and_come_back_with_their_method(qtb
     win.editor.history.undo()
     qtbot.waitUntil(lambda: "layers" not in win.inspector.widgets)
     assert item.geometry.height == height
+
+
+def _row_point(window, node_id, param):
+    item = window.editor.scene.nodes[node_id]
+    row = next(r for r in item.geometry.rows if r.param == param)
+    return vp(window.view, item.pos().x() + item.geometry.width - 30, item.pos().y() + row.y + 8)
+
+
+def test_double_click_on_a_value_edits_it_on_the_node_as_one_undo_step(qtbot, window):
+    view, editor = window.view, window.editor
+    before = editor.graph.nodes["shape"].params["size"]
+    qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=_row_point(window, "shape", "size"))
+    field = editor.inline.widget
+    assert field is not None and field.text() == str(before)
+    field.setText("0.25")
+    qtbot.keyClick(field, Qt.Key.Key_Return)
+    assert editor.graph.nodes["shape"].params["size"] == 0.25 and editor.inline.widget is None
+    editor.history.undo()
+    assert editor.graph.nodes["shape"].params["size"] == before
+    qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=_row_point(window, "shape", "size"))
+    editor.inline.widget.setText("lots")
+    messages = []
+    editor.message.connect(messages.append)
+    qtbot.keyClick(editor.inline.widget, Qt.Key.Key_Return)
+    assert editor.graph.nodes["shape"].params["size"] == before and "shape.size" in messages[-1]
+    qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=_row_point(window, "shape", "shape"))
+    combo = editor.inline.widget
+    combo.setCurrentText("circle")
+    combo.activated.emit(combo.currentIndex())
+    assert editor.graph.nodes["shape"].params["shape"] == "circle"
+    qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=_row_point(window, "shape", "size"))
+    qtbot.keyClick(editor.inline.widget, Qt.Key.Key_Escape)
+    assert editor.inline.widget is None and editor.graph.nodes["shape"].params["shape"] == "circle"
+
+
+def test_a_prompt_is_edited_in_a_text_box_on_the_node(qtbot):
+    from app.registry import default_registry
+    from app.ui.window import MainWindow
+
+    registry = default_registry()
+    win = MainWindow(registry, serialize.load("graphs/txt2img.json", registry))
+    qtbot.addWidget(win)
+    win.resize(1000, 700)
+    win.show()
+    qtbot.waitExposed(win)
+    win.view.centerOn(win.editor.scene.nodes["prompt"])
+    qtbot.mouseDClick(win.view.viewport(), Qt.MouseButton.LeftButton, pos=_row_point(win, "prompt", "text"))
+    box = win.editor.inline.widget
+    assert type(box).__name__ == "QPlainTextEdit"
+    box.setPlainText("a red circle\non a blue background")
+    qtbot.keyClick(box, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert win.editor.graph.nodes["prompt"].params["text"] == "a red circle\non a blue background"
