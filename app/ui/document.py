@@ -65,3 +65,19 @@ def add_recent(path: Path) -> list[Path]:
     files = [path, *[p for p in recent_files() if p != path]][:RECENT_LIMIT]
     atomic_write_text(state_dir() / "recent.json", json.dumps([str(p) for p in files], indent=1))
     return files
+
+
+def preferences() -> dict:
+    """The editor's settings (View > Left-drag pans, ...), {} when none were saved or the file is unreadable."""
+    try:
+        data = json.loads((state_dir() / "preferences.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def set_preference(name: str, value: object) -> dict:
+    """Save one editor setting (the file is replaced whole)."""
+    data = {**preferences(), name: value}
+    atomic_write_text(state_dir() / "preferences.json", json.dumps(data, indent=1))
+    return data

@@ -57,6 +57,7 @@ class GraphView(QGraphicsView):
         self.gestures = Gestures(self)
         self._pan_from: QPoint | None = None
         self._space = False
+        self.left_drag_pans = False  # a setting (View menu): left-drag on empty canvas pans, not selects
         self.minimap = Minimap(self)
         self.minimap.hide()
         self.on_drop_file: Callable[[str], None] | None = None
@@ -127,7 +128,11 @@ class GraphView(QGraphicsView):
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         button = event.button()
-        if button == Qt.MouseButton.MiddleButton or (button == Qt.MouseButton.LeftButton and self._space):
+        selecting = event.modifiers() & Qt.KeyboardModifier.ShiftModifier  # Shift+drag still selects
+        empty = self.left_drag_pans and not selecting and self.itemAt(event.position().toPoint()) is None
+        if button == Qt.MouseButton.MiddleButton or (
+            button == Qt.MouseButton.LeftButton and (self._space or empty)
+        ):
             self._pan_from = event.position().toPoint()
             self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
             event.accept()

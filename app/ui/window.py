@@ -148,8 +148,22 @@ class MainWindow(QMainWindow):
         view = menus.addMenu("&View")
         for name in ("frame_selected", "frame_all", "minimap"):
             view.addAction(self.actions_by_name[name])
+        pans = view.addAction("Left-drag pans")
+        pans.setCheckable(True)
+        pans.setToolTip("Left-drag on empty canvas pans the view (Shift+drag still selects); off: it selects")
+        pans.setChecked(bool(document.preferences().get("left_drag_pans", False)))
+        self.view.left_drag_pans = pans.isChecked()
+        pans.toggled.connect(self._left_drag_pans)
+        self.actions_by_name["left_drag_pans"] = pans
         view.addSeparator()
         self.view_menu = view  # the docks add their show/hide toggles here
+
+    def _left_drag_pans(self, on: bool) -> None:
+        self.view.left_drag_pans = on
+        try:
+            document.set_preference("left_drag_pans", on)
+        except OSError as error:
+            self.statusBar().showMessage(f"could not save the setting: {error}", 5000)
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()

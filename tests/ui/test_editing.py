@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import QApplication
 
@@ -402,3 +402,25 @@ def test_a_prompt_is_edited_in_a_text_box_on_the_node(qtbot):
     box.setPlainText("a red circle\non a blue background")
     qtbot.keyClick(box, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     assert win.editor.graph.nodes["prompt"].params["text"] == "a red circle\non a blue background"
+
+
+def test_left_drag_on_empty_canvas_pans_when_the_setting_is_on_and_it_is_remembered(qtbot, window):
+    from app.ui import document
+
+    view = window.view
+    pans = window.actions_by_name["left_drag_pans"]
+    assert not pans.isChecked()
+    empty = vp(view, -600, -600)
+    before = view.mapToScene(view.viewport().rect().center())
+    qtbot.mousePress(view.viewport(), Qt.MouseButton.LeftButton, pos=empty)
+    qtbot.mouseMove(view.viewport(), empty + QPoint(80, 60))
+    qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, pos=empty + QPoint(80, 60))
+    assert view.mapToScene(view.viewport().rect().center()) == before  # off: a rubber band, no pan
+    pans.setChecked(True)
+    assert document.preferences()["left_drag_pans"] is True
+    qtbot.mousePress(view.viewport(), Qt.MouseButton.LeftButton, pos=empty)
+    qtbot.mouseMove(view.viewport(), empty + QPoint(80, 60))
+    qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, pos=empty + QPoint(80, 60))
+    assert view.mapToScene(view.viewport().rect().center()) != before
+    pans.setChecked(False)
+    assert document.preferences()["left_drag_pans"] is False
