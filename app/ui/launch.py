@@ -66,6 +66,6 @@ def main(args: argparse.Namespace, registry: Registry) -> int:
         )
         window.update_title()
     window.show()
-    window.view.frame_all()
+    window.view.frame_readable()
     window.offer_recovery()
     return app.exec()

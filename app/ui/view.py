@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from app.ui.editor import Editor
 
 MIN_SCALE, MAX_SCALE = 0.03, 4.0
+READABLE = 0.8  # the smallest zoom a graph opens at: row text about 9 px
 GRID = 20.0
 
 
@@ -106,6 +107,20 @@ class GraphView(QGraphicsView):
 
     def frame_all(self) -> None:
         self.frame_rect(self.graph_scene.content_rect())
+
+    def frame_readable(self) -> None:
+        """How a graph opens: all of it when that leaves its text readable, else at a readable zoom from its
+        top-left corner (where the loaders usually are); Home shows all of it (and the minimap always does)."""
+        rect = self.graph_scene.content_rect()
+        self.frame_rect(rect)
+        if rect.isEmpty() or self.zoom() >= READABLE:
+            return
+        self.resetTransform()
+        self.scale(READABLE, READABLE)
+        port = self.viewport().rect()
+        seen = QRectF(rect.left() - 40, rect.top() - 40, port.width() / READABLE, port.height() / READABLE)
+        self.centerOn(seen.center())
+        self.minimap.update()
 
     def frame_selected(self) -> None:
         rect = QRectF()

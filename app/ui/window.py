@@ -242,7 +242,7 @@ class MainWindow(QMainWindow):
             self.editor.history.mark_clean()
         else:
             self.editor.history.mark_dirty()
-        self.view.frame_all()
+        self.view.frame_readable()
         self.update_title()
 
     def new(self) -> None:

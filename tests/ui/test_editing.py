@@ -424,3 +424,30 @@ def test_left_drag_on_empty_canvas_pans_when_the_setting_is_on_and_it_is_remembe
     assert view.mapToScene(view.viewport().rect().center()) != before
     pans.setChecked(False)
     assert document.preferences()["left_drag_pans"] is False
+
+
+def test_a_large_graph_opens_at_a_readable_zoom_and_home_shows_all_of_it(qtbot):
+    from app.registry import default_registry
+    from app.ui.view import READABLE
+    from app.ui.window import MainWindow
+
+    registry = default_registry()
+    win = MainWindow(registry)
+    qtbot.addWidget(win)
+    win.resize(900, 600)
+    win.show()
+    qtbot.waitExposed(win)
+    win.open_path(str(ROOT / "graphs" / "edit_inversion.json"))  # wider than the window at full size
+    assert win.view.zoom() == READABLE
+    shown = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
+    content = win.editor.scene.content_rect()
+    assert shown.contains(content.topLeft()) and not shown.contains(content)
+    win.view.frame_all()
+    assert win.view.zoom() < READABLE
+    win.open_path(str(ROOT / "graphs" / "shapes.json"))  # small: all of it, text readable
+    assert win.view.zoom() >= READABLE
+    assert (
+        win.view.mapToScene(win.view.viewport().rect())
+        .boundingRect()
+        .contains(win.editor.scene.content_rect())
+    )
