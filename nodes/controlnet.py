@@ -16,9 +16,10 @@ from app.files import FileProblem, FileResolver
 from app.graph import types as T
 from app.graph.spec import Input, Output, Param, node
 from app.runtime import checkpoints, control
-from app.runtime.controlnets import ControlNetProblem, config_folder, family_of
+from app.runtime.controlnets import ControlNetProblem, config_folder, family_of, latent_config
 from app.runtime.values import CheckpointSource, Conditioning
 from nodes._diffusion import controlnet_module
+from nodes.latent import vae_encode
 
 
 def _family(params: dict[str, Any], _inputs: dict[str, str | None]) -> str | None:
@@ -88,6 +89,13 @@ def load_controlnet(ctx, controlnet, config):
         Input("conditioning", T.CONDITIONING, "The prompt to steer (usually the positive one)."),
         Input("control_net", T.CONTROL_NET, "From Load ControlNet."),
         Input("image", T.IMAGE, "The control image (e.g. from Canny), ideally at the output size."),
+        Input(
+            "vae",
+            T.VAE,
+            "SD3 ControlNets only: the model's VAE, which encodes the control image to latents as their "
+            "pipeline does (ComfyUI's Apply ControlNet `vae` input).",
+            optional=True,
+        ),
     ],
     outputs=[Output("conditioning", T.CONDITIONING, "The prompt with this ControlNet attached.")],
     params=[
@@ -104,13 +112,33 @@ def load_controlnet(ctx, controlnet, config):
         ),
     ],
 )
-def apply_controlnet(ctx, conditioning: Conditioning, control_net, image, strength, start, end, guess_mode):
+def apply_controlnet(
+    ctx, conditioning: Conditioning, control_net, image, vae, strength, start, end, guess_mode
+):
     """Attaches a ControlNet and its prepared control image to the conditioning; the Sampler adds its
-    residuals on the steps inside [start, end]. Chain two Apply nodes for multi-ControlNet (residuals add)."""
+    residuals on the steps inside [start, end]. Chain two Apply nodes for multi-ControlNet (residuals add).
+    An SD3 ControlNet gets the control image VAE-encoded (the distribution's mode, so it caches)."""
     if start > end:
         raise NodeError(f"start {start} is after end {end}")
+    try:
+        config = latent_config(Path(control_net.source.path))
+    except ControlNetProblem as error:
+        raise NodeError(str(error)) from None
+    latents = config is not None
+    if latents and vae is None:
+        raise NodeError(
+            "this SD3 ControlNet takes the control image as latents: connect the model's VAE to vae"
+        )
+    if latents and guess_mode:
+        raise NodeError("guess mode is for UNet ControlNets; turn it off for this SD3 ControlNet")
+    if latents:
+        prepared = vae_encode(ctx, image, vae)["latent"].samples
+        if config.get("force_zeros_for_pooled_projection", True):  # these take z * scale, no shift
+            prepared = prepared + vae.latent_shift * vae.latent_scale
+    else:
+        prepared = control.prepare_image(image)
     hint = control.Hint(
-        control_net, control.prepare_image(image), float(strength), float(start), float(end), bool(guess_mode)
+        control_net, prepared, float(strength), float(start), float(end), bool(guess_mode), latents
     )
     return {
         "conditioning": Conditioning(

@@ -56,9 +56,14 @@ def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
     within one step when cancelled."""
     policy = next((p for p in reversed(model.patches) if isinstance(p, CachePolicy)), None)
     with prepared(ctx, model, positive, negative, latent, schedule, guider) as run, _cache_errors():
-        if positive.hints and run.family.denoiser != "unet":
+        latent_hints = all(h.latents for h in positive.hints)
+        if (
+            positive.hints
+            and run.family.denoiser != "unet"
+            and not (run.family.name == "sd3" and latent_hints)
+        ):
             raise NodeError(
-                f"ControlNets on {run.family.name} models are not supported yet (only UNet models)"
+                f"ControlNets on {run.family.name} models are not supported yet (UNet models and SD3)"
             )
         nets = [controlnet_module(ctx, h.controlnet) for h in positive.hints]
         common = (run.denoiser, run.scheduler, schedule, run.guidance, run.inputs, run.negative_inputs)

@@ -1,5 +1,6 @@
 """ControlNet inside the denoising loop: the hints that Apply ControlNet attaches to a CONDITIONING, and the
-residuals they add to the UNet at one step.
+residuals they add to the UNet (or, for SD3 ControlNets, the per-block samples they add to the transformer)
+at one step.
 
 It follows StableDiffusionControlNetPipeline: the control image is duplicated for the [uncond, cond] halves of
 a CFG batch; in guess mode only the cond half goes through the ControlNet (the uncond half gets zero
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.engine.codec import persistable
+from app.engine.context import NodeError
 from app.runtime.values import CheckpointSource
 
 
@@ -31,8 +33,10 @@ class ControlNetHandle:
 @persistable
 @dataclass(frozen=True)
 class Hint:
-    """One applied ControlNet: the prepared control image (1 or B, 3, H, W) float 0..1 on the CPU, its
-    strength (conditioning scale), window [start, end] as fractions of the schedule, and guess mode."""
+    """One applied ControlNet: the prepared control image (1 or B, 3, H, W) float 0..1 on the CPU, or, for a
+    diffusion transformer's ControlNet (`latents`), that image VAE-encoded as the latent format stores it
+    (1 or B, C, h, w); its strength (conditioning scale), window [start, end] as fractions of the schedule,
+    and guess mode (UNet ControlNets)."""
 
     controlnet: ControlNetHandle
     image: Any
@@ -40,6 +44,7 @@ class Hint:
     start: float = 0.0
     end: float = 1.0
     guess_mode: bool = False
+    latents: bool = False
 
 
 def prepare_image(image: Any) -> Any:
@@ -70,6 +75,8 @@ def residuals(
     ControlNet takes too); `halves` = 2 for a CFG batch [uncond, cond], else 1. {} when no hint is active."""
     import torch
 
+    if any(hint.latents for hint in hints):
+        return _transformer_residuals(hints, nets, step, total, x_in, t, model_kwargs)
     down, mid = None, None
     for hint, net in zip(hints, nets, strict=True):
         if not active(hint, step, total):
@@ -95,6 +102,40 @@ def residuals(
     if down is None:
         return {}
     return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+
+
+def _transformer_residuals(hints, nets, step: int, total: int, x_in: Any, t: Any, model_kwargs: dict) -> dict:
+    """SD3 ControlNets (StableDiffusion3ControlNetPipeline): each gets the latents, the timestep, the text
+    (unless it has no text input), the pooled embedding (zeros when its config says so) and the control
+    latents; their per-block samples add, and go to the transformer as block_controlnet_hidden_states."""
+    samples = None
+    for hint, net in zip(hints, nets, strict=True):
+        if not active(hint, step, total):
+            continue
+        config = net.config
+        pooled = model_kwargs["pooled_projections"]
+        if getattr(config, "force_zeros_for_pooled_projection", False):
+            pooled = pooled.new_zeros(pooled.shape)
+        text = model_kwargs["encoder_hidden_states"] if config.joint_attention_dim is not None else None
+        cond = hint.image.to(x_in.device, x_in.dtype)
+        if tuple(cond.shape[-2:]) != tuple(x_in.shape[-2:]):
+            raise NodeError(
+                f"the control image's latents are {cond.shape[-1]}x{cond.shape[-2]} but the picture's are "
+                f"{x_in.shape[-1]}x{x_in.shape[-2]}: give the control image the output size (Upscale Image)"
+            )
+        if cond.shape[0] != x_in.shape[0]:
+            cond = cond.repeat(x_in.shape[0] // cond.shape[0], 1, 1, 1)
+        out = net(
+            hidden_states=x_in,
+            timestep=t.expand(x_in.shape[0]),
+            encoder_hidden_states=text,
+            pooled_projections=pooled,
+            controlnet_cond=cond,
+            conditioning_scale=float(hint.strength),
+            return_dict=False,
+        )[0]
+        samples = list(out) if samples is None else [a + b for a, b in zip(samples, out, strict=True)]
+    return {} if samples is None else {"block_controlnet_hidden_states": samples}
 
 
 def _second_half(value: Any) -> Any:

@@ -1,6 +1,6 @@
 """What a ControlNet file or folder is, read from its config without loading weights, and reading it.
 
-The family is sd15 / sd2 / sdxl for the standard architectures; a small one names its base model's family
+The family is sd15 / sd2 / sdxl for the standard architectures, sd3 for an SD3ControlNetModel folder; a small one names its base model's family
 in a `nodeloom.json` beside its config ({"family": "tiny-shapes"}), else it is "tiny-<folder name>".
 A single .safetensors file is described by a skeleton config (models/configs or assets/configs; auto =
 controlnet-sd15, or controlnet-sdxl for SDXL keys). Pure Python except `read`; never import Qt here.
@@ -15,6 +15,8 @@ from app.runtime import checkpoints
 from app.runtime.values import CheckpointSource
 
 SDXL_KEYS = ("add_embedding.linear_1.weight", "control_model.label_emb.0.0.weight", "label_emb.0.0.weight")
+# ControlNets of diffusion transformers, by their diffusers class: they take the control image as latents
+LATENT_CONTROLNETS = {"SD3ControlNetModel": "sd3"}
 
 
 class ControlNetProblem(ValueError):
@@ -40,6 +42,10 @@ def config_folder(path: Path, config: str) -> Path:
 def family_of(path: Path, config: str = "auto") -> str:
     """sd15 / sd2 / sdxl from the config's architecture, else the family named in nodeloom.json."""
     cfg = checkpoints.read_json(config_folder(path, config) / "config.json")
+    if cfg.get("_class_name") in LATENT_CONTROLNETS:
+        if not path.is_dir():
+            raise ControlNetProblem(f"{path.name}: {cfg['_class_name']} loads from a diffusers folder only")
+        return checkpoints.sidecar_family(path) or LATENT_CONTROLNETS[cfg["_class_name"]]
     channels = cfg.get("block_out_channels")
     if cfg.get("addition_embed_type") == "text_time" and channels == [320, 640, 1280]:
         return "sdxl"
@@ -52,12 +58,32 @@ def family_of(path: Path, config: str = "auto") -> str:
     return stem if stem.startswith("tiny-") else f"tiny-{stem}"
 
 
+def latent_config(path: Path) -> dict[str, Any] | None:
+    """The config of a diffusion transformer's ControlNet, which takes the control image VAE-encoded; None
+    for a UNet ControlNet. (InstantX-style SD3 ControlNets, `force_zeros_for_pooled_projection`, take the
+    latents without the VAE's shift and zeros for the pooled text, as their pipeline gives them.)"""
+    if not path.is_dir():
+        return None
+    config = checkpoints.read_json(path / "config.json")
+    if config.get("_class_name") not in LATENT_CONTROLNETS:
+        return None
+    if config.get("use_pos_embed") is False:
+        raise ControlNetProblem(
+            f"{path.name}: a ControlNet sharing the transformer's position embedding (SD3.5 Large's) is not "
+            "supported yet"
+        )
+    return config
+
+
 def read(source: CheckpointSource, torch_dtype: Any) -> Any:
-    """The ControlNetModel of a source, offline (a single file goes through its local config skeleton)."""
+    """The ControlNet of a source, offline (a single file goes through its local config skeleton)."""
+    import diffusers
     from diffusers import ControlNetModel
 
     if not source.config:
-        return ControlNetModel.from_pretrained(source.path, torch_dtype=torch_dtype, local_files_only=True)
+        name = checkpoints.read_json(Path(source.path) / "config.json").get("_class_name")
+        cls = getattr(diffusers, name) if name in LATENT_CONTROLNETS else ControlNetModel
+        return cls.from_pretrained(source.path, torch_dtype=torch_dtype, local_files_only=True)
     return ControlNetModel.from_single_file(
         source.path, config=source.config, torch_dtype=torch_dtype, local_files_only=True
     )
