@@ -241,13 +241,11 @@ def _apply(imp: Importer, node: CNode) -> None:
         "positive" if advanced else "conditioning": "conditioning",
         "control_net": "control_net",
         "image": "image",
+        "vae": "vae",  # SD3 ControlNets encode the picture with it; others ignore it
     }
-    our = _one(imp, node, "control.apply", params, inputs, ("conditioning",))
+    _one(imp, node, "control.apply", params, inputs, ("conditioning",))
     if advanced:  # our hints ride on the positive prompt; the negative passes through
         imp.alias(node, 1, "negative")
-        if "vae" in node.links:
-            imp.approx(node, "its vae input is not used (SD1.x/SDXL ControlNets take the picture as is)")
-    del our
 
 
 @converts("Canny")

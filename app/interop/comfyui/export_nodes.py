@@ -149,6 +149,10 @@ def _apply(ex: Exporter, node: Any) -> None:
         ex.report.notes.append(
             f"{node.id}: its start/end window and guess mode are dropped (ControlNetApply)"
         )
+    if ex.graph.input_edge(node.id, "vae") is not None:
+        ex.report.notes.append(
+            f"{node.id}: its vae link is dropped (ControlNetApply; an SD3 ControlNet needs it)"
+        )
     ex.emit(their, "ControlNetApply", {"strength": float(params.get("strength", 1.0))}, node.title)
     for name, port in (("conditioning", "conditioning"), ("control_net", "control_net"), ("image", "image")):
         ex.link(their, name, node.id, port)
