@@ -133,7 +133,10 @@ def apply_controlnet(
         raise NodeError("guess mode is for UNet ControlNets; turn it off for this SD3 ControlNet")
     if latents:
         prepared = vae_encode(ctx, image, vae)["latent"].samples
-        if config.get("force_zeros_for_pooled_projection", True):  # these take z * scale, no shift
+        instantx = config["_class_name"] == "SD3ControlNetModel" and config.get(
+            "force_zeros_for_pooled_projection", True
+        )
+        if instantx:  # InstantX's SD3 ControlNets take z * scale, without the VAE's shift
             prepared = prepared + vae.latent_shift * vae.latent_scale
     else:
         prepared = control.prepare_image(image)

@@ -56,15 +56,8 @@ def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
     within one step when cancelled."""
     policy = next((p for p in reversed(model.patches) if isinstance(p, CachePolicy)), None)
     with prepared(ctx, model, positive, negative, latent, schedule, guider) as run, _cache_errors():
-        latent_hints = all(h.latents for h in positive.hints)
-        if (
-            positive.hints
-            and run.family.denoiser != "unet"
-            and not (run.family.name == "sd3" and latent_hints)
-        ):
-            raise NodeError(
-                f"ControlNets on {run.family.name} models are not supported yet (UNet models and SD3)"
-            )
+        if positive.hints and run.family.denoiser != "unet" and not all(h.latents for h in positive.hints):
+            raise NodeError(f"a UNet ControlNet cannot steer a {run.family.name} model; load one made for it")
         nets = [controlnet_module(ctx, h.controlnet) for h in positive.hints]
         common = (run.denoiser, run.scheduler, schedule, run.guidance, run.inputs, run.negative_inputs)
         if latent.inversion is not None:  # from an Invert node: sample down its trajectory

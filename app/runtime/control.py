@@ -105,18 +105,13 @@ def residuals(
 
 
 def _transformer_residuals(hints, nets, step: int, total: int, x_in: Any, t: Any, model_kwargs: dict) -> dict:
-    """SD3 ControlNets (StableDiffusion3ControlNetPipeline): each gets the latents, the timestep, the text
-    (unless it has no text input), the pooled embedding (zeros when its config says so) and the control
-    latents; their per-block samples add, and go to the transformer as block_controlnet_hidden_states."""
-    samples = None
+    """Diffusion transformers' ControlNets: the active ones with their control latents (batched like the
+    call) and scales, as `controlnets` for the family's `forward`, which runs them on the inputs it makes
+    for the transformer (Flux packs and positions its tokens) and adds their block samples."""
+    active_nets = []
     for hint, net in zip(hints, nets, strict=True):
         if not active(hint, step, total):
             continue
-        config = net.config
-        pooled = model_kwargs["pooled_projections"]
-        if getattr(config, "force_zeros_for_pooled_projection", False):
-            pooled = pooled.new_zeros(pooled.shape)
-        text = model_kwargs["encoder_hidden_states"] if config.joint_attention_dim is not None else None
         cond = hint.image.to(x_in.device, x_in.dtype)
         if tuple(cond.shape[-2:]) != tuple(x_in.shape[-2:]):
             raise NodeError(
@@ -125,17 +120,15 @@ def _transformer_residuals(hints, nets, step: int, total: int, x_in: Any, t: Any
             )
         if cond.shape[0] != x_in.shape[0]:
             cond = cond.repeat(x_in.shape[0] // cond.shape[0], 1, 1, 1)
-        out = net(
-            hidden_states=x_in,
-            timestep=t.expand(x_in.shape[0]),
-            encoder_hidden_states=text,
-            pooled_projections=pooled,
-            controlnet_cond=cond,
-            conditioning_scale=float(hint.strength),
-            return_dict=False,
-        )[0]
-        samples = list(out) if samples is None else [a + b for a, b in zip(samples, out, strict=True)]
-    return {} if samples is None else {"block_controlnet_hidden_states": samples}
+        active_nets.append((net, cond, float(hint.strength)))
+    return {"controlnets": active_nets} if active_nets else {}
+
+
+def add_samples(total: list[Any] | None, samples: Any) -> list[Any] | None:
+    """Block samples of several ControlNets, summed per block (None stays None)."""
+    if samples is None:
+        return total
+    return list(samples) if total is None else [a + b for a, b in zip(total, samples, strict=True)]
 
 
 def _second_half(value: Any) -> Any:

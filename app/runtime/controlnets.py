@@ -16,7 +16,7 @@ from app.runtime.values import CheckpointSource
 
 SDXL_KEYS = ("add_embedding.linear_1.weight", "control_model.label_emb.0.0.weight", "label_emb.0.0.weight")
 # ControlNets of diffusion transformers, by their diffusers class: they take the control image as latents
-LATENT_CONTROLNETS = {"SD3ControlNetModel": "sd3"}
+LATENT_CONTROLNETS = {"SD3ControlNetModel": "sd3", "FluxControlNetModel": "flux"}
 
 
 class ControlNetProblem(ValueError):
@@ -67,6 +67,14 @@ def latent_config(path: Path) -> dict[str, Any] | None:
     config = checkpoints.read_json(path / "config.json")
     if config.get("_class_name") not in LATENT_CONTROLNETS:
         return None
+    if config.get("conditioning_embedding_channels") is not None:
+        raise ControlNetProblem(
+            f"{path.name}: an XLabs-style Flux ControlNet (it takes the picture itself) is not supported yet"
+        )
+    if config.get("num_mode") is not None:
+        raise ControlNetProblem(
+            f"{path.name}: Flux union ControlNets (with control modes) are not supported yet"
+        )
     if config.get("use_pos_embed") is False:
         raise ControlNetProblem(
             f"{path.name}: a ControlNet sharing the transformer's position embedding (SD3.5 Large's) is not "

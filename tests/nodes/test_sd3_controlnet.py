@@ -1,5 +1,6 @@
-"""SD3 ControlNets: Load ControlNet + Apply ControlNet (with the VAE, which encodes the control image) on the tiny
-random SD3 against StableDiffusion3ControlNetPipeline, and the clear refusals around them."""
+"""SD3 and Flux ControlNets: Load ControlNet + Apply ControlNet (with the VAE, which encodes the control image) on
+the tiny random SD3 and Flux against StableDiffusion3ControlNetPipeline and FluxControlNetPipeline, and the clear
+refusals around them."""
 
 from __future__ import annotations
 
@@ -50,11 +51,10 @@ def root(tmp_path_factory):
         yield folder
 
 
-def _graph(root, vae=True, **params):
-    g = f.graph(
-        "sd3_txt2img", f.SD3, prompt__text=f.PROMPT, schedule__steps=STEPS, guidance__scale=SCALE, **params
-    )
-    g.add_node(Node("cn", "control.load", params={"controlnet": "tiny-sd3-canny", "config": "auto"}))
+def _graph(root, vae=True, graph="sd3_txt2img", model=f.SD3, controlnet="tiny-sd3-canny", **params):
+    scale = {"guidance__scale": SCALE} if graph == "sd3_txt2img" else {}
+    g = f.graph(graph, model, prompt__text=f.PROMPT, schedule__steps=STEPS, **scale, **params)
+    g.add_node(Node("cn", "control.load", params={"controlnet": controlnet, "config": "auto"}))
     g.add_node(Node("edges", "image.load", params={"path": str(root / "edges.png")}))
     g.add_node(
         Node(
@@ -102,3 +102,48 @@ def test_an_sd3_controlnet_without_the_vae_or_at_another_size_is_refused_in_a_se
     assert "connect the model's VAE to vae" in result.errors["apply"]
     result = h.executor().run(_graph(root, latent__width=96), ["sampler"])
     assert "give the control image the output size" in result.errors["sampler"]
+
+
+def write_flux_controlnet(model_folder, out, seed=6):
+    """A one-double-block, one-single-block FluxControlNetModel (InstantX kind) from the tiny Flux."""
+    from diffusers import FluxControlNetModel, FluxTransformer2DModel
+
+    transformer = FluxTransformer2DModel.from_pretrained(
+        model_folder, subfolder="transformer", local_files_only=True
+    )
+    config = transformer.config
+    torch.manual_seed(seed)
+    net = FluxControlNetModel.from_transformer(transformer, num_layers=1, num_single_layers=1,
+                                               attention_head_dim=config.attention_head_dim,
+                                               num_attention_heads=config.num_attention_heads)  # fmt: skip
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in (net.controlnet_x_embedder, *net.controlnet_blocks, *net.controlnet_single_blocks):
+            for parameter in module.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
+    net.save_pretrained(out)
+    (out / "nodeloom.json").write_text(json.dumps({"family": model_folder.name}))
+    return out
+
+
+def test_a_flux_controlnet_matches_the_flux_controlnet_pipeline(root, monkeypatch):
+    from diffusers import FluxControlNetModel, FluxControlNetPipeline
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+    from PIL import Image
+
+    dit.write("flux", root / f.FLUX, seed=2)
+    write_flux_controlnet(root / f.FLUX, root / "controlnet" / "tiny-flux-canny")
+    g = _graph(root, graph="flux_txt2img", model=f.FLUX, controlnet="tiny-flux-canny")
+    ours = h.run(h.executor(), g).outputs["sampler"]["latent"].samples
+    base = f.pipeline(root / f.FLUX)
+    net = FluxControlNetModel.from_pretrained(root / "controlnet" / "tiny-flux-canny", local_files_only=True)
+    pipe = FluxControlNetPipeline(**base.components, controlnet=net)
+    pipe.set_progress_bar_config(disable=True)
+    monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mode())
+    reference = f.reference(pipe, STEPS, 3.5, 0, control_image=Image.open(root / "edges.png").convert("RGB"),
+                            controlnet_conditioning_scale=0.8)  # fmt: skip
+    error = (ours - reference).abs().max().item()
+    print(f"Flux ControlNet vs FluxControlNetPipeline: max abs error {error:.2e}")
+    assert error < 1e-4
+    plain = h.run(h.executor(), f.graph("flux_txt2img", f.FLUX, prompt__text=f.PROMPT, schedule__steps=STEPS))
+    assert (ours - plain.outputs["sampler"]["latent"].samples).abs().max() > 1e-3

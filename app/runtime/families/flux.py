@@ -71,6 +71,8 @@ class Flux(Family):
     def forward(module: Any, sample: Any, timestep: Any, **kwargs: Any) -> Any:
         import torch
 
+        from app.runtime.control import add_samples
+
         batch, channels, height, width = sample.shape
         packed = pack(sample)
         rows, columns = torch.meshgrid(
@@ -82,14 +84,29 @@ class Flux(Family):
         context = kwargs["encoder_hidden_states"]
         txt_ids = torch.zeros(context.shape[1], 3, device=sample.device)
         guidance = kwargs.pop("guidance", None)
+        guidance = guidance.float() if guidance is not None else None
+        t = timestep.expand(batch).to(sample.dtype) / 1000
+        ids = {"txt_ids": txt_ids.to(sample.dtype), "img_ids": img_ids.to(sample.dtype)}
+        double, single = None, None
+        for net, cond, scale in kwargs.pop(
+            "controlnets", ()
+        ):  # FluxControlNetPipeline's call (InstantX kind)
+            blocks, singles = net(
+                hidden_states=packed,
+                controlnet_cond=pack(cond),
+                conditioning_scale=scale,
+                timestep=t,
+                guidance=guidance if net.config.guidance_embeds else None,
+                pooled_projections=kwargs["pooled_projections"],
+                encoder_hidden_states=context,
+                return_dict=False,
+                **ids,
+            )
+            double, single = add_samples(double, blocks), add_samples(single, singles)
+        if double is not None or single is not None:
+            kwargs.update(controlnet_block_samples=double, controlnet_single_block_samples=single)
         prediction = module(
-            hidden_states=packed,
-            timestep=timestep.expand(batch).to(sample.dtype) / 1000,
-            guidance=guidance.float() if guidance is not None else None,
-            txt_ids=txt_ids.to(sample.dtype),
-            img_ids=img_ids.to(sample.dtype),
-            return_dict=False,
-            **kwargs,
+            hidden_states=packed, timestep=t, guidance=guidance, return_dict=False, **ids, **kwargs
         )[0]
         return unpack(prediction, channels, height, width)
 

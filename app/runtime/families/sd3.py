@@ -85,9 +85,28 @@ class StableDiffusion3(Family):
 
     @staticmethod
     def forward(module: Any, sample: Any, timestep: Any, **kwargs: Any) -> Any:
-        return module(
-            hidden_states=sample, timestep=timestep.expand(sample.shape[0]), return_dict=False, **kwargs
-        )[0]
+        from app.runtime.control import add_samples
+
+        t = timestep.expand(sample.shape[0])
+        samples = None
+        for net, cond, scale in kwargs.pop("controlnets", ()):  # StableDiffusion3ControlNetPipeline's call
+            pooled = kwargs["pooled_projections"]
+            if getattr(net.config, "force_zeros_for_pooled_projection", False):
+                pooled = pooled.new_zeros(pooled.shape)
+            text = kwargs["encoder_hidden_states"] if net.config.joint_attention_dim is not None else None
+            out = net(
+                hidden_states=sample,
+                timestep=t,
+                encoder_hidden_states=text,
+                pooled_projections=pooled,
+                controlnet_cond=cond,
+                conditioning_scale=scale,
+                return_dict=False,
+            )[0]
+            samples = add_samples(samples, out)
+        if samples is not None:
+            kwargs["block_controlnet_hidden_states"] = samples
+        return module(hidden_states=sample, timestep=t, return_dict=False, **kwargs)[0]
 
     @classmethod
     def skeleton_for(cls, shapes):
