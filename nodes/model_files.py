@@ -25,6 +25,7 @@ CONFIG = Param(
     "read from the file (flux-dev, flux-schnell, sd3-medium, sd3.5-medium, sd3.5-large).",
 )
 CLIP_TYPES = {"flux": "flux-dev", "sd3": "sd3-medium"}  # Dual CLIP's `type` -> the skeleton its parts fit
+SINGLE_CLIP_TYPES = {"stable_diffusion": "sd15", "sd2": "sd2"}  # Load CLIP's: models with one text encoder
 
 
 def _skeleton(params: dict[str, Any], path: Path, default: str | None = None) -> Path:
@@ -161,8 +162,40 @@ def _clip(ctx, params: dict[str, Any], names: list[str], default: str) -> dict[s
     return {"clip": ClipHandle(source, family)}
 
 
+SINGLE = ["clip_name"]
 DUAL = ["clip_name1", "clip_name2"]
 TRIPLE = ["clip_name1", "clip_name2", "clip_name3"]
+
+
+@node(
+    "model.clip",
+    title="Load CLIP",
+    category="loaders",
+    disk_cache=False,
+    outputs=[Output("clip", T.CLIP, "The text encoder, for Text Encode.")],
+    params=[
+        _clip_name("clip_name", "One text encoder: SD1.x's CLIP-L (clip_l.safetensors) or SD2's OpenCLIP-H"),
+        Param(
+            "type",
+            T.STRING,
+            "stable_diffusion",
+            choices=tuple(SINGLE_CLIP_TYPES),
+            description="stable_diffusion: SD1.x's CLIP-L; sd2: SD2's OpenCLIP ViT-H (ComfyUI's CLIPLoader types "
+            "for models with one text encoder).",
+        ),
+        CONFIG,
+    ],
+    family=lambda params, inputs: _clip_family(SINGLE, SINGLE_CLIP_TYPES.get(params.get("type"), "sd15"))(
+        params, inputs
+    ),
+    validate=lambda params, inputs: _clip_problems(SINGLE, SINGLE_CLIP_TYPES.get(params.get("type"), "sd15"))(
+        params, inputs
+    ),
+)
+def load_clip(ctx, clip_name, type, config):  # noqa: A002 (ComfyUI's param name)
+    """Loads one text encoder file (ComfyUI: CLIPLoader) for a model that has one, against that model
+    kind's skeleton (or `config`); Text Encode then works as with a checkpoint's own CLIP."""
+    return _clip(ctx, locals(), SINGLE, SINGLE_CLIP_TYPES[type])
 
 
 @node(

@@ -63,6 +63,8 @@ SINGLE = [
      {"method": "area", "scale_by": 1.5}),
     ("UpscaleModelLoader", {"model_name": "4x-UltraSharp.pth"}, "model.upscale", {"model_name": "4x-UltraSharp.pth"}),
     ("ImageUpscaleWithModel", {}, "image.upscale_with_model", {"tile": 512, "overlap": 32}),
+    ("CLIPLoader", {"clip_name": "clip_l.safetensors", "type": "stable_diffusion", "device": "default"},
+     "model.clip", {"clip_name": "clip_l.safetensors", "type": "stable_diffusion", "config": "auto"}),
 ]  # fmt: skip
 
 
@@ -409,9 +411,9 @@ def test_custom_nodes_become_placeholders_that_keep_everything():
     messages = [p.message for p in validate(graph, REGISTRY) if p.node == kept.id]
     assert any("ComfyUI node PathchSageAttentionKJ (custom) is not available" in m for m in messages)
     core = Flow()
-    core.add("CLIPLoader", {"clip_name": "t5xxl.safetensors", "type": "sd3", "device": "default"})
+    core.add("CLIPLoader", {"clip_name": "t5xxl.safetensors", "type": "mochi", "device": "default"})
     graph, report = _import(core.ui())
-    assert graph.nodes["cliploader_1"].params["widgets_values"] == ["t5xxl.safetensors", "sd3", "default"]
+    assert graph.nodes["cliploader_1"].params["widgets_values"] == ["t5xxl.safetensors", "mochi", "default"]
     assert report.mapped == {} and report.placeholders == ["CLIPLoader (1)"]
     assert "core node not in Nodeloom yet" in validate(graph, REGISTRY)[0].message
 

@@ -361,6 +361,13 @@ def _upscale_with_model(imp: Importer, node: CNode) -> None:
 
 
 @converts("CLIPLoader")
-def _not_yet(imp: Importer, node: CNode) -> None:
-    """Core types with no Nodeloom node yet (one text encoder from its own file): kept."""
-    imp.placeholder(node)
+def _clip_loader(imp: Importer, node: CNode) -> None:
+    """One text encoder file: SD1.x/SD2's (type stable_diffusion) maps to Load CLIP; the other types (text
+    encoders of models Nodeloom does not run from one file) stay placeholders."""
+    if str(imp.value(node, "type", "stable_diffusion")) != "stable_diffusion":
+        imp.placeholder(node)
+        return
+    name = str(imp.value(node, "clip_name", ""))
+    imp.report.models.append(("text_encoders", name))
+    params = {"clip_name": name, "type": "stable_diffusion", "config": "auto"}
+    _one(imp, node, "model.clip", params, {}, ("clip",))

@@ -219,3 +219,15 @@ def _noise_mask(ex: Exporter, node: Any) -> None:
         ex.report.skipped.append(
             f"{node.id}.mask: this mask and invert setting has no ComfyUI core equivalent"
         )
+
+
+@handles("model.clip")
+def _clip_loader(ex: Exporter, node: Any) -> None:
+    their = ex.their_id(node.id)
+    inputs = {
+        "clip_name": str(node.params.get("clip_name", "")),
+        "type": "stable_diffusion",
+        "device": "default",
+    }
+    ex.emit(their, "CLIPLoader", inputs, node.title)
+    ex.outputs[(node.id, "clip")] = [their, 0]
