@@ -11,6 +11,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,8 +97,10 @@ def make_vae(cfg: Config):
     )
 
 
-def make_text_encoder(cfg: Config, tokenizer):
-    from transformers import CLIPTextConfig, CLIPTextModel
+def make_text_encoder(cfg: Any, tokenizer, projection: bool = False):
+    """A tiny CLIP text encoder over the grammar's tokenizer (`cfg`: text_hidden, text_layers, text_heads);
+    `projection` adds the projected pooled output SD3-class models read."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     start, end = (tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS)
     config = CLIPTextConfig(
@@ -112,7 +115,7 @@ def make_text_encoder(cfg: Config, tokenizer):
         eos_token_id=end,
         pad_token_id=end,
     )
-    return CLIPTextModel(config)
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config)
 
 
 def make_unet(cfg: Config):

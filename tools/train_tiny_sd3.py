@@ -1,0 +1,296 @@
+"""Train tiny-shapes-sd3: a miniature Stable Diffusion 3 (MMDiT, rectified flow) on the tiny-shapes world, written
+as a diffusers folder that StableDiffusion3Pipeline loads.
+
+- VAE: the embedded tiny-shapes model's (64x64x3 -> 16x16x4), frozen; its config gains shift_factor 0.
+- Text: two tiny CLIPTextModelWithProjection (the "L" and "G" slots, the tiny-shapes tokenizer), read at the
+  penultimate layer side by side and zero-padded to the context width, pooled = both projections; no T5: 256
+  zero tokens follow, exactly as the pipeline (and Nodeloom's SD3 family) feed a T5-less SD3. The exported
+  folder carries a "silent" T5 whose output is exactly those zeros, so a plain from_pretrained loads it.
+- Transformer: SD3Transformer2DModel on 2x2 patches (64 image tokens), trained jointly with the text encoders
+  on the flow-matching objective (velocity = noise - latent, x_t = (1 - s) x0 + s noise, s logit-normal and
+  shifted as the exported scheduler), 10 % caption dropout for CFG, EMA weights for export.
+Every batch is a pure function of (seed, step): a resumed run draws the same data. Checkpoints under --workdir.
+
+    python -m tools.train_tiny_sd3 --workdir .train/tiny-sd3 --out assets/models/tiny-shapes-sd3 --max-minutes 60
+
+Imports torch, diffusers and transformers; never Qt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from app.runtime import tokenizers
+from tools.tiny_shapes_data import build_tokenizer
+from tools.tiny_shapes_model import Config as ShapesConfig
+from tools.tiny_shapes_model import load, make_text_encoder, save_atomic
+from tools.train_tiny_shapes import Runtime, cosine_lr, encode_pool, optimise
+
+ROOT = Path(__file__).resolve().parents[1]
+VAE = ROOT / "assets" / "models" / "tiny-shapes" / "vae"
+T5_TOKENS = 256  # the pipeline's max_sequence_length: zeros stand in for T5
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0
+    text_hidden: int = 32
+    text_layers: int = 2
+    text_heads: int = 2
+    width: int = 64  # heads * head_dim
+    heads: int = 4
+    layers: int = 4
+    steps: int = 26000
+    batch: int = 32
+    lr: float = 5e-4
+    warmup: int = 200
+    shift: float = 1.0
+    caption_dropout: float = 0.1
+    ema: float = 0.999
+    pool: int = 30000
+
+    @property
+    def context(self) -> int:
+        return 2 * self.text_hidden
+
+
+def make_transformer(cfg: Config):
+    from diffusers import SD3Transformer2DModel
+
+    return SD3Transformer2DModel(
+        sample_size=16,
+        patch_size=2,
+        in_channels=4,
+        out_channels=4,
+        num_layers=cfg.layers,
+        attention_head_dim=cfg.width // cfg.heads,
+        num_attention_heads=cfg.heads,
+        joint_attention_dim=cfg.context,
+        caption_projection_dim=cfg.width,
+        pooled_projection_dim=cfg.context,
+        pos_embed_max_size=16,
+    )
+
+
+def encode_text(encoders, ids: torch.Tensor, zeros: int = T5_TOKENS) -> tuple[torch.Tensor, torch.Tensor]:
+    """(context: CLIP L | G penultimate states + `zeros` zero tokens for T5, pooled: both projections)."""
+    states, pooled = [], []
+    for encoder in encoders:
+        out = encoder(ids, output_hidden_states=True)
+        states.append(out.hidden_states[-2])
+        pooled.append(out.text_embeds)
+    clip = torch.cat(states, dim=-1)
+    return torch.cat([clip, clip.new_zeros(clip.shape[0], zeros, clip.shape[-1])], dim=1), torch.cat(
+        pooled, dim=-1
+    )
+
+
+class OneZeroForMany:
+    """Joint attention in which the last context token stands for T5's 256 zero tokens. They are identical
+    all the way through (each token is processed alone outside attention), so attending to 256 copies of a
+    key is attending to one with ln(256) added to its logit: the same model, 2.5x fewer tokens to train on."""
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, **kwargs):
+        batch, image_tokens = hidden_states.shape[:2]
+
+        def heads(x: torch.Tensor) -> torch.Tensor:
+            return x.view(batch, -1, attn.heads, x.shape[-1] // attn.heads).transpose(1, 2)
+
+        parts = [(attn.to_q, attn.to_k, attn.to_v, attn.norm_q, attn.norm_k, hidden_states)]
+        parts.append((attn.add_q_proj, attn.add_k_proj, attn.add_v_proj, attn.norm_added_q, attn.norm_added_k,
+                      encoder_hidden_states))  # fmt: skip
+        qs, ks, vs = [], [], []
+        for to_q, to_k, to_v, norm_q, norm_k, x in parts:
+            q, k = heads(to_q(x)), heads(to_k(x))
+            qs.append(norm_q(q) if norm_q is not None else q)
+            ks.append(norm_k(k) if norm_k is not None else k)
+            vs.append(heads(to_v(x)))
+        q, k, v = torch.cat(qs, 2), torch.cat(ks, 2), torch.cat(vs, 2)
+        bias = torch.zeros(k.shape[2], dtype=q.dtype, device=q.device)
+        bias[-1] = float(np.log(T5_TOKENS))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.view(1, 1, 1, -1))
+        out = out.transpose(1, 2).reshape(batch, -1, q.shape[1] * q.shape[-1])
+        image, context = out[:, :image_tokens], out[:, image_tokens:]
+        if not attn.context_pre_only:
+            context = attn.to_add_out(context)
+        return attn.to_out[1](attn.to_out[0](image)), context
+
+
+def sigmas(cfg: Config, gen: torch.Generator, count: int) -> torch.Tensor:
+    """Logit-normal noise levels (SD3's training density), shifted as the exported scheduler shifts."""
+    u = torch.sigmoid(torch.randn(count, generator=gen))
+    return cfg.shift * u / (1 + (cfg.shift - 1) * u)
+
+
+def draw_batch(cfg: Config, pool: dict, step: int, scale: float, empty: torch.Tensor):
+    """Step `step`'s noisy latents, timesteps, caption ids and velocity target; seeded by (seed, step)."""
+    b = cfg.batch
+    index = torch.from_numpy(np.random.default_rng([cfg.seed, 13, step]).integers(0, cfg.pool, b))
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_033 + step)
+    eps = torch.randn(b, 4, 16, 16, generator=gen)
+    drop = torch.rand(b, generator=gen) < cfg.caption_dropout
+    noise = torch.randn(b, 4, 16, 16, generator=gen)
+    s = sigmas(cfg, gen, b).view(b, 1, 1, 1)
+    x0 = (pool["mean"][index].float() + pool["std"][index].float() * eps) * scale
+    ids = pool["ids"][index].clone()
+    ids[drop] = empty
+    return (1 - s) * x0 + s * noise, s.flatten() * 1000, ids, noise - x0
+
+
+def _models(cfg: Config, tokenizer):
+    torch.manual_seed(cfg.seed)
+    return (
+        make_transformer(cfg),
+        make_text_encoder(cfg, tokenizer, True),
+        make_text_encoder(cfg, tokenizer, True),
+    )
+
+
+def train(cfg: Config, workdir: Path, max_seconds: float, ckpt_seconds: float, log=print) -> dict:
+    from diffusers import AutoencoderKL
+
+    tokenizer = build_tokenizer()
+    vae = AutoencoderKL.from_pretrained(VAE, local_files_only=True).eval().requires_grad_(False)
+    pool = encode_pool(vae, tokenizer, ShapesConfig(seed=cfg.seed, pool=cfg.pool), workdir, Runtime(), log)
+    path = workdir / "sd3.pt"
+    transformer, clip_l, clip_g = _models(cfg, tokenizer)
+    modules = {"transformer": transformer, "clip_l": clip_l, "clip_g": clip_g}
+    params = [p for m in modules.values() for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    state = load(path)
+    if state is not None:
+        for name, module in modules.items():
+            module.load_state_dict(state[name])
+        opt.load_state_dict(state["opt"])
+        ema = state["ema"]
+    else:
+        ema = {n: {k: v.detach().clone() for k, v in m.state_dict().items()} for n, m in modules.items()}
+        state = {"step": 0, "elapsed": 0.0}
+    for module in modules.values():
+        module.train()
+    transformer.set_attn_processor(OneZeroForMany())
+    pairs = [
+        (v, ema[n][k])
+        for n, m in modules.items()
+        for k, v in m.state_dict().items()
+        if v.dtype.is_floating_point
+    ]
+    live, averaged = [p[0] for p in pairs], [p[1] for p in pairs]
+    step, elapsed, started, saved = state["step"], state["elapsed"], time.time(), time.time()
+    empty = tokenizer([""], padding="max_length", return_tensors="pt").input_ids[0]
+    scale, first, losses = vae.config.scaling_factor, state["step"], []
+
+    def checkpoint() -> dict:
+        data = {n: m.state_dict() for n, m in modules.items()}
+        data.update(
+            opt=opt.state_dict(),
+            ema=ema,
+            step=step,
+            elapsed=elapsed + time.time() - started,
+            config=asdict(cfg),
+        )
+        save_atomic(data, path)
+        return data
+
+    while step < cfg.steps and time.time() - started < max_seconds:
+        noisy, t, ids, target = draw_batch(cfg, pool, step, scale, empty)
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
+        context, pooled = encode_text((clip_l, clip_g), ids, zeros=1)
+        pred = transformer(
+            hidden_states=noisy, encoder_hidden_states=context, pooled_projections=pooled, timestep=t
+        ).sample
+        loss = F.mse_loss(pred, target)
+        optimise(opt, params, loss)
+        step += 1
+        with torch.no_grad():
+            torch._foreach_lerp_(averaged, live, 1 - min(cfg.ema, (1 + step) / (10 + step)))
+        losses.append(loss.item())
+        if step % 50 == 0:
+            rate = (step - first) / max(1e-6, time.time() - started)
+            log(f"sd3 step {step}/{cfg.steps} loss {np.mean(losses[-50:]):.4f} {rate:.2f} steps/s")
+        if time.time() - saved > ckpt_seconds:
+            checkpoint()
+            saved = time.time()
+    return checkpoint()
+
+
+def export(cfg: Config, state: dict, out: Path) -> Path:
+    """The EMA weights as a StableDiffusion3Pipeline folder (fp32 safetensors), replacing `out` whole."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
+
+    from tools.make_tiny_random_model import save_folder
+
+    tokenizer = build_tokenizer()
+    transformer, clip_l, clip_g = _models(cfg, tokenizer)
+    for name, module in (("transformer", transformer), ("clip_l", clip_l), ("clip_g", clip_g)):
+        module.load_state_dict(state["ema"][name])
+    vae = AutoencoderKL.from_pretrained(VAE, local_files_only=True)
+    vae.register_to_config(shift_factor=0.0)
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=cfg.shift),
+        vae=vae,
+        text_encoder=clip_l,
+        tokenizer=tokenizer,
+        text_encoder_2=clip_g,
+        tokenizer_2=tokenizer,
+        text_encoder_3=silent_t5(cfg),
+        tokenizer_3=tokenizers.t5(),
+    )
+    return save_folder(pipe, out)
+
+
+def silent_t5(cfg: Config):
+    """A one-layer T5 whose output is exactly zero (its final norm's weight is 0): what the pipeline feeds
+    when T5 is absent, as the model was trained. diffusers 0.42 loads an SD3 folder with a plain
+    from_pretrained only when it has a text_encoder_3; this keeps the folder loadable and the model T5-free."""
+    import torch
+    from transformers import T5Config, T5EncoderModel
+
+    tokenizer = tokenizers.t5()
+    config = T5Config(vocab_size=len(tokenizer), d_model=cfg.context, d_kv=8, d_ff=cfg.context, num_layers=1,
+                      num_heads=2, relative_attention_num_buckets=8, feed_forward_proj="gated-gelu")  # fmt: skip
+    torch.manual_seed(cfg.seed)
+    model = T5EncoderModel(config).eval()
+    with torch.no_grad():
+        model.encoder.final_layer_norm.weight.zero_()
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=Path(".train/tiny-sd3"))
+    parser.add_argument("--out", type=Path, help="write the diffusers folder here when done")
+    parser.add_argument("--max-minutes", type=float, default=60.0)
+    parser.add_argument("--ckpt-minutes", type=float, default=5.0)
+    parser.add_argument("--steps", type=int, default=Config.steps)
+    parser.add_argument("--batch", type=int, default=Config.batch)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--export-only", action="store_true", help="write --out from the last checkpoint")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = Config(steps=args.steps, batch=args.batch)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.export_only:
+        state = load(args.workdir / "sd3.pt")
+        if state is None:
+            raise SystemExit(f"no checkpoint in {args.workdir}")
+    else:
+        state = train(
+            cfg, args.workdir, args.max_minutes * 60, args.ckpt_minutes * 60, lambda m: print(m, flush=True)
+        )
+    if args.out:
+        print(export(cfg, state, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
