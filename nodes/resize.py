@@ -97,7 +97,10 @@ def upscale_latent(ctx, latent, method, width, height, fit):
     if width < factor or height < factor:
         raise NodeError(f"{width}x{height} is smaller than one latent pixel ({factor}x{factor} image pixels)")
     samples = R.resize(latent.samples, width // factor, height // factor, method, fit)
-    return {"latent": Latent(samples, latent.family, factor)}
+    mask = (
+        latent.mask if fit == "stretch" else None
+    )  # a stretched mask still lines up (the Sampler resizes it)
+    return {"latent": Latent(samples, latent.family, factor, mask=mask)}
 
 
 @node(
@@ -123,8 +126,5 @@ def upscale_latent_by(ctx, latent, method, scale_by):
     """Resizes latents by a factor (each side rounded to whole latent pixels)."""
     _, _, old_h, old_w = latent.samples.shape
     width, height = max(1, round(old_w * scale_by)), max(1, round(old_h * scale_by))
-    return {
-        "latent": Latent(
-            R.resize(latent.samples, width, height, method), latent.family, latent.pixels_per_latent
-        )
-    }
+    samples = R.resize(latent.samples, width, height, method)
+    return {"latent": Latent(samples, latent.family, latent.pixels_per_latent, mask=latent.mask)}

@@ -69,3 +69,19 @@ def test_latent_upscale_to_a_pixel_size_and_by_a_factor():
     )
     with pytest.raises(NodeError, match="smaller than one latent pixel"):
         resize.upscale_latent(CTX, latent=latent, method="bilinear", width=4, height=4, fit="stretch")
+
+
+def test_a_noise_mask_rides_along_a_stretch_or_factor_upscale_and_not_a_crop():
+    samples = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2))
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 2:5, 2:5] = 1
+    latent = Latent(samples, "sd15", 8, mask=mask)
+    stretched = resize.upscale_latent(
+        CTX, latent=latent, method="bilinear", width=128, height=128, fit="stretch"
+    )
+    assert stretched["latent"].mask is mask  # the Sampler takes it to the new size (nearest)
+    assert (
+        resize.upscale_latent_by(CTX, latent=latent, method="bilinear", scale_by=2.0)["latent"].mask is mask
+    )
+    cropped = resize.upscale_latent(CTX, latent=latent, method="bilinear", width=128, height=64, fit="crop")
+    assert cropped["latent"].mask is None  # it would no longer line up
