@@ -186,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--scale", type=float, default=7.5, help="the edit's CFG scale")
     parser.add_argument("--invert-scale", type=float, default=3.5, help="CFG scale while inverting")
-    parser.add_argument("--denoise", type=float, default=0.6, help="the graph's default: invert 60 %% of the way")
+    parser.add_argument(
+        "--denoise", type=float, default=0.6, help="the graph's default: invert 60 %% of the way"
+    )
     parser.add_argument("--skip-inpaint", action="store_true")
     parser.add_argument("--skip-edits", action="store_true")
     parser.add_argument("--sheet", type=Path, help="write before/after rows of the first 8 of each")
