@@ -59,7 +59,9 @@ def test_trains_resumably_and_writes_a_folder_the_sd3_pipeline_loads(trained, tm
     out = train.export(TINY, state, tmp_path / "tiny-shapes-sd3")
     pipe = StableDiffusion3Pipeline.from_pretrained(out, local_files_only=True)
     assert pipe.vae.config.shift_factor == 0.0
-    ids = pipe.tokenizer_3(["a red circle"], padding="max_length", max_length=256, return_tensors="pt").input_ids
+    ids = pipe.tokenizer_3(
+        ["a red circle"], padding="max_length", max_length=256, return_tensors="pt"
+    ).input_ids
     with torch.no_grad():
         assert not pipe.text_encoder_3(ids)[0].any()  # the silent T5: zeros, as if there were none
     image = pipe("a red circle on a blue background", num_inference_steps=2, height=64, width=64,
