@@ -18,7 +18,7 @@ from nodes._sampling import prepared
     title="Invert",
     category="sampling",
     inputs=[
-        Input("model", T.MODEL, "The denoiser (SD1.x, SD2 or SDXL)."),
+        Input("model", T.MODEL, "The denoiser (SD1.x, SD2, SDXL; SD3 and Flux on flow-matching Euler)."),
         Input("positive", T.CONDITIONING, "What the picture shows: its own (source) prompt."),
         Input(
             "negative",
@@ -30,7 +30,8 @@ from nodes._sampling import prepared
         Input(
             "schedule",
             T.SCHEDULE,
-            "A ddim Scheduler; connect the same one to the Sampler. denoise < 1 inverts part of the way.",
+            "A ddim Scheduler (euler for SD3 and Flux); connect the same one to the Sampler. denoise < 1 inverts "
+            "part of the way.",
         ),
         Input(
             "guider",
@@ -54,8 +55,9 @@ from nodes._sampling import prepared
             T.STRING,
             "edit_friendly",
             choices=inversion.METHODS,
-            description="ddim: DDIM inversion (close, not exact); bdia: BDIA-DDIM, an exact round trip; "
-            "edit_friendly: edit-friendly DDPM noise maps, an exact round trip that edits well.",
+            description="ddim: DDIM inversion (Euler run backwards on flow models; close, not exact); bdia: "
+            "BDIA-DDIM, an exact round trip; edit_friendly: edit-friendly DDPM noise maps, an exact round trip "
+            "that edits well.",
         ),
         Param(
             "gamma",

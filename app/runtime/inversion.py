@@ -1,5 +1,6 @@
 """Inverting a picture's latent into the start of a sampling run, and sampling from that start (the Invert node,
-then the Sampler). Three methods, all on the DDIM levels of the schedule (SD1.x/SD2/SDXL, any prediction type):
+then the Sampler). Three methods, on the DDIM levels of the schedule (SD1.x/SD2/SDXL, any prediction type) or,
+for flow-matching models (SD3, Flux), on the flow-matching Euler sigmas, where a DDIM move is an Euler step:
 
 - `ddim`: DDIM inversion, as diffusers' DDIMInverseScheduler loop (the model is asked at the level it steps
   to); resampling is plain DDIM, so the round trip is close, not exact.
@@ -13,7 +14,7 @@ then the Sampler). Three methods, all on the DDIM levels of the schedule (SD1.x/
   prompt edits it while keeping its structure.
 
 Levels: a[k] = alphas_cumprod at the schedule's k-th timestep from the clean end (k = 1..N), a[0] = the
-scheduler's final alpha. torch is imported inside functions; never import Qt here.
+scheduler's final alpha; on a flow model the sigmas (sigma[0] = 0). torch is imported inside functions; never import Qt here.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Inversion:
     start (`below`), or edit-friendly DDPM's residuals (sampling order)."""
 
     method: str
-    timesteps: tuple[int, ...]
+    timesteps: tuple[Any, ...]
     start: Any = None
     gamma: float = 1.0
     below: Any = None
@@ -54,26 +55,32 @@ class _Run:
     """One loop's fixed parts: the model, how to ask it at step i, the levels, the inputs."""
 
     predict: Callable[[int, Any, Any], Any]  # (step index, x, timestep) -> the guided model output
-    timesteps: list[int]  # sampling order, N entries
-    alphas: Any  # (N + 1,) a[0] (clean end) .. a[N]
-    prediction_type: str
+    timesteps: list[Any]  # sampling order, N entries
+    levels: Any  # (N + 1,) level 0 (clean end) .. N: alphas_cumprod (DDIM) or sigmas (flow)
+    prediction_type: str  # epsilon, v_prediction, sample, or flow
 
-    def level(self, k: int) -> int:
+    def level(self, k: int) -> Any:
         """The timestep of level k (1..N), counted from the clean end."""
         return self.timesteps[len(self.timesteps) - k]
 
     def split(self, output: Any, x: Any, k: int) -> tuple[Any, Any]:
         """(predicted clean latent, predicted noise) from the model's output at level k."""
-        a = self.alphas[k]
-        return _split(output, x, a, self.prediction_type)
+        return _split(output, x, self.levels[k], self.prediction_type)
+
+    def at(self, x0: Any, eps: Any, k: int) -> Any:
+        """The point at level k between a clean latent and a noise."""
+        return _mix(x0, eps, self.levels[k], self.prediction_type)
 
     def moves(self, x: Any, k: int, *levels: int) -> list[Any]:
-        """DDIM: x at level k moved to each of `levels` by the model's one prediction at (x, level k)."""
+        """x at level k moved to each of `levels` by the model's one prediction at (x, level k): DDIM, or
+        flow-matching Euler (the same move on a rectified flow)."""
         x0, eps = self.split(self.predict(k, x, self.level(k)), x, k)
-        return [self.alphas[to].sqrt() * x0 + (1 - self.alphas[to]).sqrt() * eps for to in levels]
+        return [self.at(x0, eps, to) for to in levels]
 
 
 def _split(output: Any, x: Any, a: Any, prediction_type: str) -> tuple[Any, Any]:
+    if prediction_type == "flow":  # x = (1 - s) x0 + s eps, v = eps - x0
+        return x - a * output, x + (1 - a) * output
     if prediction_type == "epsilon":
         return (x - (1 - a).sqrt() * output) / a.sqrt(), output
     if prediction_type == "v_prediction":
@@ -81,6 +88,12 @@ def _split(output: Any, x: Any, a: Any, prediction_type: str) -> tuple[Any, Any]
     if prediction_type == "sample":
         return output, (x - a.sqrt() * output) / (1 - a).sqrt()
     raise NodeError(f"inversion does not know the prediction type {prediction_type!r}")
+
+
+def _mix(x0: Any, eps: Any, level: Any, prediction_type: str) -> Any:
+    if prediction_type == "flow":
+        return (1 - level) * x0 + level * eps
+    return level.sqrt() * x0 + (1 - level).sqrt() * eps
 
 
 def invert(
@@ -122,7 +135,7 @@ def invert(
             noisy = [x]  # x[0] = the latent, x[k] = sqrt(a[k]) x + sqrt(1 - a[k]) noise[k], noise drawn per k
             for k in range(1, n + 1):
                 noise = seeding.initial_noise(tuple(x.shape), generator, x.device, torch.float32).to(x.dtype)
-                noisy.append(run.alphas[k].sqrt() * x + (1 - run.alphas[k]).sqrt() * noise)
+                noisy.append(run.at(x, noise, k))
             residuals = []
             for k in range(n, 0, -1):
                 residuals.append(noisy[k - 1] - _ddpm_mean(run, noisy[k], k))
@@ -176,16 +189,19 @@ def resample(
 
 
 def _step_up(run: _Run, x: Any, k: int) -> Any:
-    """One DDIM inversion step from level k-1 to k with the model asked at level k (DDIMInverseScheduler)."""
-    x0, eps = _split(run.predict(k, x, run.level(k)), x, run.alphas[k - 1], run.prediction_type)
-    a = run.alphas[k]
-    return a.sqrt() * x0 + (1 - a).sqrt() * eps
+    """One inversion step from level k-1 to k with the model asked at level k (DDIMInverseScheduler; on a
+    flow model, Euler run backwards)."""
+    x0, eps = _split(run.predict(k, x, run.level(k)), x, run.levels[k - 1], run.prediction_type)
+    return run.at(x0, eps, k)
 
 
 def _ddpm_mean(run: _Run, x: Any, k: int) -> Any:
-    """The DDPM posterior mean from level k to k-1 (DDIM with eta = 1, no noise)."""
+    """The DDPM posterior mean from level k to k-1 (DDIM with eta = 1, no noise); on a flow model the
+    deterministic Euler move (the residuals then carry all of the noise)."""
     x0, eps = run.split(run.predict(k, x, run.level(k)), x, k)
-    a, a_prev = run.alphas[k], run.alphas[k - 1]
+    if run.prediction_type == "flow":
+        return run.at(x0, eps, k - 1)
+    a, a_prev = run.levels[k], run.levels[k - 1]
     variance = (1 - a_prev) / (1 - a) * (1 - a / a_prev)
     return a_prev.sqrt() * x0 + (1 - a_prev - variance).clamp(min=0).sqrt() * eps
 
@@ -210,10 +226,11 @@ def _loop(denoiser, scheduler, schedule, guidance, cond, uncond, latents, family
     round trip is exact to far below float32's step."""
     import torch
 
-    if family.flow or schedule.scheduler != "ddim":
+    wanted = "euler" if family.flow else "ddim"
+    if schedule.scheduler != wanted:
         raise NodeError(
-            "inversion runs on DDIM's timesteps of SD1.x/SD2/SDXL models: set the Scheduler to ddim"
-            + (f" ({family.name} is a flow-matching model: not supported yet)" if family.flow else "")
+            f"inversion runs on {'flow-matching Euler' if family.flow else 'DDIM'} for a {family.name} model: "
+            f"set the Scheduler to {wanted}"
         )
     param = next(denoiser.parameters())
     device, dtype = param.device, param.dtype
@@ -221,19 +238,28 @@ def _loop(denoiser, scheduler, schedule, guidance, cond, uncond, latents, family
     batch = latents.shape[0]
     cond = sampling.repeat_inputs(cond, batch, device, dtype)
     uncond = sampling.repeat_inputs(uncond, batch, device, dtype)
-    timesteps = [int(t) for t in schedulers.timesteps(scheduler, schedule, device)[0]]
-    if not timesteps:
+    options = family.timestep_options(scheduler, schedule.steps, tuple(latents.shape), denoiser.config)
+    steps, _ = schedulers.timesteps(scheduler, schedule, device, options)
+    if not len(steps):
         raise NodeError(f"denoise {schedule.denoise} leaves no steps out of {schedule.steps}")
-    total = len(timesteps)
+    total = len(steps)
     residuals = functools.partial(control, total=total) if control else sampling.no_control
-    table = scheduler.alphas_cumprod.to(device, work)
-    clean = torch.as_tensor(scheduler.final_alpha_cumprod, device=device).to(work)
-    alphas = torch.stack([clean, *[table[t] for t in reversed(timesteps)]])
+    if family.flow:
+        timesteps = [float(t) for t in steps]
+        sigmas = scheduler.sigmas.to(device, work)[-(total + 1) :]  # this run's steps and the clean end
+        levels = sigmas.flip(0)
+        kind, time_dtype = "flow", torch.float32
+    else:
+        timesteps = [int(t) for t in steps]
+        table = scheduler.alphas_cumprod.to(device, work)
+        clean = torch.as_tensor(scheduler.final_alpha_cumprod, device=device).to(work)
+        levels = torch.stack([clean, *[table[t] for t in reversed(timesteps)]])
+        kind, time_dtype = scheduler.config.prediction_type, torch.long
     with torch.inference_mode(), open_denoiser(NoCache(), denoiser, total, family.forward) as model:
 
-        def ask(k: int, x: Any, t: int) -> Any:
+        def ask(k: int, x: Any, t: Any) -> Any:
             step = sampling.Step(model, denoiser, guidance, scheduler, residuals, family, total - k, total)
-            output = sampling.predict(step, x.to(dtype), torch.tensor(t, device=device), cond, uncond)
-            return output.to(work)
+            time = torch.tensor(t, device=device, dtype=time_dtype)
+            return sampling.predict(step, x.to(dtype), time, cond, uncond).to(work)
 
-        yield _Run(ask, timesteps, alphas, scheduler.config.prediction_type), latents.to(device, work)
+        yield _Run(ask, timesteps, levels, kind), latents.to(device, work)

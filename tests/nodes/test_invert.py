@@ -160,3 +160,40 @@ def test_a_sampler_on_other_timesteps_or_a_non_ddim_schedule_says_what_to_connec
     assert "connect the Invert node's Scheduler to this Sampler too" in str(result.errors)
     result = h.executor().run(_graph(picture, schedule__scheduler="euler"), ["invert"])
     assert result.status == "error" and "set the Scheduler to ddim" in str(result.errors)
+
+
+@pytest.fixture(scope="module")
+def flow_root(tmp_path_factory):
+    import cv2
+
+    from tests.nodes import flow_helpers as f
+    from tools import make_tiny_random_dit as dit
+
+    folder = tmp_path_factory.mktemp("flow-invert")
+    with h.model_root(folder):
+        dit.write("sd3", folder / f.SD3, seed=0)
+        dit.write("flux", folder / f.FLUX, seed=2)
+        rng = np.random.default_rng(4)
+        cv2.imwrite(str(folder / "picture.png"), (rng.random((f.SIZE, f.SIZE, 3)) * 255).astype(np.uint8))
+        yield folder
+
+
+@pytest.mark.parametrize("model", ["tiny-sd3", "tiny-flux"])
+@pytest.mark.parametrize("method", ["bdia", "edit_friendly", "ddim"])
+def test_flow_models_invert_on_euler_and_come_back(flow_root, model, method):
+    g = h.graph("edit_inversion", image__path=str(flow_root / "picture.png"), source__text=SOURCE,
+                prompt__text=SOURCE, schedule__steps=STEPS, schedule__scheduler="euler", schedule__denoise=1.0,
+                invert__method=method, invert_guidance__scale=3.0, guidance__scale=3.0)  # fmt: skip
+    g.set_param("model", "checkpoint", model)
+    outputs = _outputs(g, "encode", "invert", "sampler")
+    z, back = outputs["encode"]["latent"].samples, outputs["sampler"]["latent"].samples
+    relative = ((back - z).norm() / z.norm()).item()
+    print(f"{model} {method} round trip: relative error {relative:.2e}")
+    if method == "ddim":  # Euler run backwards: close, not exact
+        assert 1e-6 < relative < 2.0
+    else:
+        assert relative <= 1e-4
+    g.set_param("schedule", "scheduler", "heun")
+    assert "set the Scheduler to euler" in str(
+        h.executor().run(g, ["invert"], RunSettings(device="cpu")).errors
+    )
