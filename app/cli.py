@@ -197,7 +197,7 @@ class _Printer:
         if kind == EventKind.PROGRESS:
             done = int(20 * event["step"] / max(event["total"], 1))
             print(
-                f"\r  {node}: [{'#' * done}{'.' * (20 - done)}] {event['step']}/{event['total']}",
+                f"\r  {node}: [{'#' * done}{'.' * (20 - done)}] {event['step']:g}/{event['total']}",
                 end="",
                 file=sys.stderr,
                 flush=True,

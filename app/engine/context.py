@@ -72,7 +72,8 @@ class Context:
         """Send an event about this node (e.g. `output` with the `path` of a written file)."""
         self.emit_event({"event": event, "node": self.node_id, **fields})
 
-    def progress(self, step: int, total: int) -> None:
+    def progress(self, step: float, total: int) -> None:
+        """`step` of `total` done; a slow step may report fractions of itself (2.5: halfway through step 3)."""
         self.emit(EventKind.PROGRESS, step=step, total=total)
 
     def preview(self, image: Any, step: int | None = None, total: int | None = None) -> None:

@@ -3,6 +3,8 @@
     noise from the seed -> timesteps -> for each step:
         scale input -> guidance batches -> model -> combine -> scheduler step -> progress/preview -> cancel check
 
+(a step slower than SUBSTEP_SECONDS also reports progress within itself, as its blocks finish)
+
 It matches the family's diffusers pipeline (StableDiffusion[XL][Img2Img]Pipeline, StableDiffusion3Pipeline,
 FluxPipeline) for the same components, scheduler, seed and settings (oracle tests in tests/nodes): the same
 noise (one CPU generator, see seeding.py), the same generator handed to stochastic scheduler steps, the same
@@ -15,9 +17,10 @@ torch is imported inside the functions; never import Qt here.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,8 +99,10 @@ def sample(
     with (
         torch.inference_mode(),
         open_denoiser(cache or NoCache(), denoiser, total, family.forward) as model,
+        _within_steps(denoiser, hooks, total) as clock,
     ):
         for i, t in enumerate(timesteps):
+            clock.start(i)
             x_in = scale_input(x, t)
             step = Step(model, denoiser, guidance, scheduler, residuals, family, i, total, concat)
             prediction = predict(step, x_in, t, cond, uncond)  # epsilon, v or flow: the model's kind
@@ -123,6 +128,53 @@ def _blend(scheduler: Any, x: Any, latents: Any, noise: Any, mask: Any, timestep
             kept = scheduler.add_noise(kept, noise, level)
     mask = mask.to(x.device, x.dtype)
     return (1 - mask) * kept + mask * x
+
+
+SUBSTEP_SECONDS = 2.0  # a step slower than this reports progress within itself (huge sizes)
+BLOCK_LISTS = ("down_blocks", "up_blocks", "transformer_blocks", "single_transformer_blocks")
+
+
+class _StepClock:
+    """Progress within a step: the denoiser's top-level blocks tick as they finish; once a step has run
+    longer than SUBSTEP_SECONDS, each tick (at most a few a second) reports `step + fraction done`,
+    the fraction measured against the block calls of the previous step."""
+
+    def __init__(self, hooks: Hooks, total: int) -> None:
+        self.hooks, self.total = hooks, total
+        self.step, self.calls, self.expected, self.began, self.shown = 0, 0, 0, 0.0, 0.0
+
+    def start(self, step: int) -> None:
+        import time
+
+        if step:
+            self.expected = self.calls
+        self.step, self.calls, self.began, self.shown = step, 0, time.monotonic(), 0.0
+
+    def tick(self, *_args: Any) -> None:
+        import time
+
+        self.calls += 1
+        now = time.monotonic()
+        if not self.expected or now - self.began < SUBSTEP_SECONDS or now - self.shown < 0.25:
+            return
+        self.shown = now
+        self.hooks.progress(round(self.step + min(self.calls / self.expected, 0.99), 2), self.total)
+
+
+@contextlib.contextmanager
+def _within_steps(denoiser: Any, hooks: Hooks, total: int) -> Iterator[_StepClock]:
+    """The step clock, its hooks on the denoiser's blocks for this loop only (removed on any exit)."""
+    clock = _StepClock(hooks, total)
+    blocks = [b for name in BLOCK_LISTS for b in getattr(denoiser, name, None) or ()]
+    mid = getattr(denoiser, "mid_block", None)
+    handles = [
+        block.register_forward_hook(clock.tick) for block in [*blocks, *([mid] if mid is not None else [])]
+    ]
+    try:
+        yield clock
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def no_control(*_args: Any) -> dict[str, Any]:

@@ -41,14 +41,14 @@ class RunState:
 
     state: str = ""
     reason: str = ""
-    step: int = 0
+    step: float = 0  # a slow step reports fractions of itself (2.5 = halfway through the third)
     total: int = 0
 
     def tooltip(self) -> str:
         if self.state == "stale":
             return f"Will run: {self.reason}" if self.reason else "Will run"
         if self.state == "running":
-            return f"Running: step {self.step}/{self.total}" if self.total else "Running"
+            return f"Running: step {int(self.step)}/{self.total}" if self.total else "Running"
         if self.state in ("error", "blocked"):
             return f"{LABELS[self.state]}: {self.reason}"
         return LABELS.get(self.state, self.reason)

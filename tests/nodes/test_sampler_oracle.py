@@ -135,3 +135,28 @@ def test_tiled_decode_matches_diffusers_vae_tiling(model_path):
         h.executor(), h.graph(schedule__steps=2, latent__width=64, latent__height=64), target="decode"
     )
     assert abs(plain.outputs["decode"]["image"] - tiled).max() > 1e-3  # 32x32 latents: really tiled
+
+
+def test_a_slow_step_reports_progress_within_itself_and_leaves_no_hooks(model_path, monkeypatch):
+    from app.runtime import sampling
+    from app.runtime.models import manager
+
+    monkeypatch.setattr(sampling, "SUBSTEP_SECONDS", 0.0)  # every step counts as slow
+    monkeypatch.setattr(sampling._StepClock, "tick", _unthrottled(sampling._StepClock.tick))
+    events: list[dict] = []
+    h.run(h.executor(), h.graph("txt2img", schedule__steps=3), events=events)
+    steps = [e["step"] for e in events if e.get("event") == "progress" and e.get("node") == "sampler"]
+    within = [s for s in steps if s != int(s)]
+    assert within and all(0 < s < 3 for s in within)
+    assert steps == sorted(steps) and steps[-1] == 3
+    for source in manager().loaded():
+        unet = manager().load(source, torch.device("cpu")).denoiser
+        assert not any(m._forward_hooks for m in unet.modules())
+
+
+def _unthrottled(tick):
+    def run(self, *args):
+        self.shown = 0.0  # the 4-a-second limit would hide ticks on a tiny model
+        return tick(self, *args)
+
+    return run
