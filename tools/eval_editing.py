@@ -161,6 +161,7 @@ def inpaints(args, folder: Path) -> list[np.ndarray]:
                 prompt__text=sample.caption,
                 sampler__seed=args.seed + i,
                 schedule__steps=args.steps,
+                guidance__scale=args.inpaint_scale,
             )  # fmt: skip
         )
         seen = judge(out)
@@ -171,7 +172,7 @@ def inpaints(args, folder: Path) -> list[np.ndarray]:
         good += bool(ok and centre_in)
         outside.append(float(np.abs(out.astype(float) - plain.astype(float))[~inside].mean()))
         sheet.append(np.concatenate([plain, mask, out], axis=1))
-    print(f"inpaint ({args.steps} steps): {args.count} pictures; new shape as asked, inside the mask: "
+    print(f"inpaint ({args.steps} steps, CFG {args.inpaint_scale}): {args.count} pictures; new shape as asked, inside the mask: "
           f"{good / args.count:.1%}; mean change outside the mask {np.mean(outside):.2f}/255")  # fmt: skip
     return sheet
 
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--denoise", type=float, default=0.6, help="the graph's default: invert 60 %% of the way"
     )
+    parser.add_argument("--inpaint-scale", type=float, default=7.5, help="inpaint.json's CFG scale")
     parser.add_argument("--skip-inpaint", action="store_true")
     parser.add_argument("--skip-edits", action="store_true")
     parser.add_argument("--sheet", type=Path, help="write before/after rows of the first 8 of each")
