@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from app.runtime.families import sd3_keys
 from app.runtime.families.base import CLIP_G_PAD, Family, Setup, TextEncoder, count_blocks
 from app.runtime.values import Conditioning
 
@@ -127,6 +128,10 @@ class StableDiffusion3(Family):
         from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
 
         return convert_sd3_transformer_checkpoint_to_diffusers(dict(state))
+
+    @staticmethod
+    def lora_to_peft(tensors, config):
+        return sd3_keys.lora_to_peft(tensors, config.num_layers if config is not None else None)
 
     @staticmethod
     def sizes(shapes):
