@@ -52,8 +52,8 @@ def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
     node's policy skips work. ControlNets attached to the positive conditioning (Apply ControlNet) add their
     residuals on the steps inside their windows. A latent with a noise mask (Set Latent Noise Mask) is
     repainted only where the mask is 1; a latent from an Invert node is sampled down its inversion (this
-    node's prompt and guidance; its Scheduler must be the Invert node's). Reports progress each step, a preview every few steps, and stops
-    within one step when cancelled."""
+    node's prompt and guidance; its Scheduler must be the Invert node's). Reports progress each step, a
+    preview every few steps, and stops within one step when cancelled."""
     policy = next((p for p in reversed(model.patches) if isinstance(p, CachePolicy)), None)
     with prepared(ctx, model, positive, negative, latent, schedule, guider) as run, _cache_errors():
         if positive.hints and run.family.denoiser != "unet" and not all(h.latents for h in positive.hints):
@@ -61,9 +61,10 @@ def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
         nets = [controlnet_module(ctx, h.controlnet) for h in positive.hints]
         common = (run.denoiser, run.scheduler, schedule, run.guidance, run.inputs, run.negative_inputs)
         if latent.inversion is not None:  # from an Invert node: sample down its trajectory
-            if latent.mask is not None:
+            if latent.mask is not None or "concat" in _inpainting(run, latent):
                 raise NodeError(
-                    "an inverted latent with a noise mask is not supported yet: use one of the two"
+                    "an inverted latent with a noise mask (or on an inpainting model) is not supported yet: "
+                    "use one of the two"
                 )
             samples = inversion.resample(
                 *common,
