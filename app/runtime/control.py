@@ -1,6 +1,6 @@
 """ControlNet inside the denoising loop: the hints that Apply ControlNet attaches to a CONDITIONING, and the
-residuals they add to the UNet (or, for SD3 ControlNets, the per-block samples they add to the transformer)
-at one step.
+residuals they add to the UNet (or, for SD3 and Flux ControlNets, what the family's `forward` needs to add
+their block samples to the transformer) at one step.
 
 It follows StableDiffusionControlNetPipeline: the control image is duplicated for the [uncond, cond] halves of
 a CFG batch; in guess mode only the cond half goes through the ControlNet (the uncond half gets zero
