@@ -96,10 +96,7 @@ def test_what_a_model_cannot_take_is_refused_in_one_sentence(root):
     g.connect(Edge("model", "model", "cache", "model"))
     problems = [str(p) for p in validate(g, registry)]
     assert any("first_block caches transformer blocks; a tiny-oracle model is a UNet" in p for p in problems)
-    for cache, message in (
-        ({"strategy": "magcache"}, "diffusers ships Flux's only"),
-        ({"strategy": "first_block"}, "use taylorseer"),
-    ):
+    for cache, message in (({"strategy": "magcache"}, "diffusers ships Flux's only"),):
         result = h.executor().run(_graph("sd3_txt2img", f.SD3, **cache), ["sampler"])
         assert message in result.errors["sampler"] and "Error:" not in result.errors["sampler"]
 
@@ -306,3 +303,19 @@ def test_ras_keeps_the_tokens_it_leaves_out_and_attends_over_all_of_them(root):
     assert torch.equal(moved[~mask], same[~mask])  # left out: the last output, exactly
     assert 0 < (moved[mask] - same[mask]).abs().max()  # the active ones moved with the time
     assert (moved[mask] - reference[mask]).abs().max() < (same[mask] - reference[mask]).abs().max()
+
+
+def test_first_block_on_sd3_runs_on_our_block_wrapper(root):
+    """diffusers' hook cannot take SD3's last block; ours can: threshold 0 equals no cache, a loose one skips."""
+    from app.runtime.models import manager
+
+    plain, _, _ = _run(_graph("sd3_txt2img", f.SD3))
+    loaded = manager().load(manager().loaded()[-1], torch.device("cpu"))
+    forwards = [vars(block).get("forward") for block in loaded.denoiser.transformer_blocks]
+    zero, skipped, total = _run(_graph("sd3_txt2img", f.SD3, strategy="first_block", threshold=0.0))
+    assert torch.equal(zero, plain) and skipped == 0 and total > 0
+    loose, skipped, total = _run(_graph("sd3_txt2img", f.SD3, strategy="first_block", threshold=5.0))
+    blocks = len(loaded.denoiser.transformer_blocks)
+    assert 0 < skipped < total and skipped % (blocks - 1) == 0  # whole calls skip all blocks but the first
+    assert torch.isfinite(loose).all() and 0 < (loose - plain).abs().max() < 1.0
+    assert [vars(block).get("forward") for block in loaded.denoiser.transformer_blocks] == forwards

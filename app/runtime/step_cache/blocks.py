@@ -80,3 +80,49 @@ class BlockDeltaDenoiser(Denoiser):
             else:
                 block.forward = own
         self._deltas.clear()
+
+
+def first_block_denoiser(model: Any, total_steps: int, policy: Any) -> Denoiser:
+    """A FirstBlockCache's denoiser: diffusers' hook where it runs (Flux), ours where it cannot (SD3, whose
+    last joint block returns no text stream, which diffusers' hook needs)."""
+    last = getattr(model, "transformer_blocks", [None])[-1]
+    if getattr(last, "context_pre_only", False):
+        return FirstBlockDenoiser(model, total_steps, policy)
+    from app.runtime.step_cache.dit import DiffusersCacheDenoiser
+
+    return DiffusersCacheDenoiser(model, total_steps, policy)
+
+
+class FirstBlockDenoiser(BlockDeltaDenoiser):
+    """First-block cache on the block wrapper: every call runs the first block; when its change to the image
+    tokens moved less than `threshold` (mean absolute difference over mean absolute value, as diffusers'
+    hook measures it) since the last call that ran every block, the other blocks add their cached deltas."""
+
+    def __init__(self, model: Any, total_steps: int, policy: Any) -> None:
+        self._head: dict[Any, Any] = {}  # slot -> the first block's image-token change at the last full call
+        super().__init__(model, total_steps, _Nothing())
+        self.threshold = policy.threshold
+
+    def _block(self, index: int, original: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        if index != 0:
+            return super()._block(index, original, *args, **kwargs)
+        hidden = kwargs.get("hidden_states", args[0] if args else None)
+        text_out, hidden_out = original(*args, **kwargs)
+        change = hidden_out - hidden
+        head = self._head.get(self._slot)
+        same = head is not None and (change - head).abs().mean() < self.threshold * head.abs().mean()
+        self._reused = frozenset(range(1, len(self.blocks))) if same else frozenset()
+        if not same:
+            self._head[self._slot] = change
+        return text_out, hidden_out
+
+    def close(self) -> None:
+        super().close()
+        self._head.clear()
+
+
+class _Nothing:
+    """A plan that reuses nothing (the first-block cache decides per call)."""
+
+    def reused(self, step: int, total_steps: int, count: int) -> frozenset[int]:
+        return frozenset()

@@ -30,13 +30,7 @@ def diffusers_config(policy: Any, total_steps: int, model: Any) -> Any:
     """The diffusers hook config for a policy and a loop of `total_steps` (CacheError if it cannot run)."""
     from diffusers import hooks
 
-    if isinstance(policy, FirstBlockCache):
-        last = getattr(model, "transformer_blocks", [None])[-1]
-        if getattr(last, "context_pre_only", False):  # SD3's last joint block returns no text stream
-            raise CacheError(
-                f"first_block does not run on {type(model).__name__} (its last block drops the text stream, "
-                "which diffusers' hook needs); use taylorseer"
-            )
+    if isinstance(policy, FirstBlockCache):  # SD3's goes to blocks.FirstBlockDenoiser instead
         return hooks.FirstBlockCacheConfig(threshold=policy.threshold)
     if isinstance(policy, TaylorSeer):
         return hooks.TaylorSeerCacheConfig(

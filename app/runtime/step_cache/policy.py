@@ -187,7 +187,7 @@ class FirstBlockCache(CachePolicy):
     """
 
     strategy: ClassVar[str] = "first_block"
-    denoiser: ClassVar[str] = DIFFUSERS_HOOKS
+    denoiser: ClassVar[str] = "app.runtime.step_cache.blocks:first_block_denoiser"
     needs: ClassVar[str] = "transformer"
     threshold: float = 0.05
 
