@@ -170,8 +170,9 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             20,
             min=1,
             max=1000,
-            when={"strategy": ("adaptive",)},
-            description="adaptive: the Sampler's step count the plan is made for (other counts rescale it).",
+            when={"strategy": ("adaptive", "magcache")},
+            description="adaptive: the Sampler's step count the plan is made for (other counts rescale it); "
+            "magcache on a model without a shipped curve (SD3): the probe run's step count.",
         ),
         Param(
             "plan",
@@ -264,6 +265,8 @@ def cache(
         policy = _policy(params)
     except (ValueError, CacheError) as error:
         raise NodeError(str(error)) from None
+    if strategy == "magcache" and model.family and architecture_of(model.family) != "flux":
+        policy = _measured_magnitudes(ctx, params, model, policy)
     if policy.needs == "unet" or strategy == "adaptive":
         loaded, device = load(ctx, model.source)
         with inference():
@@ -276,6 +279,34 @@ def cache(
             except CacheError as error:
                 raise NodeError(str(error)) from None
     return {"model": dataclasses.replace(model, patches=(*model.patches, policy))}
+
+
+def _measured_magnitudes(ctx, params: dict[str, Any], model: Any, policy: CachePolicy) -> CachePolicy:
+    """MagCache on a DiT diffusers ships no curve for: measure it on one uncached probe run of `steps`."""
+    from app.runtime.schedulers import make_scheduler, timesteps
+    from app.runtime.step_cache.adaptive import magnitude_ratios, probe_transformer
+    from app.runtime.values import Schedule
+
+    loaded, device = load(ctx, model.source)
+    with inference():
+        transformer = loaded.on(loaded.family.denoiser, device)
+        latents, kwargs = probe_transformer(transformer)
+        schedule = Schedule("euler", params["steps"])
+        scheduler = make_scheduler(schedule, model.scheduler_config, flow=True)
+        options = loaded.family.timestep_options(
+            scheduler, params["steps"], tuple(latents.shape), transformer.config
+        )
+        steps, _ = timesteps(scheduler, schedule, latents.device, options)
+        ratios = magnitude_ratios(
+            transformer,
+            loaded.family.forward,
+            steps,
+            latents,
+            step=lambda v, t, x: scheduler.step(v, t, x, return_dict=False)[0],
+            **kwargs,
+        )
+    ctx.report(ratios=",".join(f"{r:.4f}" for r in ratios))
+    return dataclasses.replace(policy, ratios=ratios)
 
 
 def _calibrate_blocks(ctx, params: dict[str, Any], transformer: Any, model: Any, family: Any) -> CachePolicy:

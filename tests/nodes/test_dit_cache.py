@@ -96,9 +96,6 @@ def test_what_a_model_cannot_take_is_refused_in_one_sentence(root):
     g.connect(Edge("model", "model", "cache", "model"))
     problems = [str(p) for p in validate(g, registry)]
     assert any("first_block caches transformer blocks; a tiny-oracle model is a UNet" in p for p in problems)
-    for cache, message in (({"strategy": "magcache"}, "diffusers ships Flux's only"),):
-        result = h.executor().run(_graph("sd3_txt2img", f.SD3, **cache), ["sampler"])
-        assert message in result.errors["sampler"] and "Error:" not in result.errors["sampler"]
 
 
 def test_hooks_reach_a_model_whose_hook_registry_existed_before(root):
@@ -319,3 +316,16 @@ def test_first_block_on_sd3_runs_on_our_block_wrapper(root):
     assert 0 < skipped < total and skipped % (blocks - 1) == 0  # whole calls skip all blocks but the first
     assert torch.isfinite(loose).all() and 0 < (loose - plain).abs().max() < 1.0
     assert [vars(block).get("forward") for block in loaded.denoiser.transformer_blocks] == forwards
+
+
+def test_magcache_on_sd3_measures_its_curve_on_a_probe_run(root):
+    plain, _, _ = _run(_graph("sd3_txt2img", f.SD3))
+    g = _graph("sd3_txt2img", f.SD3, strategy="magcache", threshold=0.5, interval=3, steps=STEPS)
+    events: list[dict] = []
+    cached = h.run(h.executor(), g, events=events).outputs["sampler"]["latent"].samples
+    ratios = next(e for e in events if e.get("event") == "finished" and e.get("node") == "cache")["ratios"]
+    values = [float(v) for v in ratios.split(",")]
+    assert len(values) == STEPS and values[0] == 1.0 and all(v > 0 for v in values)
+    done = next(e for e in events if e.get("event") == "finished" and e.get("node") == "sampler")
+    assert 0 < done["skipped_blocks"] < done["cache_total_blocks"]
+    assert torch.isfinite(cached).all() and 0 < (cached - plain).abs().max() < 1.0

@@ -144,6 +144,53 @@ def calibrate_blocks(
     return AdaptiveCache(plan=(0,), plan_steps=len(timesteps), blocks=tuple(plans))
 
 
+def magnitude_ratios(
+    transformer: Any,
+    forward: Callable[..., Any],
+    timesteps: Sequence[Any],
+    sample: Any,
+    step: Callable[[Any, Any, Any], Any],
+    **kwargs: Any,
+) -> tuple[float, ...]:
+    """MagCache's curve for a DiT, from one uncached loop: per step, the mean over tokens of the residual's
+    norm (the last block's image tokens minus the first block's input) over the previous step's, 1.0 for
+    the first step (the formula of diffusers' calibration mode)."""
+    import torch
+
+    from app.runtime.step_cache.blocks import blocks_of
+
+    blocks = blocks_of(transformer)
+    seen: dict[str, Any] = {}
+
+    def head(module: Any, args: Any, kwargs: Any) -> None:
+        seen["in"] = kwargs.get("hidden_states", args[0] if args else None)
+
+    def tail(module: Any, args: Any, kwargs: Any, output: Any) -> None:
+        out = output[1] if isinstance(output, tuple) else output
+        seen["residual"] = out[:, -seen["in"].shape[1] :] - seen["in"]
+
+    handles = [
+        blocks[0].register_forward_pre_hook(head, with_kwargs=True),
+        blocks[-1].register_forward_hook(tail, with_kwargs=True),
+    ]
+    ratios, previous = [], None
+    try:
+        with torch.no_grad():
+            for t in timesteps:
+                sample = step(forward(transformer, sample, t, **kwargs), t, sample)
+                residual = seen["residual"].float()
+                if previous is None:
+                    ratios.append(1.0)
+                else:
+                    norms = torch.linalg.norm(residual, dim=-1) / (torch.linalg.norm(previous, dim=-1) + 1e-8)
+                    ratios.append(float(norms.mean()))
+                previous = residual
+    finally:
+        for handle in handles:
+            handle.remove()
+    return tuple(ratios)
+
+
 def probe_transformer(transformer: Any, seed: int = 0) -> tuple[Any, dict[str, Any]]:
     """Inputs for a DiT calibration probe: noise latents at half the model's native size (unpacked: 16
     channels for Flux) and zero text (77 tokens, pooled zeros, Flux dev's guidance 3.5)."""

@@ -41,18 +41,21 @@ def diffusers_config(policy: Any, total_steps: int, model: Any) -> Any:
             taylor_factors_dtype=torch.float32,
         )
     if isinstance(policy, MagCache):
-        if type(model).__name__ != "FluxTransformer2DModel":
-            raise CacheError(
-                f"magcache needs magnitude ratios measured on the model; diffusers ships Flux's only, "
-                f"not {type(model).__name__}'s"
-            )
-        from diffusers.hooks.mag_cache import FLUX_MAG_RATIOS
+        ratios = list(policy.ratios)
+        if not ratios:
+            if type(model).__name__ != "FluxTransformer2DModel":
+                raise CacheError(
+                    f"magcache needs magnitude ratios measured on the model; diffusers ships Flux's only, "
+                    f"not {type(model).__name__}'s (the Step Cache node measures them)"
+                )
+            from diffusers.hooks.mag_cache import FLUX_MAG_RATIOS
 
+            ratios = FLUX_MAG_RATIOS
         return hooks.MagCacheConfig(
             threshold=policy.threshold,
             max_skip_steps=policy.interval,
             num_inference_steps=total_steps,
-            mag_ratios=FLUX_MAG_RATIOS,
+            mag_ratios=ratios,
         )
     raise CacheError(f"{policy.strategy} is not a diffusers cache hook")
 

@@ -225,8 +225,9 @@ class TaylorSeer(CachePolicy):
 
 @dataclass(frozen=True)
 class MagCache(CachePolicy):
-    """MagCache (Ma et al. 2025, arXiv 2506.09045, diffusers' MagCacheConfig), on Flux: the residual's
-    magnitude ratio between steps follows a curve measured once per model (diffusers ships Flux's); after
+    """MagCache (Ma et al. 2025, arXiv 2506.09045, diffusers' MagCacheConfig), on DiTs: the residual's
+    magnitude ratio between steps follows a curve measured once per model (diffusers ships Flux's; for
+    another model the Step Cache node measures it on a probe run, `ratios`); after
     the first fifth of the steps, steps whose accumulated error stays within `threshold` reuse the last
     residual, at most `interval` in a row.
 
@@ -241,6 +242,9 @@ class MagCache(CachePolicy):
     needs: ClassVar[str] = "transformer"
     threshold: float = 0.06
     interval: int = 3
+    ratios: tuple[
+        float, ...
+    ] = ()  # the model's measured magnitude ratios per step; () = the shipped Flux ones
 
     def __post_init__(self) -> None:
         _check_fraction("threshold", self.threshold)
