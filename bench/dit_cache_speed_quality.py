@@ -1,5 +1,5 @@
-"""DiT Step Cache strategies, speed beside quality, in one run: delta_dit, ras, adaptive, taylorseer against the
-uncached loop.
+"""DiT Step Cache strategies, speed beside quality, in one run: delta_dit, ras, adaptive, taylorseer, first_block
+and magcache against the uncached loop.
 
   (a) tiny-shapes-sd3 (the embedded SD3-architecture model, assets/models/tiny-shapes-sd3) through
       graphs/sd3_txt2img_cache.json with `cache.strategy` switched: for each strategy the Sampler's median
@@ -39,6 +39,8 @@ STRATEGIES = {  # the cache node's params per strategy (the papers' settings, sc
     "ras": {"ratio": 0.25, "start": 4, "end": 0, "interval": 5},
     "adaptive": {"interval": 2, "plan": ""},
     "taylorseer": {"interval": 3, "start": 2, "order": 1},
+    "first_block": {"threshold": 0.05},
+    "magcache": {"threshold": 0.06, "interval": 3},
 }
 
 
@@ -109,7 +111,7 @@ def speed(args) -> None:
 
     from app.runtime.families import by_name
     from app.runtime.schedulers import make_scheduler, timesteps
-    from app.runtime.step_cache.adaptive import calibrate_blocks
+    from app.runtime.step_cache.adaptive import calibrate_blocks, magnitude_ratios
     from app.runtime.values import Schedule
 
     torch.set_num_threads(args.threads)
@@ -126,7 +128,14 @@ def speed(args) -> None:
         step=lambda v, t, x: scheduler.step(v, t, x, return_dict=False)[0], budget=-(-args.steps // 2),
         encoder_hidden_states=texts[0], pooled_projections=texts[1],
     )  # fmt: skip
+    steps, _ = timesteps(scheduler, schedule, device)  # the scheduler's step count starts again
+    ratios = magnitude_ratios(
+        transformer, family.forward, steps, latents.to(device, dtype),
+        step=lambda v, t, x: scheduler.step(v, t, x, return_dict=False)[0],
+        encoder_hidden_states=texts[0], pooled_projections=texts[1],
+    )  # fmt: skip
     caches = {name: {"strategy": name, **params} for name, params in STRATEGIES.items() if name != "none"}
+    caches["magcache"]["ratios"] = ratios
     caches["delta_dit"]["boundary"] = args.steps // 2
     caches["adaptive"] = {
         "strategy": "adaptive",
