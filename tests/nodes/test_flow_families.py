@@ -158,6 +158,7 @@ def test_sigma_schedules_reach_the_flow_scheduler(root, sigmas):
         negative__text="",
         schedule__steps=steps,
         schedule__sigmas=sigmas,
+        guidance__scale=5.0,
     )
     ours = _ours(g)["latent"].samples
     pipe = f.pipeline(root / f.SD3)
@@ -195,7 +196,8 @@ def test_sd3_without_t5_uses_zeros_as_the_pipeline_does(root):
         .replace('"transformers",\n    null', "null,\n    null")
     )
     (folder / "model_index.json").write_text(index)
-    g = f.graph("sd3_txt2img", folder.name, prompt__text=f.PROMPT, negative__text="blurry", schedule__steps=3)
+    g = f.graph("sd3_txt2img", folder.name, prompt__text=f.PROMPT, negative__text="blurry", schedule__steps=3,
+                guidance__scale=5.0)  # fmt: skip
     ours = _ours(g)["latent"].samples
     pipe = f.pipeline(root / f.SD3, text_encoder_3=None, tokenizer_3=None)
     reference = f.reference(pipe, 3, 5.0, 0, negative_prompt="blurry")

@@ -52,7 +52,7 @@ def root(tmp_path_factory):
 
 
 def _graph(root, vae=True, graph="sd3_txt2img", model=f.SD3, controlnet="tiny-sd3-canny", **params):
-    scale = {"guidance__scale": SCALE} if graph == "sd3_txt2img" else {}
+    scale = {"guidance__scale": SCALE, "negative__text": "blurry, lowres"} if graph == "sd3_txt2img" else {}
     g = f.graph(graph, model, prompt__text=f.PROMPT, schedule__steps=STEPS, **scale, **params)
     g.add_node(Node("cn", "control.load", params={"controlnet": controlnet, "config": "auto"}))
     g.add_node(Node("edges", "image.load", params={"path": str(root / "edges.png")}))
@@ -78,7 +78,8 @@ def test_an_sd3_controlnet_matches_the_sd3_controlnet_pipeline(root, monkeypatch
 
     ours = h.run(h.executor(), _graph(root)).outputs["sampler"]["latent"].samples
     plain = h.run(h.executor(), f.graph("sd3_txt2img", f.SD3, prompt__text=f.PROMPT, schedule__steps=STEPS,
-                                        guidance__scale=SCALE)).outputs["sampler"]["latent"].samples  # fmt: skip
+                                        guidance__scale=SCALE, negative__text="blurry, lowres")
+                  ).outputs["sampler"]["latent"].samples  # fmt: skip
     base = f.pipeline(root / f.SD3)
     controlnet = SD3ControlNetModel.from_pretrained(
         root / "controlnet" / "tiny-sd3-canny", local_files_only=True
