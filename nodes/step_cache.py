@@ -258,14 +258,15 @@ def cache(
 ):
     """Speeds up the Sampler by skipping work across denoising steps (feature caching). The model itself is
     not changed; the Sampler applies the policy for its loop and reports the skipped blocks. UNets:
-    deepcache, pab, adaptive; diffusion transformers (SD3, Flux): first_block, taylorseer, magcache (Flux)
-    through diffusers' cache hooks, delta_dit, adaptive and ras (SD3)."""
+    deepcache, pab, adaptive; diffusion transformers (SD3, Flux): first_block, taylorseer, magcache (Flux's
+    curve, or one measured on a probe run) through diffusers' cache hooks, delta_dit, adaptive and ras (SD3)."""
     params = dict(locals())
     try:
         policy = _policy(params)
     except (ValueError, CacheError) as error:
         raise NodeError(str(error)) from None
-    if strategy == "magcache" and model.family and architecture_of(model.family) != "flux":
+    transformer = model.family and not has_unet(model.family)
+    if strategy == "magcache" and transformer and architecture_of(model.family) != "flux":
         policy = _measured_magnitudes(ctx, params, model, policy)
     if policy.needs == "unet" or strategy == "adaptive":
         loaded, device = load(ctx, model.source)
