@@ -67,7 +67,16 @@ def test_an_interrupted_run_reports_cancelled_and_exits_130(tmp_path, how):
     command = [sys.executable, "-m", "app", "run", "graphs/txt2img.json", "--json-events", "--no-disk-cache"]
     command += ["--set", "schedule.steps=1000", "--device", "cpu", "-o", str(tmp_path)]
     command += ["--set", "latent.width=256", "--set", "latent.height=256"]  # a run of half a minute or more
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # as from a terminal: a test run in the background (a CI job under `&`) inherits SIGINT ignored, and a
+        # process that starts with SIGINT ignored rightly keeps ignoring it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     lines = []
     deadline = time.time() + 120
     while time.time() < deadline:
