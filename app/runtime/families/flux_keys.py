@@ -135,11 +135,20 @@ def lora_to_peft(tensors: dict[str, Any], width: int | None) -> tuple[dict[str, 
     (tensors, keys left out: not a Flux transformer LoRA's)."""
     import torch
 
+    return originals_to_peft(tensors, _bfl_module, lambda module, up: _targets(module, up, width, torch))
+
+
+def originals_to_peft(
+    tensors: dict[str, Any], module_of: Any, targets: Any
+) -> tuple[dict[str, Any], list[str]]:
+    """A LoRA in a model's original module names as diffusers/peft tensors: `module_of(stem)` names each key's
+    original module (None: not one of them), `targets(module, up)` gives the diffusers modules and their rows
+    of the up weight; kohya's alpha / rank is folded into the shared down weight. Returns (tensors, keys left)."""
     modules: dict[str, dict[str, Any]] = {}
     left: list[str] = []
     for key, value in tensors.items():
         suffix = next((s for s in LORA_SUFFIXES if key.endswith(s)), None)
-        module = _bfl_module(key[: -len(suffix)]) if suffix else None
+        module = module_of(key[: -len(suffix)]) if suffix else None
         if module is None:
             left.append(key)
             continue
@@ -153,7 +162,7 @@ def lora_to_peft(tensors: dict[str, Any], width: int | None) -> tuple[dict[str, 
             continue
         alpha = parts.get(".alpha")
         down = down.float() * (float(alpha) / down.shape[0] if alpha is not None else 1.0)
-        for target, rows in _targets(module, up.float(), width, torch):
+        for target, rows in targets(module, up.float()):
             out[f"transformer.{target}.lora_A.weight"] = down
             out[f"transformer.{target}.lora_B.weight"] = rows
     return out, left

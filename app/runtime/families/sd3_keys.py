@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from app.runtime.families.flux_keys import LORA_SUFFIXES
+from app.runtime.families.flux_keys import originals_to_peft
 
 SIDES = {  # Stability's names inside joint_blocks.N.<side>_block -> diffusers' inside transformer_blocks.N
     "x": {
@@ -50,10 +50,6 @@ _KOHYA = re.compile(
 _KOHYA_TOP = {k.replace(".", "_"): k for k in (*TOP, "final_layer.adaLN_modulation.1")}
 
 
-def is_stability(tensors: dict[str, Any]) -> bool:
-    return any(_module(k.rsplit(".lora", 1)[0].removesuffix(".alpha")) for k in tensors)
-
-
 def _module(stem: str) -> str | None:
     """A LoRA module name (kohya's underscores, or Stability's dots with ComfyUI's prefix) as Stability's path."""
     stem = (
@@ -76,30 +72,8 @@ def lora_to_peft(tensors: dict[str, Any], blocks: int | None) -> tuple[dict[str,
     context norm is stored swapped)."""
     import torch
 
-    modules: dict[str, dict[str, Any]] = {}
-    left: list[str] = []
-    for key, value in tensors.items():
-        suffix = next((s for s in LORA_SUFFIXES if key.endswith(s)), None)
-        module = _module(key[: -len(suffix)]) if suffix else None
-        if module is None:
-            left.append(key)
-            continue
-        modules.setdefault(module, {})[suffix] = value
-    if not modules:
-        return None
-    out: dict[str, Any] = {}
-    for module, parts in modules.items():
-        down = parts.get(".lora_down.weight", parts.get(".lora_A.weight"))
-        up = parts.get(".lora_up.weight", parts.get(".lora_B.weight"))
-        if down is None or up is None:
-            left += [f"{module}{s}" for s in parts]
-            continue
-        alpha = parts.get(".alpha")
-        down = down.float() * (float(alpha) / down.shape[0] if alpha is not None else 1.0)
-        for target, rows in _targets(module, up.float(), blocks, torch):
-            out[f"transformer.{target}.lora_A.weight"] = down
-            out[f"transformer.{target}.lora_B.weight"] = rows
-    return out, left
+    out, left = originals_to_peft(tensors, _module, lambda module, up: _targets(module, up, blocks, torch))
+    return (out, left) if len(left) < len(tensors) else None
 
 
 def _swapped(up: Any, torch: Any) -> Any:
