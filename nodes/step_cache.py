@@ -284,36 +284,41 @@ def cache(
 
 def _measured_magnitudes(ctx, params: dict[str, Any], model: Any, policy: CachePolicy) -> CachePolicy:
     """MagCache on a DiT diffusers ships no curve for: measure it on one uncached probe run of `steps`."""
-    from app.runtime.schedulers import make_scheduler, timesteps
-    from app.runtime.step_cache.adaptive import magnitude_ratios, probe_transformer
-    from app.runtime.values import Schedule
+    from app.runtime.step_cache.adaptive import magnitude_ratios
 
     loaded, device = load(ctx, model.source)
     with inference():
         transformer = loaded.on(loaded.family.denoiser, device)
-        latents, kwargs = probe_transformer(transformer)
-        schedule = Schedule("euler", params["steps"])
-        scheduler = make_scheduler(schedule, model.scheduler_config, flow=True)
-        options = loaded.family.timestep_options(
-            scheduler, params["steps"], tuple(latents.shape), transformer.config
-        )
-        steps, _ = timesteps(scheduler, schedule, latents.device, options)
-        ratios = magnitude_ratios(
-            transformer,
-            loaded.family.forward,
-            steps,
-            latents,
-            step=lambda v, t, x: scheduler.step(v, t, x, return_dict=False)[0],
-            **kwargs,
-        )
+        latents, kwargs, steps, step = _probe_loop(params, model, loaded.family, transformer)
+        ratios = magnitude_ratios(transformer, loaded.family.forward, steps, latents, step=step, **kwargs)
     ctx.report(ratios=",".join(f"{r:.4f}" for r in ratios))
     return dataclasses.replace(policy, ratios=ratios)
 
 
 def _calibrate_blocks(ctx, params: dict[str, Any], transformer: Any, model: Any, family: Any) -> CachePolicy:
     """An adaptive plan per DiT block, from one uncached flow-matching probe run; reported as `plan`."""
+    from app.runtime.step_cache.adaptive import calibrate_blocks
+
+    latents, kwargs, steps, step = _probe_loop(params, model, family, transformer)
+    calibrated = calibrate_blocks(
+        transformer,
+        family.forward,
+        steps,
+        latents,
+        step=step,
+        budget=math.ceil(params["steps"] / params["interval"]),
+        progress=ctx.progress,
+        **kwargs,
+    )
+    ctx.report(plan=" | ".join(",".join(str(s) for s in plan) for plan in calibrated.blocks))
+    return calibrated
+
+
+def _probe_loop(params: dict[str, Any], model: Any, family: Any, transformer: Any):
+    """A DiT calibration probe of `steps` flow-matching Euler steps: (latents, model kwargs, timesteps,
+    step(velocity, t, x) -> next x)."""
     from app.runtime.schedulers import make_scheduler, timesteps
-    from app.runtime.step_cache.adaptive import calibrate_blocks, probe_transformer
+    from app.runtime.step_cache.adaptive import probe_transformer
     from app.runtime.values import Schedule
 
     latents, kwargs = probe_transformer(transformer)
@@ -321,18 +326,7 @@ def _calibrate_blocks(ctx, params: dict[str, Any], transformer: Any, model: Any,
     scheduler = make_scheduler(schedule, model.scheduler_config, flow=True)
     options = family.timestep_options(scheduler, params["steps"], tuple(latents.shape), transformer.config)
     steps, _ = timesteps(scheduler, schedule, latents.device, options)
-    calibrated = calibrate_blocks(
-        transformer,
-        family.forward,
-        steps,
-        latents,
-        step=lambda v, t, x: scheduler.step(v, t, x, return_dict=False)[0],
-        budget=math.ceil(params["steps"] / params["interval"]),
-        progress=ctx.progress,
-        **kwargs,
-    )
-    ctx.report(plan=" | ".join(",".join(str(s) for s in plan) for plan in calibrated.blocks))
-    return calibrated
+    return latents, kwargs, steps, lambda v, t, x: scheduler.step(v, t, x, return_dict=False)[0]
 
 
 def _check_or_calibrate(

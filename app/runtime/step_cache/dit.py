@@ -21,9 +21,8 @@ from typing import Any
 import torch
 
 from app.runtime.step_cache.base import CacheError, Denoiser
+from app.runtime.step_cache.blocks import blocks_of
 from app.runtime.step_cache.policy import FirstBlockCache, MagCache, TaylorSeer
-
-BLOCK_LISTS = ("transformer_blocks", "single_transformer_blocks")
 
 
 def diffusers_config(policy: Any, total_steps: int, model: Any) -> Any:
@@ -79,7 +78,7 @@ class DiffusersCacheDenoiser(Denoiser):
 
     def __init__(self, model: Any, total_steps: int, policy: Any) -> None:
         super().__init__(model, total_steps)
-        self.blocks = [b for name in BLOCK_LISTS for b in getattr(model, name, [])]
+        self.blocks = blocks_of(model)
         if not self.blocks:
             raise CacheError(f"{policy.strategy} caches transformer blocks; {type(model).__name__} has none")
         config = diffusers_config(policy, total_steps, model)
