@@ -272,13 +272,7 @@ class Worker:
         """Every event available now (waiting up to `timeout` seconds for the first one)."""
         if self._process is None:
             return []
-        found: list[dict[str, Any]] = []
-        try:
-            found.append(self._events.get(timeout=timeout) if timeout else self._events.get_nowait())
-            while True:
-                found.append(self._events.get_nowait())
-        except queue.Empty:
-            pass
+        found: list[dict[str, Any]] = drain(self._events, timeout)
         for event in found:
             if event["event"] == EventKind.RUN_DONE and event.get("run") == self.running:
                 self.running = None
@@ -291,3 +285,15 @@ class Worker:
         if self._process is not None and self._process.is_alive():
             self.kill()
         self._process = None
+
+
+def drain(events: Any, timeout: float = 0.0) -> list[Any]:
+    """Every item a queue holds now, waiting up to `timeout` seconds for the first one."""
+    found: list[Any] = []
+    try:
+        found.append(events.get(timeout=timeout) if timeout else events.get_nowait())
+        while True:
+            found.append(events.get_nowait())
+    except queue.Empty:
+        pass
+    return found

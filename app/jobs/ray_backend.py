@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine.events import EventKind
-from app.engine.worker import DEFAULT_REGISTRY
+from app.engine.worker import DEFAULT_REGISTRY, drain
 from app.jobs.dispatch import LOST
 from app.jobs.local import default_threads, worker_names
 
@@ -159,14 +159,7 @@ class RayBackend:
                 )
 
     def events(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:
-        found = []
-        try:
-            found.append(self._events.get(timeout=timeout) if timeout else self._events.get_nowait())
-            while True:
-                found.append(self._events.get_nowait())
-        except queue.Empty:
-            pass
-        return found
+        return drain(self._events, timeout)
 
     def cancel(self, worker: str) -> None:
         self.actors[worker].cancel.remote()
