@@ -36,8 +36,6 @@ def pictures(tmp_path):
 
 @pytest.mark.parametrize("scheduler", ["ddim", "euler_a", "dpmpp_2m"])
 def test_inpaint_matches_the_inpaint_pipeline_and_keeps_the_rest(model_path, pictures, scheduler):
-    from diffusers import StableDiffusionInpaintPipeline
-    from PIL import Image
 
     picture, mask_file, repaint = pictures
     steps, scale, seed = 6, 6.0, 99
@@ -45,26 +43,9 @@ def test_inpaint_matches_the_inpaint_pipeline_and_keeps_the_rest(model_path, pic
                 schedule__scheduler=scheduler, schedule__steps=steps, guidance__scale=scale, sampler__seed=seed)  # fmt: skip
     ours = h.run(h.executor(), g).outputs["sampler"]["latent"].samples
     encoded = h.executor().run(g, ["encode"]).outputs["encode"]["latent"].samples
-    config = h.pipeline(model_path).scheduler.config
-    pipe = StableDiffusionInpaintPipeline.from_pretrained(
-        model_path, local_files_only=True, safety_checker=None, requires_safety_checker=False
-    )
-    pipe.scheduler = make_scheduler(Schedule(scheduler, steps), config)
-    pipe.set_progress_bar_config(disable=True)
-    reference = pipe(
-        PROMPT,
-        image=encoded,  # latents as they are (our VAE Encode takes the mean; the pipeline would sample)
-        masked_image_latents=encoded,  # unused by a 4-channel UNet
-        mask_image=Image.fromarray(repaint.astype(np.uint8) * 255),
-        negative_prompt="",
-        height=h.SIZE,
-        width=h.SIZE,
-        strength=1.0,
-        num_inference_steps=steps,
-        guidance_scale=scale,
-        generator=torch.Generator("cpu").manual_seed(seed),
-        output_type="latent",
-    ).images
+    # latents as they are (our VAE Encode takes the mean; the pipeline would sample); a 4-channel UNet does
+    # not read masked_image_latents
+    reference = _inpaint_pipeline(model_path, scheduler, steps, scale, seed, encoded, encoded, repaint)
     error = (ours - reference).abs().max().item()
     print(f"inpaint {scheduler}: max abs error {error:.2e}")
     assert error < TOLERANCE
@@ -146,8 +127,6 @@ def inpaint_model(tmp_path_factory):
 
 @pytest.mark.parametrize("scheduler", ["ddim", "euler_a"])
 def test_a_nine_channel_inpainting_model_matches_its_pipeline(inpaint_model, pictures, scheduler):
-    from diffusers import StableDiffusionInpaintPipeline
-    from PIL import Image
 
     picture, mask_file, repaint = pictures
     steps, scale, seed = 5, 6.0, 21
@@ -158,16 +137,28 @@ def test_a_nine_channel_inpainting_model_matches_its_pipeline(inpaint_model, pic
     result = h.executor().run(g, ["sampler", "encode"], RunSettings(device="cpu"))
     assert result.status == "ok", (result.errors, [str(p) for p in result.problems])
     ours, greyed = result.outputs["sampler"]["latent"].samples, result.outputs["encode"]["latent"].samples
-    config = h.pipeline(inpaint_model).scheduler.config
+    # the greyed picture's latents are what the UNet is given beside its noise (`image`: only its size is used)
+    reference = _inpaint_pipeline(inpaint_model, scheduler, steps, scale, seed, greyed, greyed, repaint)
+    error = (ours - reference).abs().max().item()
+    print(f"9-channel inpaint {scheduler}: max abs error {error:.2e}")
+    assert error < TOLERANCE
+
+
+def _inpaint_pipeline(model, scheduler, steps, scale, seed, image, masked, repaint):
+    """StableDiffusionInpaintPipeline's final latents on `model` at strength 1, with our scheduler."""
+    from diffusers import StableDiffusionInpaintPipeline
+    from PIL import Image
+
+    config = h.pipeline(model).scheduler.config
     pipe = StableDiffusionInpaintPipeline.from_pretrained(
-        inpaint_model, local_files_only=True, safety_checker=None, requires_safety_checker=False
+        model, local_files_only=True, safety_checker=None, requires_safety_checker=False
     )
     pipe.scheduler = make_scheduler(Schedule(scheduler, steps), config)
     pipe.set_progress_bar_config(disable=True)
-    reference = pipe(
+    return pipe(
         PROMPT,
-        image=greyed,  # only its size is used at strength 1
-        masked_image_latents=greyed,  # the picture with the region greyed out, encoded: what the UNet is given
+        image=image,
+        masked_image_latents=masked,
         mask_image=Image.fromarray(repaint.astype(np.uint8) * 255),
         negative_prompt="",
         height=h.SIZE,
@@ -178,9 +169,6 @@ def test_a_nine_channel_inpainting_model_matches_its_pipeline(inpaint_model, pic
         generator=torch.Generator("cpu").manual_seed(seed),
         output_type="latent",
     ).images
-    error = (ours - reference).abs().max().item()
-    print(f"9-channel inpaint {scheduler}: max abs error {error:.2e}")
-    assert error < TOLERANCE
 
 
 def _encode_for_inpainting(g):
