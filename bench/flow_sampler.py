@@ -28,18 +28,13 @@ from bench import rounds  # noqa: E402  (after the path is set)
 SEED = 42
 SCALES = {"sd3": 5.0, "flux": 3.5}
 SKELETONS = {"sd3": "sd3.5-medium", "flux": "flux-dev"}
-CACHES = {
-    "sd3": [
-        {"strategy": "taylorseer", "interval": 3, "start": 2},
-        {"strategy": "delta_dit", "interval": 2, "boundary": 10},
-        {"strategy": "ras", "ratio": 0.25, "start": 4, "interval": 5},
-    ],
-    "flux": [
-        {"strategy": "first_block", "threshold": 0.05},
-        {"strategy": "taylorseer", "interval": 3, "start": 2},
-        {"strategy": "magcache", "threshold": 0.06, "interval": 3},
-    ],
-}
+CACHES = [  # the DiT strategies at bench/dit_cache_speed_quality.py's settings, with the families they run on
+    ({"sd3", "flux"}, {"strategy": "first_block", "threshold": 0.05}),
+    ({"sd3", "flux"}, {"strategy": "taylorseer", "interval": 3, "start": 2, "order": 1}),
+    ({"flux"}, {"strategy": "magcache", "threshold": 0.06, "interval": 3}),  # SD3's ratios: the other bench
+    ({"sd3", "flux"}, {"strategy": "delta_dit", "interval": 2, "blocks": 0}),  # boundary: half the steps
+    ({"sd3"}, {"strategy": "ras", "ratio": 0.25, "start": 4, "end": 0, "interval": 5}),
+]
 
 
 def build(family: str, tiny: bool, device, dtype, layers: int | None = None):
@@ -190,7 +185,10 @@ def main() -> None:
         ),
         name: lambda: run_pipeline(family, pipe, texts, args.size, args.steps),
     }
-    for cache in CACHES[family]:
+    for families, cache in CACHES:
+        if family not in families:
+            continue
+        cache = {**cache, "boundary": args.steps // 2} if cache["strategy"] == "delta_dit" else cache
         loops[f"  cache {cache['strategy']}"] = lambda cache=cache: loops["nodeloom sampler"](cache)
     times, peaks, outputs = rounds.alternate(loops, args.rounds, device)
     params = sum(p.numel() for p in transformer.parameters()) / 1e9

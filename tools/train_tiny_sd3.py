@@ -12,6 +12,7 @@ as a diffusers folder that StableDiffusion3Pipeline loads.
 Every batch is a pure function of (seed, step): a resumed run draws the same data. Checkpoints under --workdir.
 
     python -m tools.train_tiny_sd3 --workdir .train/tiny-sd3 --out assets/models/tiny-shapes-sd3 --max-minutes 60
+    python -m tools.train_tiny_sd3 --device cuda --workers 15 --batch 1024 --lr 1e-3 --fit-minutes 3 ...  # a GPU
 
 Imports torch, diffusers and transformers; never Qt.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -130,14 +131,15 @@ def sigmas(cfg: Config, gen: torch.Generator, count: int) -> torch.Tensor:
 
 
 def draw_batch(cfg: Config, pool: dict, step: int, scale: float, empty: torch.Tensor):
-    """Step `step`'s noisy latents, timesteps, caption ids and velocity target; seeded by (seed, step)."""
-    b = cfg.batch
-    index = torch.from_numpy(np.random.default_rng([cfg.seed, 13, step]).integers(0, cfg.pool, b))
+    """Step `step`'s noisy latents, timesteps, caption ids and velocity target; seeded by (seed, step) from
+    CPU generators, so any device (the pool's) draws the same batch."""
+    b, device = cfg.batch, pool["mean"].device
+    index = torch.from_numpy(np.random.default_rng([cfg.seed, 13, step]).integers(0, cfg.pool, b)).to(device)
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_033 + step)
-    eps = torch.randn(b, 4, 16, 16, generator=gen)
-    drop = torch.rand(b, generator=gen) < cfg.caption_dropout
-    noise = torch.randn(b, 4, 16, 16, generator=gen)
-    s = sigmas(cfg, gen, b).view(b, 1, 1, 1)
+    eps = torch.randn(b, 4, 16, 16, generator=gen).to(device)
+    drop = (torch.rand(b, generator=gen) < cfg.caption_dropout).to(device)
+    noise = torch.randn(b, 4, 16, 16, generator=gen).to(device)
+    s = sigmas(cfg, gen, b).view(b, 1, 1, 1).to(device)
     x0 = (pool["mean"][index].float() + pool["std"][index].float() * eps) * scale
     ids = pool["ids"][index].clone()
     ids[drop] = empty
@@ -153,23 +155,35 @@ def _models(cfg: Config, tokenizer):
     )
 
 
-def train(cfg: Config, workdir: Path, max_seconds: float, ckpt_seconds: float, log=print) -> dict:
+def train(
+    cfg: Config, workdir: Path, max_seconds: float, ckpt_seconds: float, log=print, rt: Runtime | None = None
+) -> dict:
+    """Train (or resume) under `workdir`; `rt` says where (device, pool-drawing workers) and may size the
+    cosine schedule to `rt.fit_minutes` from the speed of the first 100 steps."""
     from diffusers import AutoencoderKL
 
+    rt = rt or Runtime()
     tokenizer = build_tokenizer()
     vae = AutoencoderKL.from_pretrained(VAE, local_files_only=True).eval().requires_grad_(False)
-    pool = encode_pool(vae, tokenizer, ShapesConfig(seed=cfg.seed, pool=cfg.pool), workdir, Runtime(), log)
+    shapes = ShapesConfig(seed=cfg.seed, pool=cfg.pool)
+    pool = {
+        k: v.to(rt.device) if torch.is_tensor(v) else v
+        for k, v in encode_pool(vae, tokenizer, shapes, workdir, rt, log).items()
+    }
     path = workdir / "sd3.pt"
     transformer, clip_l, clip_g = _models(cfg, tokenizer)
     modules = {"transformer": transformer, "clip_l": clip_l, "clip_g": clip_g}
+    for module in modules.values():
+        module.to(rt.device)
     params = [p for m in modules.values() for p in m.parameters()]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    fused = {"fused": True} if torch.device(rt.device).type == "cuda" else {}
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, **fused)
     state = load(path)
     if state is not None:
         for name, module in modules.items():
             module.load_state_dict(state[name])
         opt.load_state_dict(state["opt"])
-        ema = state["ema"]
+        ema = {n: {k: v.to(rt.device) for k, v in m.items()} for n, m in state["ema"].items()}
     else:
         ema = {n: {k: v.detach().clone() for k, v in m.state_dict().items()} for n, m in modules.items()}
         state = {"step": 0, "elapsed": 0.0}
@@ -184,7 +198,7 @@ def train(cfg: Config, workdir: Path, max_seconds: float, ckpt_seconds: float, l
     ]
     live, averaged = [p[0] for p in pairs], [p[1] for p in pairs]
     step, elapsed, started, saved = state["step"], state["elapsed"], time.time(), time.time()
-    empty = tokenizer([""], padding="max_length", return_tensors="pt").input_ids[0]
+    empty = tokenizer([""], padding="max_length", return_tensors="pt").input_ids[0].to(rt.device)
     scale, first, losses = vae.config.scaling_factor, state["step"], []
 
     def checkpoint() -> dict:
@@ -212,10 +226,15 @@ def train(cfg: Config, workdir: Path, max_seconds: float, ckpt_seconds: float, l
         step += 1
         with torch.no_grad():
             torch._foreach_lerp_(averaged, live, 1 - min(cfg.ema, (1 + step) / (10 + step)))
-        losses.append(loss.item())
+        losses.append(loss.detach())  # no .item() per step: a GPU would wait on each one
+        if rt.fit_minutes is not None and step - first == 100:
+            rate = 100 / (time.time() - started)
+            cfg = replace(cfg, steps=step + int(rate * (rt.fit_minutes * 60 - (time.time() - started))))
+            log(f"schedule fitted to {rt.fit_minutes} min: {cfg.steps} steps at {rate:.1f} steps/s")
         if step % 50 == 0:
             rate = (step - first) / max(1e-6, time.time() - started)
-            log(f"sd3 step {step}/{cfg.steps} loss {np.mean(losses[-50:]):.4f} {rate:.2f} steps/s")
+            mean = torch.stack(losses[-50:]).mean().item()
+            log(f"sd3 step {step}/{cfg.steps} loss {mean:.4f} {rate:.2f} steps/s")
         if time.time() - saved > ckpt_seconds:
             checkpoint()
             saved = time.time()
@@ -273,20 +292,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ckpt-minutes", type=float, default=5.0)
     parser.add_argument("--steps", type=int, default=Config.steps)
     parser.add_argument("--batch", type=int, default=Config.batch)
+    parser.add_argument("--lr", type=float, default=Config.lr, help="peak learning rate")
+    parser.add_argument("--warmup", type=int, default=Config.warmup, help="learning-rate warmup steps")
+    parser.add_argument("--pool", type=int, default=Config.pool, help="pre-encoded training images")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--workers", type=int, default=1, help="processes drawing the training pool")
+    parser.add_argument("--fit-minutes", type=float, default=None, help="size the schedule to this")
     parser.add_argument("--export-only", action="store_true", help="write --out from the last checkpoint")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = Config(steps=args.steps, batch=args.batch)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    cfg = Config(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup, pool=args.pool)
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.export_only:
         state = load(args.workdir / "sd3.pt")
         if state is None:
             raise SystemExit(f"no checkpoint in {args.workdir}")
     else:
-        state = train(
-            cfg, args.workdir, args.max_minutes * 60, args.ckpt_minutes * 60, lambda m: print(m, flush=True)
-        )
+        rt = Runtime(args.device, args.workers, args.fit_minutes)
+        log = lambda m: print(m, flush=True)  # noqa: E731
+        state = train(cfg, args.workdir, args.max_minutes * 60, args.ckpt_minutes * 60, log, rt)
     if args.out:
         print(export(cfg, state, args.out))
     return 0
