@@ -70,15 +70,16 @@ def _validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[st
             T.STRING,
             "auto",
             description="Single files only: the config skeleton folder (in models/configs or assets/configs); "
-            "auto = sd15, sd2, sdxl or sdxl_refiner from the file's keys.",
+            "auto = from the file's keys: sd15, sd2, sdxl, sdxl_refiner, or for an all-in-one SD3 / Flux file "
+            "(ComfyUI's checkpoints) sd3-medium, sd3.5-medium, sd3.5-large, flux-dev or flux-schnell.",
         ),
     ],
     family=_family,
     validate=_validate,
 )
 def load_checkpoint(ctx, checkpoint, config):
-    """Loads a Stable Diffusion checkpoint (SD1.x, SD2, SDXL, SDXL refiner) once per process, shared by every
-    node that uses it, and gives handles to its parts (ComfyUI: CheckpointLoaderSimple). Never downloads
+    """Loads a checkpoint (SD1.x, SD2, SDXL, SDXL refiner, SD3 / SD3.5, Flux.1) once per process, shared by
+    every node that uses it, and gives handles to its parts (ComfyUI: CheckpointLoaderSimple). Never downloads
     anything: single files use a local config skeleton and the shipped CLIP tokenizers."""
     path = Path(checkpoint)
     try:

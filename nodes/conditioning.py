@@ -4,6 +4,7 @@ size and crop numbers on a CONDITIONING)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from app.engine.context import NodeError
@@ -74,7 +75,13 @@ def text_encode(ctx, clip, text, clip_skip):
     loras = lora_files(ctx, loaded, clip.patches)
     missing = [s.part for s in family.encoders if s.part not in loaded.modules and not s.optional]
     if missing:
-        raise NodeError(f"this {family.name} CLIP has no {', '.join(missing)}, which the family needs")
+        whole_file = bool(clip.source.config) and not clip.source.parts
+        hint = (
+            f" ({Path(clip.source.path).name} holds none: load them with Dual / Triple CLIP)"
+            if whole_file
+            else ""
+        )
+        raise NodeError(f"this {family.name} CLIP has no {', '.join(missing)}, which the family needs{hint}")
     with inference():
         modules = {s.part: loaded.on(s.part, device) for s in family.encoders if s.part in loaded.modules}
         _check_depth({s.part: modules[s.part] for s in family.encoders if s.kind == "clip"}, clip_skip)

@@ -288,6 +288,35 @@ def write_split(
     return names
 
 
+COMFY_ENCODERS = {"text_encoder": "clip_l", "text_encoder_2": "clip_g", "text_encoder_3": "t5xxl"}
+
+
+def write_all_in_one(model: Path, root: Path, name: str, encoders: tuple[str, ...] | None = None) -> Path:
+    """The diffusers folder `model` as one checkpoint file, root/checkpoints/`name`, the way ComfyUI saves
+    SD3 and Flux: the split transformer under `model.diffusion_model.`, the original-layout VAE under
+    `first_stage_model.`, each text encoder (`encoders` names which parts go in; default all) under
+    `text_encoders.<clip_l | clip_g | t5xxl>.transformer.`; the skeleton goes to root/configs/<model name>."""
+    import shutil
+    import tempfile
+
+    flux = "FluxTransformer2DModel" in (model / "transformer" / "config.json").read_text("utf-8")
+    with tempfile.TemporaryDirectory() as temp:
+        names = write_split(model, Path(temp), prefix="model.diffusion_model.")
+        state = _read_all(Path(temp) / "diffusion_models" / names["transformer"])
+        vae = _read_all(Path(temp) / "vae" / names["vae"])
+        state.update({f"first_stage_model.{k}": v for k, v in vae.items()})
+        for part, comfy in COMFY_ENCODERS.items():
+            if part in names and (encoders is None or part in encoders):
+                comfy = "t5xxl" if flux and part == "text_encoder_2" else comfy
+                tensors = _read_all(Path(temp) / "text_encoders" / names[part])
+                state.update({f"text_encoders.{comfy}.transformer.{k}": v for k, v in tensors.items()})
+        shutil.rmtree(root / "configs" / names["config"], ignore_errors=True)
+        shutil.copytree(Path(temp) / "configs" / names["config"], root / "configs" / names["config"])
+    (root / "checkpoints").mkdir(parents=True, exist_ok=True)
+    _save(state, root / "checkpoints" / name)
+    return root / "checkpoints" / name
+
+
 def write_lora(model: Path, path: Path, seed: int = 0, rank: int = 2) -> Path:
     """A random kohya-format LoRA (Black Forest Labs' module names, alpha = rank) for the tiny Flux in
     `model`, on every double block's fused q/k/v and every single block's linear1: noise, but it takes

@@ -35,6 +35,9 @@ LAYOUT_KEYS = {
 }
 
 
+DIT_PREFIX = "model.diffusion_model."  # ComfyUI's prefix of the denoiser in a checkpoint file
+
+
 class CheckpointProblem(ValueError):
     """A checkpoint that cannot be used; the message says which file and what is missing."""
 
@@ -69,9 +72,21 @@ def safetensors_keys(path: Path) -> list[str]:
 
 
 def detect_layout(path: Path) -> str | None:
-    """sd15, sd2, sdxl or sdxl_refiner from a single file's keys, or None when it is none of them."""
+    """The skeleton a single file's keys name: sd15, sd2, sdxl or sdxl_refiner, or for a Flux / SD3
+    transformer (on its own or in an all-in-one file) the shipped skeleton its shapes fit; else None."""
     keys = set(safetensors_keys(path))
-    return next((name for name, key in LAYOUT_KEYS.items() if key in keys), None)
+    return next((name for name, key in LAYOUT_KEYS.items() if key in keys), None) or dit_skeleton(path)
+
+
+def dit_skeleton(path: Path) -> str | None:
+    """The shipped skeleton (flux-dev, sd3.5-large, ...) of the diffusion transformer in a .safetensors
+    file, bare or under ComfyUI's `model.diffusion_model.`, asked of every family; None when none fits."""
+    found = {
+        key.removeprefix(DIT_PREFIX): tuple(value.get("shape", ()))
+        for key, value in safetensors_header(path).items()
+        if key != "__metadata__"
+    }
+    return next((name for family in families.FAMILIES if (name := family.skeleton_for(found))), None)
 
 
 def config_dirs(resolver: FileResolver | None = None) -> list[Path]:
@@ -91,7 +106,7 @@ def find_skeleton(path: Path, config: str, resolver: FileResolver | None = None)
         name = detect_layout(path) or ""
         if not name:
             raise CheckpointProblem(
-                f"{path.name}: its keys match no known layout ({', '.join(LAYOUT_KEYS)}); "
+                f"{path.name}: its keys match no known layout ({', '.join(LAYOUT_KEYS)}, Flux, SD3); "
                 "name a config skeleton in the loader's 'config' param"
             )
     return find_config(path, name, "model_index.json", resolver)

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.runtime import families
-from app.runtime.checkpoints import CheckpointProblem, safetensors_header
+from app.runtime.checkpoints import DIT_PREFIX as PREFIX
+from app.runtime.checkpoints import CheckpointProblem, dit_skeleton, safetensors_header
 from app.runtime.families import Family, TextEncoder
 
-PREFIX = "model.diffusion_model."
+VAE_PREFIXES = ("first_stage_model.", "vae.")  # an all-in-one file's VAE, as ComfyUI and diffusers name it
 T5_KEY = "encoder.block.0.layer.0.SelfAttention.q.weight"
 CLIP_KEY = "embeddings.token_embedding.weight"
 
@@ -42,13 +42,9 @@ def shapes(path: Path, prefix: str = "") -> dict[str, tuple[int, ...]]:
 
 def diffusion_model_skeleton(path: Path) -> str:
     """The shipped skeleton for a diffusion-model-only file, from its tensor names and shapes."""
-    found = shapes(path)
-    if any(key.startswith(PREFIX) for key in found):
-        found = {key.removeprefix(PREFIX): shape for key, shape in found.items()}
-    for family in families.FAMILIES:
-        name = family.skeleton_for(found)
-        if name:
-            return name
+    name = dit_skeleton(path)
+    if name:
+        return name
     raise CheckpointProblem(
         f"{path.name}: not a diffusion model this app knows (Flux.1 or SD3 / SD3.5 transformer weights); "
         "name a config skeleton in the loader's 'config' param"
@@ -64,41 +60,56 @@ class Found:
     prefix: str
 
 
-def text_encoder_kind(path: Path) -> Found:
-    """CLIP or T5, and how wide, from a text encoder file's header (HF key layout, any prefix)."""
+def text_encoders_in(path: Path) -> list[Found]:
+    """Every CLIP and T5 text encoder in a file's header (HF key layout, any prefix): one for a file of
+    models/text_encoders, several in an all-in-one checkpoint (`text_encoders.clip_l.transformer.`, ...)."""
+    found = []
     for key, shape in shapes(path).items():
         if key.endswith(T5_KEY):
-            return Found("t5", shape[1], key[: -len(T5_KEY)])
-        if key.endswith(CLIP_KEY):
-            return Found("clip", shape[1], key[: -len(CLIP_KEY)].removesuffix("text_model."))
-    raise CheckpointProblem(f"{path.name}: not a CLIP or T5 text encoder (no {CLIP_KEY} or {T5_KEY})")
+            found.append(Found("t5", shape[1], key[: -len(T5_KEY)]))
+        elif key.endswith(CLIP_KEY):
+            found.append(Found("clip", shape[1], key[: -len(CLIP_KEY)].removesuffix("text_model.")))
+    return found
+
+
+def text_encoder_kind(path: Path) -> Found:
+    """CLIP or T5, and how wide, from a text encoder file's header (HF key layout, any prefix)."""
+    found = text_encoders_in(path)
+    if not found:
+        raise CheckpointProblem(f"{path.name}: not a CLIP or T5 text encoder (no {CLIP_KEY} or {T5_KEY})")
+    return found[0]
+
+
+def fit(found: Found, name: str, skeleton: Path, family: type[Family]) -> TextEncoder:
+    """Which of the family's text encoders `found` (in the file `name`) is: T5 by kind, CLIPs by their
+    width against the skeleton's encoder configs. Raises CheckpointProblem naming the file if none."""
+    fits = [
+        e
+        for e in family.encoders
+        if e.kind == found.kind
+        and (found.kind == "t5" or _config(skeleton, e.part)["hidden_size"] == found.width)
+    ]
+    if not fits:
+        widths = ", ".join(
+            f"{e.part} {_config(skeleton, e.part)['hidden_size']}"
+            for e in family.encoders
+            if e.kind == "clip"
+        )
+        raise CheckpointProblem(
+            f"{name}: a {found.kind.upper()} text encoder {found.width} wide fits none of this "
+            f"{family.name} model's ({widths}, T5)"
+        )
+    return fits[0]
 
 
 def assign(files: list[Path], skeleton: Path, family: type[Family]) -> dict[str, Path]:
-    """Which of the family's text encoders (part name) each file is: T5 by kind, CLIPs by their width
-    against the skeleton's encoder configs. Raises CheckpointProblem naming the file that fits none."""
+    """Which of the family's text encoders (part name) each file is (see `fit`)."""
     parts: dict[str, Path] = {}
     for path in files:
-        found = text_encoder_kind(path)
-        fits = [
-            e
-            for e in family.encoders
-            if e.kind == found.kind
-            and (found.kind == "t5" or _config(skeleton, e.part)["hidden_size"] == found.width)
-        ]
-        if not fits:
-            widths = ", ".join(
-                f"{e.part} {_config(skeleton, e.part)['hidden_size']}"
-                for e in family.encoders
-                if e.kind == "clip"
-            )
-            raise CheckpointProblem(
-                f"{path.name}: a {found.kind.upper()} text encoder {found.width} wide fits none of this "
-                f"{family.name} model's ({widths}, T5)"
-            )
-        if fits[0].part in parts:
-            raise CheckpointProblem(f"{path.name} and {parts[fits[0].part].name} are both {fits[0].part}")
-        parts[fits[0].part] = path
+        part = fit(text_encoder_kind(path), path.name, skeleton, family).part
+        if part in parts:
+            raise CheckpointProblem(f"{path.name} and {parts[part].name} are both {part}")
+        parts[part] = path
     return parts
 
 
@@ -118,11 +129,13 @@ def read_denoiser(path: Path, skeleton: Path, family: type[Family], dtype: Any) 
     return build(lambda: cls.from_config(config), state, path)
 
 
-def read_text_encoder(path: Path, skeleton: Path, spec: TextEncoder, dtype: Any) -> Any:
-    """The text encoder `spec` from a file in Hugging Face's key layout (any prefix)."""
+def read_text_encoder(
+    path: Path, skeleton: Path, spec: TextEncoder, dtype: Any, found: Found | None = None
+) -> Any:
+    """The text encoder `spec` from a file in Hugging Face's key layout: the file's only one, or `found`."""
     import transformers
 
-    found = text_encoder_kind(path)
+    found = found or text_encoder_kind(path)
     state = _tensors(path, found.prefix, dtype)
     cls = getattr(transformers, spec.cls)
     config = cls.config_class.from_pretrained(skeleton / spec.part)
@@ -138,6 +151,41 @@ def read_text_encoder(path: Path, skeleton: Path, spec: TextEncoder, dtype: Any)
     else:
         state.setdefault("encoder.embed_tokens.weight", state.get("shared.weight"))
     return build(lambda: cls(config), state, path)
+
+
+def read_all_in_one(
+    path: Path, skeleton: Path, family: type[Family], dtypes: dict[str, Any]
+) -> dict[str, Any]:
+    """The parts of an all-in-one SD3 / Flux file (ComfyUI's checkpoints: the transformer under
+    `model.diffusion_model.`, the VAE under `first_stage_model.` or `vae.`, text encoders under
+    `text_encoders.<name>.transformer.`), each in `dtypes[part]`. Text encoders the file lacks are left out
+    (SD3 files without T5 are common; Dual / Triple CLIP supply them); a file without a VAE is refused."""
+    modules = {family.denoiser: read_denoiser(path, skeleton, family, dtypes[family.denoiser])}
+    for found in text_encoders_in(path):
+        spec = fit(found, path.name, skeleton, family)
+        if spec.part in modules:
+            raise CheckpointProblem(f"{path.name}: holds two text encoders that are both {spec.part}")
+        modules[spec.part] = read_text_encoder(path, skeleton, spec, dtypes[spec.part], found)
+    modules["vae"] = read_vae(path, skeleton, dtypes["vae"])
+    return modules
+
+
+def read_vae(path: Path, skeleton: Path, dtype: Any) -> Any:
+    """The VAE of an all-in-one file (original layout under one of VAE_PREFIXES), with the skeleton's
+    vae/ config. Only its tensors are read, not the whole file."""
+    from diffusers import AutoencoderKL
+
+    names = shapes(path)
+    prefix = next((p for p in VAE_PREFIXES if any(k.startswith(p + "decoder.") for k in names)), None)
+    if prefix is None:
+        raise CheckpointProblem(
+            f"{path.name}: holds no VAE ({' or '.join(VAE_PREFIXES)} names); it is a diffusion model "
+            "on its own: load it with Load Diffusion Model and the VAE with Load VAE"
+        )
+    state = _tensors(path, prefix, dtype)
+    return AutoencoderKL.from_single_file(
+        state, config=str(skeleton), subfolder="vae", torch_dtype=dtype, local_files_only=True
+    )
 
 
 def _class_name(skeleton: Path, part: str) -> str:

@@ -88,7 +88,14 @@ def _checkpoint(path: Path) -> tuple[str, str]:
     layout = checkpoints.detect_layout(path)
     if layout is None:
         return "?", "keys match no known layout; name a config skeleton in Load Checkpoint"
-    return layout, "single file"
+    if layout in checkpoints.LAYOUT_KEYS:
+        return layout, "single file"
+    names = [
+        e.prefix.removeprefix("text_encoders.").partition(".")[0] or e.kind
+        for e in components.text_encoders_in(path)
+    ]
+    encoders = ", ".join(sorted(names))
+    return layout, f"single file with {encoders or 'no text encoders (add Dual / Triple CLIP)'}"
 
 
 def _vae(path: Path) -> tuple[str, str]:

@@ -188,6 +188,10 @@ def _read(source: CheckpointSource, precision: Precision, manager: ModelManager)
             for part in family.parts()
             if _declared(declared, part)
         }
+    elif family.denoiser == "transformer":  # SD3 / Flux in one file: ComfyUI's layout, part by part
+        dtypes = {part: dtype(_dtype_of(part, precision)) for part in family.parts()}
+        modules = components.read_all_in_one(path, folder, family, dtypes)
+        tokenizers = {e.tokenizer: tokenizers[e.tokenizer] for e in present if e.part in modules}
     else:
         modules = _single_file(path, folder, family, precision, tokenizers)
     for module in modules.values():

@@ -57,6 +57,12 @@ def test_models_lists_every_kind_with_its_family(tmp_path):
         root / "clip" / "clip_l.safetensors", {"text_model.embeddings.token_embedding.weight": [49408, 768]}
     )
     header_only(root / "unet" / "flux1-dev.safetensors", {"double_blocks.0.img_attn.norm.key_norm.scale": [128], "guidance_in.in_layer.weight": [3072, 256]})  # fmt: skip
+    header_only(root / "checkpoints" / "flux1-dev-fp8.safetensors", {  # ComfyUI's all-in-one
+        "model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale": [128],
+        "model.diffusion_model.guidance_in.in_layer.weight": [3072, 256],
+        "text_encoders.clip_l.transformer.text_model.embeddings.token_embedding.weight": [49408, 768],
+        "text_encoders.t5xxl.transformer.encoder.block.0.layer.0.SelfAttention.q.weight": [4096, 4096],
+    })  # fmt: skip
     result = models(root, "--json")
     assert result.returncode == 0, result.stderr
     found = {(e["kind"], e["name"]): e for e in json.loads(result.stdout)}
@@ -70,11 +76,16 @@ def test_models_lists_every_kind_with_its_family(tmp_path):
         ("vae", "vae/sdxl_vae.safetensors"): "sdxl",
         ("text_encoders", "clip/clip_l.safetensors"): "clip_l",
         ("diffusion_models", "unet/flux1-dev.safetensors"): "flux-dev",
+        ("checkpoints", "checkpoints/flux1-dev-fp8.safetensors"): "flux-dev",
     }
     for key, family in expected.items():
         assert key in found, (key, sorted(found))
         assert found[key]["family"] == family, found[key]
     assert "pickles can run code" in found[("checkpoints", "checkpoints/old.ckpt")]["detail"]
+    assert (
+        found[("checkpoints", "checkpoints/flux1-dev-fp8.safetensors")]["detail"]
+        == "single file with clip_l, t5xxl"
+    )
     text = models(root, "--kind", "loras")
     assert text.returncode == 0 and "Lora/style.safetensors" in text.stdout and "vae" not in text.stdout
     assert str(root) in text.stdout
