@@ -289,6 +289,7 @@ def describe(path: Path) -> dict[str, Any]:
         "kohya": any(k.startswith(("lora_unet_", "lora_te")) for k in keys),
         "comfyui": any(k.startswith(("diffusion_model.", "text_encoders.")) for k in keys),
         "diffusers": any(".lora_A." in k or ".lora.down." in k for k in keys),
+        "xlabs": any(".processor.qkv_lora" in k or ".processor.proj_lora" in k for k in keys),
     }
     metadata = header.get("__metadata__") or {}
     base = metadata.get("ss_base_model_version") or metadata.get("modelspec.architecture") or ""

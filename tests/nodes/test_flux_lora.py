@@ -77,6 +77,40 @@ def test_a_diffusers_format_flux_lora_equals_load_lora_weights(root):
     assert torch.equal(again.outputs["sampler"]["latent"].samples, plain.outputs["sampler"]["latent"].samples)
 
 
+def _xlabs_lora(pipe, seed: int, rank: int = 2) -> dict[str, torch.Tensor]:
+    """XLabs' format: LoRAs on the attention processors of every double block (image and text q/k/v and
+    out projections) and single block (q/k/v alone, and the output projection), no alphas."""
+    generator = torch.Generator().manual_seed(seed)
+    width = pipe.transformer.config.num_attention_heads * pipe.transformer.config.attention_head_dim
+    out_single = pipe.transformer.single_transformer_blocks[0].proj_out.in_features
+    state = {}
+    modules = {"qkv_lora1": (width, 3 * width), "proj_lora1": (width, width)}
+    modules |= {"qkv_lora2": (width, 3 * width), "proj_lora2": (width, width)}
+    blocks = [(f"double_blocks.{i}", modules) for i in range(len(pipe.transformer.transformer_blocks))]
+    single = {"qkv_lora": (width, 3 * width), "proj_lora": (out_single, width)}
+    blocks += [(f"single_blocks.{i}", single) for i in range(len(pipe.transformer.single_transformer_blocks))]
+    for block, shapes in blocks:
+        for name, (inp, out) in shapes.items():
+            state[f"{block}.processor.{name}.down.weight"] = torch.randn(rank, inp, generator=generator) * 0.3
+            state[f"{block}.processor.{name}.up.weight"] = torch.randn(out, rank, generator=generator) * 0.3
+    return state
+
+
+def test_an_xlabs_flux_lora_equals_load_lora_weights(root):
+    """diffusers' own XLabs converter (inside load_lora_weights) is the oracle; Load LoRA says the format."""
+    pipe = f.pipeline(root / f.FLUX)
+    path = root / "loras" / "xlabs.safetensors"
+    save_file(_xlabs_lora(pipe, seed=4), path)
+    assert lora.describe(path)["format"] == "xlabs"
+    ours = h.run(h.executor(), _with_lora("xlabs.safetensors", 0.8)).outputs["sampler"]["latent"].samples
+    pipe.load_lora_weights(str(path), adapter_name="x", local_files_only=True)
+    pipe.set_adapters(["x"], adapter_weights=[0.8])
+    reference = f.reference(pipe, 3, 3.5, 0)
+    plain = h.run(h.executor(), f.graph("flux_txt2img", f.FLUX, prompt__text=f.PROMPT, schedule__steps=3))
+    assert (ours - reference).abs().max() < 1e-4
+    assert (ours - plain.outputs["sampler"]["latent"].samples).abs().max() > 1e-2
+
+
 def _bfl_lora(pipe, seed: int, rank: int = 2, comfy: bool = False):
     """A kohya-style LoRA on BFL modules (fused qkv, linear1, modulation, final norm) with alphas (or the
     same in ComfyUI's dotted `diffusion_model.` names), and the change each BFL weight gets

@@ -102,7 +102,24 @@ def _block(prefix: str, rest: str, value: Any, names: dict[str, str], width: int
     raise ValueError(f"unknown tensor {prefix}.{rest!r} in a Flux (BFL layout) file")
 
 
-LORA_SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".lora_A.weight", ".lora_B.weight", ".alpha")
+LORA_SUFFIXES = (
+    ".lora_down.weight",
+    ".lora_up.weight",
+    ".lora_A.weight",
+    ".lora_B.weight",
+    ".alpha",
+    ".down.weight",  # XLabs'
+    ".up.weight",
+)
+_XLABS = re.compile(r"^(double_blocks|single_blocks)\.(\d+)\.processor\.(qkv|proj)_lora(\d?)$")
+_XLABS_MODULES = {  # XLabs' attention processor LoRAs -> BFL modules ("qkv" in a single block: q, k, v alone)
+    ("double_blocks", "qkv", "1"): "img_attn.qkv",
+    ("double_blocks", "proj", "1"): "img_attn.proj",
+    ("double_blocks", "qkv", "2"): "txt_attn.qkv",
+    ("double_blocks", "proj", "2"): "txt_attn.proj",
+    ("single_blocks", "qkv", ""): "qkv",
+    ("single_blocks", "proj", ""): "linear2",
+}
 _KOHYA_DOUBLE = re.compile(r"^double_blocks_(\d+)_(img|txt)_(attn_qkv|attn_proj|mlp_0|mlp_2|mod_lin)$")
 _KOHYA_SINGLE = re.compile(r"^single_blocks_(\d+)_(linear1|linear2|modulation_lin)$")
 _KOHYA_TOP = {stem.replace(".", "_"): stem for stem in (*RENAMES, "final_layer.adaLN_modulation.1")}
@@ -111,6 +128,10 @@ _KOHYA_TOP = {stem.replace(".", "_"): stem for stem in (*RENAMES, "final_layer.a
 def _bfl_module(stem: str) -> str | None:
     """A LoRA module name (kohya's underscores or BFL's dots, ComfyUI's prefix) as the BFL module path."""
     stem = stem.removeprefix("lora_unet_").removeprefix("diffusion_model.").removeprefix(PREFIX)
+    if match := _XLABS.match(stem):
+        kind, index, what, side = match.groups()
+        module = _XLABS_MODULES.get((kind, what, side))
+        return f"{kind}.{index}.{module}" if module else None
     if (
         stem.startswith(("double_blocks.", "single_blocks."))
         or stem in RENAMES
@@ -128,7 +149,7 @@ def _bfl_module(stem: str) -> str | None:
 
 def lora_to_peft(tensors: dict[str, Any], width: int | None) -> tuple[dict[str, Any], list[str]]:
     """A Flux LoRA in BFL module names (kohya `lora_unet_double_blocks_0_img_attn_qkv`, ComfyUI
-    `diffusion_model.double_blocks.0.img_attn.qkv`) as diffusers/peft `transformer.<module>.lora_A/B`
+    `diffusion_model.double_blocks.0.img_attn.qkv`, XLabs `double_blocks.0.processor.qkv_lora1`) as diffusers/peft `transformer.<module>.lora_A/B`
     tensors, for a model `width` wide: kohya's alpha / rank folded into the down weight, fused q/k/v (and
     the single blocks' MLP input) cut along the up weight's rows (the down weight is shared), the final
     norm's halves swapped; without a `width` the single blocks' MLP is taken as 4x wide. Returns
@@ -155,8 +176,10 @@ def originals_to_peft(
         modules.setdefault(module, {})[suffix] = value
     out: dict[str, Any] = {}
     for module, parts in modules.items():
-        down = parts.get(".lora_down.weight", parts.get(".lora_A.weight"))
-        up = parts.get(".lora_up.weight", parts.get(".lora_B.weight"))
+        down = next(
+            (parts[s] for s in (".lora_down.weight", ".lora_A.weight", ".down.weight") if s in parts), None
+        )
+        up = next((parts[s] for s in (".lora_up.weight", ".lora_B.weight", ".up.weight") if s in parts), None)
         if down is None or up is None:
             left += [f"{module}{s}" for s in parts]
             continue
@@ -184,6 +207,8 @@ def _targets(module: str, up: Any, width: int | None, torch: Any) -> list[tuple[
             ]
         return [(f"{prefix}.{DOUBLE[rest]}", up)]
     prefix = f"single_transformer_blocks.{index}"
+    if rest == "qkv":  # XLabs: the attention's part of linear1 only
+        return [(f"{prefix}.{n}", part) for n, part in zip(SINGLE_FUSED[:3], up.chunk(3, dim=0), strict=True)]
     if rest == "linear1":
         width = width or up.shape[0] // 7  # q, k, v and an MLP 4x as wide
         parts = up.split((width, width, width, up.shape[0] - 3 * width), dim=0)
