@@ -90,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
         help="let a graph read from a PNG read input files outside its folder and the working folder",
     )
     run.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="run even when the estimate says the device lacks the memory (refused by default)",
+    )
+    run.add_argument(
         "--lora",
         dest="loras",
         action="append",
@@ -288,6 +293,7 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         output_dir=Path(args.output),
         graph_json=serialize.dumps(graph),
         resolver=_resolver(args),
+        allow_large=args.allow_large,
     )
     printer = _Printer()
     running: list[str] = []  # the node a Ctrl-C or SIGTERM interrupts
@@ -302,8 +308,10 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
 
     token = CancelToken()
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a terminated run ends like a cancelled one
+    from app.runtime.device import capacity  # pure at import; asks torch only for a large run
+
     try:
-        result = Executor(registry, memory=memory, disk=disk).run(
+        result = Executor(registry, memory=memory, disk=disk, capacity=capacity).run(
             graph, args.target or None, settings, emit, token
         )
     except KeyboardInterrupt:

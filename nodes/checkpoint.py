@@ -14,6 +14,7 @@ from app.graph.spec import Output, Param, node
 from app.runtime import checkpoints, vaes
 from app.runtime.families import pixels_per_latent
 from app.runtime.values import CheckpointSource, ClipHandle, ModelHandle, VaeHandle
+from nodes import _measure
 from nodes._diffusion import load, vae_module
 
 
@@ -24,6 +25,12 @@ def _skeleton(path: Path, config: str) -> Path | None:
 def _family(params: dict[str, Any], _inputs: dict[str, str | None]) -> str | None:
     path = FileResolver().resolve("model:checkpoints", params["checkpoint"])
     return checkpoints.family_of(path, params["config"])
+
+
+def _measure_checkpoint(params: dict[str, Any]) -> dict[str, float]:
+    path = Path(params["checkpoint"])
+    architecture = checkpoints.architecture(_skeleton(path, params["config"]) or path)
+    return _measure.denoiser(path, architecture.denoiser == "transformer", architecture.name == "flux")
 
 
 def _validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[str]:
@@ -76,6 +83,7 @@ def _validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[st
     ],
     family=_family,
     validate=_validate,
+    measure=lambda params, _inputs: _measure_checkpoint(params),
 )
 def load_checkpoint(ctx, checkpoint, config):
     """Loads a checkpoint (SD1.x, SD2, SDXL, SDXL refiner, SD3 / SD3.5, Flux.1) once per process, shared by
@@ -151,6 +159,7 @@ def _vae_validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> lis
     ],
     family=_vae_family,
     validate=_vae_validate,
+    measure=lambda params, _inputs: _measure.vae_weights(params["vae_name"]),
 )
 def load_vae(ctx, vae_name, config):
     """Loads a VAE on its own (ComfyUI: VAELoader), e.g. a fixed SDXL VAE or a sharper SD1.5 one, to use in

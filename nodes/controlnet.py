@@ -18,6 +18,7 @@ from app.graph.spec import Input, Output, Param, node
 from app.runtime import checkpoints, control
 from app.runtime.controlnets import ControlNetProblem, config_folder, family_of, latent_config
 from app.runtime.values import CheckpointSource, Conditioning
+from nodes import _measure
 from nodes._diffusion import controlnet_module
 from nodes.latent import vae_encode
 
@@ -61,6 +62,7 @@ def _validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[st
     ],
     family=_family,
     validate=_validate,
+    measure=lambda params, _inputs: _measure.weights(params["controlnet"]),
 )
 def load_controlnet(ctx, controlnet, config):
     """Loads a ControlNet once per process (never downloads anything) and records its model family, so it

@@ -9,6 +9,7 @@ from app.graph import types as T
 from app.graph.spec import Input, Output, Param, node
 from app.runtime.guidance import DEFAULT_LAYERS, METHODS, guider_problems, layer_problem
 from app.runtime.values import Guider
+from nodes import _measure
 from nodes._diffusion import load
 
 OPTIONS = ("rescale", "start", "stop", "perturbed_scale", "layers", "delta", "true_cfg")
@@ -129,6 +130,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
         ),
     ],
     validate=_validate,
+    measure=lambda params, _inputs: _measure.guidance(params, METHODS[params["method"]].layers is not None),
 )
 def guidance(ctx, model, method, scale, rescale, start, stop, perturbed_scale, layers, delta, true_cfg):
     """Classifier-free guidance by default; also CFG-Zero*, tangential CFG, APG, PAG, skip-layer, SEG and

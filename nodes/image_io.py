@@ -19,6 +19,15 @@ from app.graph import types as T
 from app.graph.serialize import PNG_KEY
 from app.graph.spec import Input, Output, Param, node
 from app.runtime.provenance import provenance
+from nodes import _measure
+
+
+def _image_size(path: str) -> tuple[int, int]:
+    """Width and height from the file's header (PIL reads no pixels for this)."""
+    from PIL import Image
+
+    with Image.open(path) as picture:
+        return picture.size
 
 
 @node(
@@ -39,6 +48,7 @@ from app.runtime.provenance import provenance
             "working folder or the shipped assets (examples/shape.png).",
         )
     ],
+    measure=lambda params, _inputs: _measure.pixels(*_image_size(params["path"])),
 )
 def load_image(ctx, path):
     """Reads an image file. Its size and modification time join the cache key, so editing the file re-runs."""

@@ -11,6 +11,7 @@ from app.engine.context import NodeError
 from app.graph import types as T
 from app.graph.spec import Input, Output, Param, node
 from app.runtime.values import Latent
+from nodes import _measure
 from nodes._diffusion import inference, vae_module
 
 MEGAPIXELS = 16.0  # default of $NODELOOM_MAX_MEGAPIXELS: pixels one run may make (width x height x batch)
@@ -59,6 +60,7 @@ def _size_problems(params: dict[str, Any], _inputs: dict[str, str | None]) -> li
         Param("batch", T.INT, 1, min=1, max=64, description="Images per run (one generator, see Sampler)."),
     ],
     validate=_size_problems,
+    measure=lambda params, _inputs: _measure.pixels(params["width"], params["height"], params["batch"]),
 )
 def empty_latent(ctx, vae, width, height, batch):
     """An empty latent batch for an image of width x height (multiples of the VAE's pixels per latent)."""
@@ -77,6 +79,7 @@ def empty_latent(ctx, vae, width, height, batch):
     category="latent",
     inputs=[Input("image", T.IMAGE, "RGB images, 0..1."), Input("vae", T.VAE, "The autoencoder.")],
     outputs=[Output("latent", T.LATENT, "The images' latents (for img2img: Sampler with denoise < 1).")],
+    measure=lambda _params, inputs: _measure.vae(inputs.get("image", {}), inputs.get("vae", {}), False, True),
 )
 def vae_encode(ctx, image, vae):
     """Encodes images to latents: the mean of the VAE's latent distribution (deterministic, so it caches),
@@ -111,6 +114,9 @@ def vae_encode(ctx, image, vae):
             "less memory for large images.",
         )
     ],
+    measure=lambda params, inputs: _measure.vae(
+        inputs.get("latent", {}), inputs.get("vae", {}), params["tiled"]
+    ),
 )
 def vae_decode(ctx, latent, vae, tiled):
     """Decodes latents to images with the VAE (in fp32, as diffusers upcasts SD VAEs)."""

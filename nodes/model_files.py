@@ -15,6 +15,7 @@ from app.graph import types as T
 from app.graph.spec import Output, Param, node
 from app.runtime import checkpoints, components
 from app.runtime.values import CheckpointSource, ClipHandle, ModelHandle
+from nodes import _measure
 from nodes._diffusion import load
 
 CONFIG = Param(
@@ -83,6 +84,11 @@ def _model_problems(params: dict[str, Any], _inputs: dict[str, str | None]) -> l
     ],
     family=_model_family,
     validate=_model_problems,
+    measure=lambda params, _inputs: _measure.denoiser(
+        params["unet_name"],
+        True,
+        checkpoints.architecture(_skeleton(params, Path(params["unet_name"]))).name == "flux",
+    ),
 )
 def load_diffusion_model(ctx, unet_name, config):
     """Loads a diffusion transformer from its own file (ComfyUI: UNETLoader / Load Diffusion Model), once per
@@ -191,6 +197,7 @@ TRIPLE = ["clip_name1", "clip_name2", "clip_name3"]
     validate=lambda params, inputs: _clip_problems(SINGLE, SINGLE_CLIP_TYPES.get(params.get("type"), "sd15"))(
         params, inputs
     ),
+    measure=lambda params, _inputs: _measure.weights(params["clip_name"]),
 )
 def load_clip(ctx, clip_name, type, config):  # noqa: A002 (ComfyUI's param name)
     """Loads one text encoder file (ComfyUI: CLIPLoader) for a model that has one, against that model
@@ -220,6 +227,7 @@ def load_clip(ctx, clip_name, type, config):  # noqa: A002 (ComfyUI's param name
     ],
     family=_clip_family(DUAL, "flux-dev"),
     validate=_clip_problems(DUAL, "flux-dev"),
+    measure=lambda params, _inputs: _measure.weights(*(params[name] for name in DUAL)),
 )
 def dual_clip(ctx, clip_name1, clip_name2, type, config):  # noqa: A002 (ComfyUI's param name)
     """Loads two text encoder files (ComfyUI: DualCLIPLoader), in either order: which is which is read from
@@ -241,6 +249,7 @@ def dual_clip(ctx, clip_name1, clip_name2, type, config):  # noqa: A002 (ComfyUI
     ],
     family=_clip_family(TRIPLE, "sd3-medium"),
     validate=_clip_problems(TRIPLE, "sd3-medium"),
+    measure=lambda params, _inputs: _measure.weights(*(params[name] for name in TRIPLE)),
 )
 def triple_clip(ctx, clip_name1, clip_name2, clip_name3, config):
     """Loads SD3's three text encoders from their files (ComfyUI: TripleCLIPLoader), in any order."""

@@ -10,6 +10,7 @@ from app.graph import types as T
 from app.graph.spec import Input, Output, Param, node
 from app.runtime import control, inversion, sampling
 from app.runtime.step_cache import CacheError, CachePolicy
+from nodes import _measure
 from nodes._diffusion import controlnet_module
 from nodes._sampling import prepared
 
@@ -42,6 +43,7 @@ from nodes._sampling import prepared
             description="Noise seed. A batch draws all its noise from one generator seeded with it.",
         )
     ],
+    measure=lambda _params, inputs: _measure.sampler(inputs),
 )
 def sampler(ctx, model, positive, negative, latent, schedule, guider, seed):
     """Denoises the latent (ComfyUI: KSampler): for each step, scale input -> guidance passes -> model ->

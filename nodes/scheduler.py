@@ -90,6 +90,7 @@ def _validate(params: dict[str, Any], _inputs: dict[str, str | None]) -> list[st
         ),
     ],
     validate=_validate,
+    measure=lambda params, _inputs: {"steps": float(params["steps"] * params["denoise"])},
 )
 def scheduler(ctx, scheduler, steps, denoise, karras, sigmas, timesteps, shift):
     """Chooses how the Sampler walks from noise to image: one of diffusers' schedulers, configured from the

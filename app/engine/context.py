@@ -47,6 +47,7 @@ class RunSettings:
     graph_json: str = ""  # the graph being run, for embedding in saved images
     resolver: FileResolver = field(default_factory=FileResolver)
     save_outputs: bool = True  # False: output nodes show their results but write no files (Live edits)
+    allow_large: bool = False  # True: run even when the estimate says the device lacks the memory
 
 
 @dataclass

@@ -12,9 +12,11 @@ from __future__ import annotations
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.engine import resources
 from app.engine.context import Cancelled, CancelToken, Context, EventSink, NodeError, RunSettings
 from app.engine.events import EventKind, ProblemCode, RunStatus
 from app.engine.keys import compute_keys
@@ -24,6 +26,7 @@ from app.engine.plan import (
     ancestors,
     default_targets,
     effective_graph,
+    owned,
     param_values,
     said_once,
     topological_order,
@@ -50,17 +53,20 @@ class RunResult:
 
 
 class Executor:
-    """Holds the result stores across runs; `run` one graph at a time."""
+    """Holds the result stores across runs; `run` one graph at a time. With `capacity` (what a device has:
+    app/runtime/device.capacity) each run is estimated first and refused when too large (resources.py)."""
 
     def __init__(
         self,
         registry: Registry,
         memory: MemoryStore | None = None,
         disk: DiskStore | None = None,
+        capacity: Callable[[str], resources.Capacity] | None = None,
     ) -> None:
         self.registry = registry
         self.memory = memory if memory is not None else MemoryStore()
         self.disk = disk
+        self.capacity = capacity
 
     def run(
         self,
@@ -98,6 +104,13 @@ class Executor:
         keys, _ = compute_keys(runnable, self.registry, order, settings.resolver, uuid.uuid4().hex, index)
         result = RunResult("ok", keys=keys)
         values, to_run = self._gather(runnable, index, wanted, keys)
+        if self.capacity is not None:
+            found = resources.estimate(runnable, self.registry, order, set(to_run), settings.resolver)
+            too_large, warning = resources.check(found, settings.device, self.capacity)
+            if too_large and not settings.allow_large:
+                return RunResult("invalid", problems=owned(too_large, runnable.origin), keys=keys)
+            if warning:
+                emit({"event": EventKind.WARNING, "node": found.heaviest, "message": warning})
         for node_id in order:
             if node_id in values:
                 result.cached.append(node_id)

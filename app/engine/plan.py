@@ -15,6 +15,7 @@ from typing import Any
 import networkx as nx
 
 from app.files import FileProblem, FileResolver
+from app.graph import subgraphs
 from app.graph import types as T
 from app.graph.codes import ProblemCode
 from app.graph.model import Edge, Graph
@@ -69,9 +70,10 @@ def effective_graph(graph: Graph, registry: Registry) -> tuple[Graph, list[Probl
 
     A bypassed node passes, for each output, its first connected input of a compatible type.
     """
-    if all(node.mode == "normal" for node in graph):
-        return graph, []
+    graph, _ = subgraphs.flatten(graph)  # an instance without a definition stays, for `validate` to name
     problems: list[Problem] = []
+    if all(node.mode == "normal" for node in graph):
+        return graph, problems
     result = graph.copy()
     for node in graph:
         if node.mode == "normal":
@@ -107,7 +109,19 @@ def effective_graph(graph: Graph, registry: Registry) -> tuple[Graph, list[Probl
                 problems.append(Problem(edge.dst, edge.dst_port, message, ProblemCode.INPUT_REMOVED))
         result.edges = [e for e in result.edges if e.dst != node.id]
         del result.nodes[node.id]
-    return result, problems
+    return result, owned(problems, graph.origin)
+
+
+def owned(problems: list[Problem], origin: dict[str, str]) -> list[Problem]:
+    """Problems of a subgraph's inner nodes said on the instance the user sees (naming the inner node)."""
+    if not origin:
+        return problems
+    return [
+        Problem(origin[p.node], p.where, f"inside, {p.node.split('/', 1)[1]}: {p.message}", p.code)
+        if p.node in origin
+        else p
+        for p in problems
+    ]
 
 
 def topological_order(graph: Graph, index: Index | None = None) -> list[str] | None:
@@ -199,9 +213,11 @@ def validate(
     resolver: FileResolver | None = None,
     only: set[str] | None = None,
 ) -> list[Problem]:
-    """Every problem of `graph` (restricted to the nodes in `only` when given), all at once."""
+    """Every problem of `graph` (restricted to the nodes in `only` when given), all at once; subgraph
+    instances are checked as their inner nodes, and their problems said on the instance."""
     resolver = resolver or FileResolver()
-    problems: list[Problem] = []
+    graph, unknown = subgraphs.flatten(graph)
+    problems = [Problem(node, None, why, ProblemCode.UNKNOWN_NODE_TYPE) for node, why in unknown]
     index = Index(graph)
     order = topological_order(graph, index)
     if order is None:
@@ -210,13 +226,14 @@ def validate(
         problems.append(Problem(cycle[0][0], None, f"the graph has a cycle: {loop}", ProblemCode.CYCLE))
         order = list(graph.nodes)
     families: dict[str, str | None] = {}
+    orphans = {node for node, _ in unknown}
     for node_id in order:
         node = graph.nodes[node_id]
         spec = registry.get(node.type)
         check = only is None or node_id in only
-        if spec is None:
+        if spec is None or node_id in orphans:
             families[node_id] = None
-            if check:
+            if check and node_id not in orphans:
                 problems.append(Problem(node_id, None, _unknown_type(node), ProblemCode.UNKNOWN_NODE_TYPE))
             continue
         incoming = index.incoming[node_id]
@@ -226,7 +243,7 @@ def validate(
                 _node_problems(graph, registry, resolver, node_id, spec, incoming, input_families)
             )
         families[node_id] = _family(spec, resolved_params(spec, node.params, incoming), input_families)
-    return problems
+    return owned(problems, graph.origin)
 
 
 COMFYUI_PREFIX = "comfyui."  # a node kept as a ComfyUI workflow had it (app/interop/comfyui)

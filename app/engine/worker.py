@@ -29,6 +29,7 @@ from typing import Any
 from app.engine.events import EventKind
 
 DEFAULT_REGISTRY = "app.registry:default_registry"
+CAPACITY = "app.runtime.device:capacity"  # what a device has free, for the run estimate
 PREVIEW_INTERVAL = 0.25  # seconds between step previews of one node
 
 
@@ -45,9 +46,15 @@ class _FlagToken:
         return self._flag.is_set()
 
 
-def _load_registry(spec: str):
+def named(spec: str) -> Any:
+    """The object `module:name` names (the worker is told its registry and device probe this way, so the
+    engine layer imports neither the node families nor the runtime)."""
     module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)()
+    return getattr(importlib.import_module(module), name)
+
+
+def _load_registry(spec: str):
+    return named(spec)()
 
 
 PARENT_CHECK = 1.0  # seconds between checks that the editor that started the worker still lives
@@ -86,7 +93,9 @@ def _serve(jobs: Any, events: Any, flag: Any, options: dict[str, Any]) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     registry = _load_registry(options["registry"])
     disk = DiskStore(options["cache_dir"], options["disk_cap"]) if options.get("cache_dir") else None
-    executor = Executor(registry, memory=MemoryStore(options["memory_budget"]), disk=disk)
+    executor = Executor(
+        registry, memory=MemoryStore(options["memory_budget"]), disk=disk, capacity=named(CAPACITY)
+    )
     events.put({"event": EventKind.WORKER_READY})
     while True:
         job = jobs.get()
@@ -128,6 +137,7 @@ def execute(executor: Any, registry: Any, job: dict[str, Any], emit: Any, token:
             device=job.get("device", "auto"),
             output_dir=Path(job.get("output_dir", "output")),
             save_outputs=bool(job.get("save_outputs", True)),
+            allow_large=bool(job.get("allow_large", False)),
             graph_json=job["graph"],
             resolver=FileResolver(
                 base_dirs=tuple(Path(p) for p in job.get("base_dirs", [Path.cwd()])),

@@ -29,3 +29,4 @@ class ProblemCode(StrEnum):
     INPUT_REMOVED = "input_removed"  # fed by a muted or bypassed node that cannot pass it on
     NO_OUTPUT = "no_output"
     NO_SUCH_NODE = "no_such_node"
+    TOO_LARGE = "too_large"  # the run needs more memory than the device has free (app/engine/resources.py)

@@ -66,6 +66,8 @@ class Graph:
         self.edges: list[Edge] = []
         self.layout: dict[str, Any] = {}
         self.meta: dict[str, Any] = {}
+        self.definitions: dict[str, Any] = {}  # subgraph name -> subgraphs.Definition
+        self.origin: dict[str, str] = {}  # in a flattened graph: inner node id -> its subgraph instance
         self._listeners: list[Listener] = []
 
     # -- events -------------------------------------------------------------------------------
@@ -233,6 +235,8 @@ class Graph:
         clone.edges = list(self.edges)
         clone.layout = copy.deepcopy(self.layout)
         clone.meta = copy.deepcopy(self.meta)
+        clone.definitions = dict(self.definitions)  # definitions are replaced whole, never edited in place
+        clone.origin = dict(self.origin)
         return clone
 
 

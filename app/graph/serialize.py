@@ -4,7 +4,8 @@
      "meta": {...},                                   optional, free-form
      "nodes": {"<id>": {"type": "...", "version": 1, "title": "...", "mode": "bypass", "params": {...}}},
      "edges": [{"from": ["<node>", "<output>"], "to": ["<node>", "<input>"]}],
-     "layout": {...}}                                 editor-only: positions, frames, reroutes, colours
+     "layout": {...},                                 editor-only: positions, frames, reroutes, colours
+     "definitions": {"subgraphs": {...}}}             optional: node groups used as one node (subgraphs.py)
 
 Loading checks the shape, migrates each node whose type has a newer version (`spec.migrate`), and
 keeps nodes of unknown types as they are so that validation can name them and nothing is lost.
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from app.fsutil import atomic_write_text
-from app.graph import pngmeta
+from app.graph import pngmeta, subgraphs
 from app.graph.model import MODES, Edge, Graph, Node, SpecLookup
 
 SCHEMA_VERSION = 1
@@ -144,7 +145,7 @@ def from_dict(data: Any, specs: SpecLookup | None = None, source: str = "<graph>
         raise _fail(source, "missing or invalid 'schema_version'")
     if version > SCHEMA_VERSION:
         raise _fail(source, f"schema_version {version} is newer than this Nodeloom reads ({SCHEMA_VERSION})")
-    unknown = set(data) - {"schema_version", "meta", "nodes", "edges", "layout"}
+    unknown = set(data) - {"schema_version", "meta", "nodes", "edges", "layout", "definitions"}
     if unknown:
         raise _fail(source, f"unknown top-level keys: {', '.join(sorted(unknown))}")
     nodes = data.get("nodes", {})
@@ -173,7 +174,27 @@ def from_dict(data: Any, specs: SpecLookup | None = None, source: str = "<graph>
         if graph.input_edge(edge.dst, edge.dst_port) is not None:
             raise _fail(source, f"edge {index}: input {edge.dst}.{edge.dst_port} is linked twice")
         graph.edges.append(edge)
+    graph.definitions = _read_definitions(data.get("definitions", {}), specs, source)
     return graph
+
+
+def _read_definitions(section: Any, specs: SpecLookup | None, source: str) -> dict[str, Any]:
+    """The `definitions` section: subgraphs by name (app/graph/subgraphs.py)."""
+    if not isinstance(section, dict) or set(section) - {"subgraphs"}:
+        raise _fail(source, "'definitions' must be an object with 'subgraphs'")
+    entries = section.get("subgraphs", {})
+    if not isinstance(entries, dict):
+        raise _fail(source, "'definitions.subgraphs' must be an object keyed by name")
+    found = {}
+    for name, raw in entries.items():
+        problem = name_problem(name)
+        if problem or "/" in name:
+            raise _fail(source, f"subgraph {name!r}: {problem or 'a name may not contain /'}")
+        try:
+            found[name] = subgraphs.from_json(name, raw, lambda inner: from_dict(inner, specs, source))
+        except subgraphs.SubgraphError as error:
+            raise _fail(source, str(error)) from None
+    return found
 
 
 def _read_node(source: str, node_id: Any, entry: Any, specs: SpecLookup | None) -> Node:
@@ -249,6 +270,13 @@ def to_dict(graph: Graph) -> dict[str, Any]:
     data["edges"] = [{"from": [e.src, e.src_port], "to": [e.dst, e.dst_port]} for e in graph.edges]
     if graph.layout:
         data["layout"] = graph.layout
+    if graph.definitions:
+        data["definitions"] = {
+            "subgraphs": {
+                name: subgraphs.to_json(definition, to_dict(definition.graph))
+                for name, definition in graph.definitions.items()
+            }
+        }
     return data
 
 

@@ -225,6 +225,9 @@ class FileRef:
 
 # (params not fed by links) -> the extra files the node reads; their fingerprints join its cache key.
 ReadsFunction = Callable[[dict[str, Any]], list[FileRef]]
+# (params, facts of the linked inputs by name) -> facts of this node's outputs plus what it needs itself
+# (app/engine/resources.py: "weights", "peak", "flops"); for the run's memory and time estimate.
+MeasureFunction = Callable[[dict[str, Any], dict[str, dict[str, float]]], dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -247,6 +250,7 @@ class NodeSpec:
     family: FamilyFunction | None = None
     validate: ValidateFunction | None = None
     reads: ReadsFunction | None = None
+    measure: MeasureFunction | None = None
     _index: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -347,6 +351,7 @@ def node(
     family: FamilyFunction | None = None,
     validate: ValidateFunction | None = None,
     reads: ReadsFunction | None = None,
+    measure: MeasureFunction | None = None,
 ) -> Callable[[RunFunction], RunFunction]:
     """Declare a node type on its run function; the registry collects functions carrying `.spec`."""
 
@@ -369,6 +374,7 @@ def node(
             family=family,
             validate=validate,
             reads=reads,
+            measure=measure,
         )
         return run
 

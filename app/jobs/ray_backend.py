@@ -36,11 +36,13 @@ class GraphWorker:
         os.environ["OMP_NUM_THREADS"] = str(threads)  # before any node loads torch
         from app.engine.executor import Executor
         from app.engine.store import DiskStore, MemoryStore
-        from app.engine.worker import _load_registry
+        from app.engine.worker import CAPACITY, _load_registry, named
 
         self.registry = _load_registry(registry)
         disk = DiskStore(cache_dir, 2 * 1024**3) if cache_dir else None
-        self.executor = Executor(self.registry, memory=MemoryStore(memory_budget), disk=disk)
+        self.executor = Executor(
+            self.registry, memory=MemoryStore(memory_budget), disk=disk, capacity=named(CAPACITY)
+        )
         self.flag = threading.Event()
 
     def pid(self) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,20 @@ def safetensors_header(path: Path) -> dict[str, Any]:
 def safetensors_keys(path: Path) -> list[str]:
     """The tensor names in a .safetensors file (reads only its JSON header)."""
     return [key for key in safetensors_header(path) if key != "__metadata__"]
+
+
+def parameter_count(path: Path, prefix: str = "") -> int:
+    """How many numbers a .safetensors file holds (every one in a folder), names under `prefix` only; from
+    the headers alone. Pickled and missing files count nothing."""
+    files = sorted(path.rglob("*.safetensors")) if path.is_dir() else [path]
+    total = 0
+    for file in files:
+        if file.suffix != ".safetensors" or not file.is_file():
+            continue
+        for key, value in safetensors_header(file).items():
+            if key != "__metadata__" and key.startswith(prefix) and isinstance(value, dict):
+                total += math.prod(int(n) for n in value.get("shape", ()))
+    return total
 
 
 def detect_layout(path: Path) -> str | None:

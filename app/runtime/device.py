@@ -8,10 +8,13 @@ takes CUDA when it is available. torch is imported inside the functions; never i
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from app.engine.context import NodeError
+from app.engine.resources import EFFICIENCY, Capacity
 
 
 @dataclass(frozen=True)
@@ -64,3 +67,52 @@ def describe(device_setting: str) -> dict[str, str]:
     device = torch_device(device_setting)
     precision = precision_for(device)
     return {"device": str(device), "dtype": precision.name, "vae_dtype": precision.vae}
+
+
+def capacity(device: str) -> Capacity:
+    """Free memory and a matrix-product rate of the device a run on `device` uses, for the run estimate
+    (app/engine/resources.py; the CLI and the worker hand this to their Executor)."""
+    import torch
+
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if cuda:
+        index = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
+        free, _ = torch.cuda.mem_get_info(index)
+        name = f"CUDA {torch.cuda.get_device_name(index)}"
+        return Capacity(name, int(free), _rate(torch, torch.device("cuda", index), torch.float16), 2)
+    threads = torch.get_num_threads()
+    label = f"cpu ({threads} thread{'s' if threads > 1 else ''})"
+    return Capacity(label, _free_ram(), _rate(torch, torch.device("cpu"), torch.float32), 4)
+
+
+_RATES: dict[tuple[str, str, int], float] = {}
+
+
+def _rate(torch: Any, device: Any, dtype: Any) -> float:
+    """FLOP/s of a square matrix product on the device (measured once per process), times EFFICIENCY."""
+    key = (str(device), str(dtype), torch.get_num_threads())
+    if key not in _RATES:
+        size = 2048 if device.type == "cuda" else 384
+        a = torch.randn(size, size, device=device, dtype=dtype)
+        (a @ a).sum().item()  # warm-up
+        start = time.perf_counter()
+        for _ in range(4):
+            b = a @ a
+        b.sum().item()
+        _RATES[key] = EFFICIENCY * 4 * 2 * size**3 / max(time.perf_counter() - start, 1e-9)
+    return _RATES[key]
+
+
+def _free_ram() -> int:
+    """MemAvailable (Linux), else the free physical pages."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 1 << 40  # unknown: do not refuse

@@ -9,12 +9,14 @@ Imports Qt and numpy only; never torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen
 
+from app.graph.model import Graph
+from app.registry import Registry
 from app.ui.geometry import TITLE_H
 
 THUMB_MAX = 160  # longest side of a node's thumbnail, in scene units
@@ -182,3 +184,19 @@ def _badge(painter: QPainter, centre: QPointF, state: str, colour: QColor) -> No
     painter.setPen(QPen(QColor(20, 20, 20), 1.6))
     painter.setBrush(QColor(20, 20, 20) if state == "running" else Qt.BrushStyle.NoBrush)
     painter.drawPath(mark)
+
+
+class RunScene(Protocol):
+    """What a Runner paints on: each node's run state and picture."""
+
+    def set_run_state(self, node_id: str, run: RunState) -> None: ...
+
+    def show_picture(self, node_id: str, picture: Any) -> None: ...
+
+
+class RunEditor(Protocol):
+    """What a Runner needs of the editor it runs for."""
+
+    graph: Graph
+    registry: Registry
+    scene: RunScene

@@ -12,6 +12,8 @@ pictures, runtime errors, status lines (device, memory, model loads).
   start a run per keystroke). When it fires and something is stale, a run in flight whose running node the
   edit made stale is cancelled at its next step boundary, and the next run starts from the cached ancestors.
   A run in flight that the edit does not touch finishes first.
+- A run the memory estimate refuses (app/engine/resources.py) emits `too_large`; `run_anyway()` runs the
+  same snapshot again, allowed to be large.
 The worker's events are drained by a QTimer on the UI thread, which never waits on the worker.
 Imports Qt (and numpy for pictures); never torch.
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -34,9 +36,8 @@ from app.fsutil import user_cache_dir
 from app.graph import serialize
 from app.graph import types as T
 from app.graph.model import Graph
-from app.registry import Registry
 from app.ui.pictures import PictureBook
-from app.ui.run_state import RunState
+from app.ui.run_state import RunEditor, RunState
 
 LIVE_MS = 300
 TYPING_MS = 900
@@ -54,22 +55,6 @@ STATE_EVENTS = (
 )
 
 
-class RunScene(Protocol):
-    """What a Runner paints on: each node's run state and picture."""
-
-    def set_run_state(self, node_id: str, run: RunState) -> None: ...
-
-    def show_picture(self, node_id: str, picture: Any) -> None: ...
-
-
-class RunEditor(Protocol):
-    """What a Runner needs of the editor it runs for."""
-
-    graph: Graph
-    registry: Registry
-    scene: RunScene
-
-
 class Runner(QObject):
     """One editor's runs. Signals tell the window's panels what changed; state lives in attributes."""
 
@@ -79,6 +64,7 @@ class Runner(QObject):
     device = Signal(dict)  # the worker's `device` event: device name, memory in use
     busy = Signal(bool)  # a run started (True) or ended (False)
     finished = Signal(dict)  # the worker's `run_done` event
+    too_large = Signal(str)  # a run refused for memory (the estimate's sentence); run_anyway() runs it
 
     def __init__(
         self,
@@ -100,6 +86,7 @@ class Runner(QObject):
         self.output_dir = Path(output_dir)
         self.device_setting = device
         self.run_id: int | None = None
+        self.last_job: tuple[str, list[str] | None, bool] | None = None  # (graph JSON, targets, save)
         self.pending: list[tuple[list[str] | None, bool]] = []  # at most one run queued: (targets, save)
         self.live = False
         self.live_saves = False  # Live runs show results but write no files unless this is set
@@ -201,21 +188,37 @@ class Runner(QObject):
         self._submit(targets, True, graph, graph_json)
         return self.run_id
 
+    def run_anyway(self) -> None:
+        """Run the last submitted snapshot again, past the memory estimate (the user said so)."""
+        if self.last_job is None or self.running:
+            return
+        text, targets, save = self.last_job
+        graph = serialize.loads(text, self.editor.registry, source="<run anyway>")
+        self._submit(targets, save, graph, text, allow_large=True)
+
     def _submit(
-        self, targets: list[str] | None, save: bool = True, graph: Graph | None = None, text: str = ""
+        self,
+        targets: list[str] | None,
+        save: bool = True,
+        graph: Graph | None = None,
+        text: str = "",
+        allow_large: bool = False,
     ) -> None:
         graph = graph or self.editor.graph
         self.saved = {}
         starting = not self.worker.alive
         self.tracker.submitted(graph)
+        text = text or serialize.dumps(graph)
+        self.last_job = (text, targets, save)
         self.run_id = self.worker.submit(
-            text or serialize.dumps(graph),
+            text,
             targets,
             output_dir=str(self.output_dir),
             device=self.device_setting,
             base_dirs=[str(p) for p in self.base_dirs],
             confined=self.confined,
             save_outputs=save,
+            allow_large=allow_large,
         )
         self.submitted.append((self.run_id, targets))
         self._cancelling = False
@@ -319,6 +322,7 @@ class Runner(QObject):
         self._cancelling = False
         self._kill_timer.stop()
         status = event.get("status")
+        too_large = [p for p in event.get("problems", []) if p.get("code") == "too_large"]
         if status == "invalid":
             problems = [p.get("message", str(p)) for p in event.get("problems", [])]
             self.message.emit("not run: " + ("; ".join(problems[:2]) or "the graph is invalid"))
@@ -327,6 +331,8 @@ class Runner(QObject):
         else:
             self.message.emit("run finished")
         self.finished.emit(event)
+        if too_large:
+            self.too_large.emit(too_large[0].get("message", ""))
         if self.pending:
             self._submit(*self.pending.pop())
         else:

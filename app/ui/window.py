@@ -79,6 +79,7 @@ class MainWindow(QMainWindow):
         self.runner = Runner(self.editor, worker_registry=worker_registry)
         self.runner.set_graph_folder(path.parent if path else None)
         self.queue = RunQueue(self.editor, self.runner)
+        self.runner.too_large.connect(self.ask_run_large)
         self.editor.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.editor.history.subscribe(self.update_title)
         self.actions_by_name: dict[str, QAction] = {}
@@ -204,6 +205,13 @@ class MainWindow(QMainWindow):
             QMessageBox.question(self, "Files outside the graph's folder", text)
             == QMessageBox.StandardButton.Yes
         )
+
+    def ask_run_large(self, why: str) -> None:
+        """The run was refused by the memory estimate: ask whether to run it anyway."""
+        text = f"{why.split(': make ')[0]}.\n\nRun it anyway? The machine may slow down or the run may fail."
+        answer = QMessageBox.question(self, "Larger than this device", text)
+        if answer == QMessageBox.StandardButton.Yes:
+            self.runner.run_anyway()
 
     def choose_open_path(self) -> str | None:
         return QFileDialog.getOpenFileName(self, "Open graph", "", GRAPH_FILTER)[0] or None
