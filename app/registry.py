@@ -12,7 +12,9 @@ import pkgutil
 from collections.abc import Iterable
 from functools import lru_cache
 from types import ModuleType
+from typing import Any
 
+from app.graph import subgraphs
 from app.graph.spec import NodeSpec
 
 
@@ -26,8 +28,24 @@ class Registry:
     def __init__(self, specs: Iterable[NodeSpec] = ()) -> None:
         self._specs: dict[str, NodeSpec] = {}
         self.families: dict[str, list[str]] = {}
+        self.subgraph_specs: dict[str, NodeSpec] = {}  # `subgraph:<name>` -> its instances' spec
+        self.definitions: dict[str, Any] = {}  # the subgraphs it knows (templates, opened graphs'), by name
         for spec in specs:
             self.add(spec)
+
+    def install(self, definitions: dict[str, Any]) -> list[str]:
+        """Know these subgraph definitions (a later one of the same name replaces the earlier): their
+        instances get specs, and search offers them. Returns why any could not be (unknown inner types...)."""
+        problems = []
+        for name, definition in definitions.items():
+            try:
+                spec = subgraphs.spec_for(definition, self.get)
+            except subgraphs.SubgraphError as error:
+                problems.append(str(error))
+                continue
+            self.subgraph_specs[spec.type] = spec
+            self.definitions[name] = definition
+        return problems
 
     def add(self, spec: NodeSpec, family: str = "") -> None:
         if spec.type in self._specs:
@@ -43,19 +61,21 @@ class Registry:
                 self.add(spec, family)
 
     def get(self, type_id: str) -> NodeSpec | None:
-        return self._specs.get(type_id)
+        return self._specs.get(type_id) or self.subgraph_specs.get(type_id)
 
     __call__ = get
 
     def __contains__(self, type_id: str) -> bool:
-        return type_id in self._specs
+        return type_id in self._specs or type_id in self.subgraph_specs
 
     def __len__(self) -> int:
         return len(self._specs)
 
     def specs(self) -> list[NodeSpec]:
-        """Every spec, sorted by category then title."""
-        return sorted(self._specs.values(), key=lambda s: (s.category, s.title))
+        """Every spec (subgraphs' too), sorted by category then title."""
+        return sorted(
+            [*self._specs.values(), *self.subgraph_specs.values()], key=lambda s: (s.category, s.title)
+        )
 
 
 def discover(package: str = "nodes") -> Registry:
@@ -76,5 +96,9 @@ def discover(package: str = "nodes") -> Registry:
 
 @lru_cache(maxsize=1)
 def default_registry() -> Registry:
-    """The registry of the shipped node families (loaded once per process)."""
-    return discover("nodes")
+    """The registry of the shipped node families and subgraph templates (loaded once per process)."""
+    from app.graph import serialize
+
+    registry = discover("nodes")
+    registry.install(serialize.templates(registry))
+    return registry

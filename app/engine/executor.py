@@ -33,6 +33,7 @@ from app.engine.plan import (
     validate,
 )
 from app.engine.store import DiskStore, MemoryStore
+from app.graph import subgraphs
 from app.graph.model import Graph
 from app.registry import Registry
 
@@ -80,7 +81,11 @@ class Executor:
         emit = on_event or (lambda event: None)
         token = token or CancelToken()
         runnable, problems = effective_graph(graph, self.registry)
+        speakers = subgraphs.representatives(graph)  # instance -> the inner node that speaks for it
+        if runnable.origin:
+            emit = subgraphs.speaking_for(emit, runnable.origin, speakers)
         index = Index(runnable)
+        targets = [speakers.get(t, t) for t in targets or []]
         wanted = list(targets) if targets else default_targets(runnable, self.registry)
         missing = [t for t in wanted if t not in runnable.nodes]
         if missing:
@@ -147,6 +152,9 @@ class Executor:
             else:
                 result.ran.append(node_id)
         result.outputs = {t: values[t] for t in wanted if t in values}
+        if speakers:
+            result.outputs.update(subgraphs.instance_outputs(graph, values))
+            result.keys.update({i: keys[s] for i, s in speakers.items() if s in keys})
         return result
 
     def _gather(self, graph: Graph, index: Index, wanted: list[str], keys: dict[str, str]):

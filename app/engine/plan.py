@@ -117,7 +117,9 @@ def owned(problems: list[Problem], origin: dict[str, str]) -> list[Problem]:
     if not origin:
         return problems
     return [
-        Problem(origin[p.node], p.where, f"inside, {p.node.split('/', 1)[1]}: {p.message}", p.code)
+        Problem(
+            origin[p.node], p.where, f"inside, {p.node.split(subgraphs.SEPARATOR, 1)[1]}: {p.message}", p.code
+        )
         if p.node in origin
         else p
         for p in problems

@@ -18,6 +18,7 @@ from app.engine.keys import KeyParts, compute_keys, explain
 from app.engine.plan import Index, Problem, effective_graph, said_once, topological_order, validate
 from app.engine.store import DiskStore
 from app.files import FileResolver
+from app.graph import subgraphs
 from app.graph.model import Graph
 from app.registry import Registry
 
@@ -59,8 +60,11 @@ class StatusTracker:
             upstream = [e.src for e in index.incoming[node_id].values() if e.src in states]
             if upstream and node_id not in states:
                 states[node_id] = NodeState("blocked", f"waits for '{upstream[0]}', which has a problem")
-        good = [n for n in order if n not in states]
+        good = [n for n in order if n not in states and runnable.origin.get(n) not in states]
         keys, parts = compute_keys(runnable, self.registry, good, self.resolver, index=index)
+        for instance, inner in subgraphs.representatives(graph).items():  # an instance has its speaker's key
+            if inner in keys:
+                keys[instance], parts[instance] = keys[inner], parts[inner]
         return index, good, keys, parts, states, problems
 
     def submitted(self, graph: Graph) -> None:
@@ -107,6 +111,9 @@ class StatusTracker:
                 states[node_id] = NodeState(
                     "stale", explain(self.last_parts.get(node_id), parts[node_id], upstream)
                 )
+        for instance, inner in subgraphs.representatives(graph).items():
+            states.setdefault(instance, states.get(inner, NodeState("stale", "")))
+        states = {node_id: state for node_id, state in states.items() if node_id in graph.nodes}
         for node in graph:
             if node.mode != "normal":
                 states[node.id] = NodeState(

@@ -22,7 +22,7 @@ import copy
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
-from app.graph import serialize
+from app.graph import serialize, subgraphs
 from app.graph.clipboard import CLIP_KEY, INCOMING_KEY, incoming_links
 from app.graph.model import Edge, Graph, Node, SpecLookup, can_connect
 from app.graph.ops import Recorder, reroute_key, run_op, target
@@ -105,6 +105,10 @@ class AddNode(Command):
         spec = rec.specs(self.type_id) if rec.specs else None
         if rec.specs and spec is None:
             raise CommandError(f"unknown node type {self.type_id!r}")
+        name = self.type_id.removeprefix(subgraphs.PREFIX)
+        known = getattr(rec.specs, "definitions", {})  # a Registry knows the templates and opened subgraphs
+        if name != self.type_id and name not in rec.graph.definitions and name in known:
+            rec.set_definition(name, known[name])  # the graph file carries what its instances need
         params = spec.defaults() if spec else {}
         params.update(self.params or {})
         self.node_id = rec.graph.new_id(self.type_id)

@@ -201,6 +201,16 @@ class Graph:
         self._emit("node_changed", node=node, field="title", value=title, old=old)
         return old
 
+    def set_definition(self, name: str, definition: Any) -> Any:
+        """Set (None: remove) the subgraph definition `name`; returns the previous one."""
+        old = self.definitions.get(name)
+        if definition is None:
+            self.definitions.pop(name, None)
+        else:
+            self.definitions[name] = definition
+        self._emit("definition_changed", name=name, value=definition, old=old)
+        return old
+
     def set_layout(self, key: str, value: Any) -> Any:
         old = self.layout.get(key)
         if value is None:

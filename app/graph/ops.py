@@ -11,6 +11,7 @@ graph byte for byte. Ops are plain tuples:
     ("mode", node_id, mode)                ("title", node_id, title)
     ("layout_item", key, item, value, index)   value None removes the item
     ("layout_key", key, value)             value None removes the whole section
+    ("definition", name, definition)       a subgraph definition; None removes it
 
 Pure data: never import Qt or torch here.
 """
@@ -51,6 +52,8 @@ def run_op(graph: Graph, op: Op) -> None:
         graph.set_layout_item(key, item, copy.deepcopy(value), index)
     elif kind == "layout_key":
         graph.set_layout(op[1], copy.deepcopy(op[2]))
+    elif kind == "definition":
+        graph.set_definition(op[1], op[2])  # definitions are never edited in place: no copy needed
     else:
         raise ValueError(f"unknown graph op {kind!r}")
 
@@ -124,6 +127,10 @@ class Recorder:
 
     def set_title(self, node_id: str, title: str) -> None:
         self._do(("title", node_id, title), ("title", node_id, self.graph.node(node_id).title))
+
+    def set_definition(self, name: str, definition: Any) -> None:
+        old = self.graph.definitions.get(name)
+        self._do(("definition", name, definition), ("definition", name, old))
 
     # -- layout -----------------------------------------------------------------------------------
     def set_layout_item(self, key: str, item: str, value: Any) -> None:

@@ -27,6 +27,62 @@ def graph_schema(node_types: list[str] | None = None) -> dict[str, Any]:
     node_type: dict[str, Any] = {"type": "string", "minLength": 1}
     if node_types:
         node_type["examples"] = sorted(node_types)
+    nodes = {
+        "type": "object",
+        "propertyNames": {"pattern": _ID},
+        "additionalProperties": {
+            "type": "object",
+            "required": ["type"],
+            "additionalProperties": False,
+            "properties": {
+                "type": node_type,
+                "version": {"type": "integer", "minimum": 1},
+                "title": {"type": "string"},
+                "mode": {"enum": list(MODES)},
+                "params": {"type": "object", "description": "param values by name"},
+            },
+        },
+    }
+    edges = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["from", "to"],
+            "additionalProperties": False,
+            "properties": {"from": endpoint, "to": endpoint},
+        },
+    }
+    ends = {"type": "array", "items": endpoint, "minItems": 1}
+    exposed = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["name", "to"],
+            "properties": {"name": {"type": "string"}, "to": ends},
+        },
+    }
+    subgraph = {
+        "type": "object",
+        "description": "a node group used as one node of type subgraph:<name> (app/graph/subgraphs.py)",
+        "properties": {
+            "version": {"type": "integer", "minimum": 1},
+            "title": {"type": "string"},
+            "description": {"type": "string"},
+            "nodes": nodes,
+            "edges": edges,
+            "layout": {"type": "object"},
+            "inputs": exposed,
+            "params": exposed,
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "from"],
+                    "properties": {"name": {"type": "string"}, "from": endpoint},
+                },
+            },
+        },
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://nodeloom.invalid/schema/graph-v1.json",
@@ -37,34 +93,16 @@ def graph_schema(node_types: list[str] | None = None) -> dict[str, Any]:
         "properties": {
             "schema_version": {"type": "integer", "minimum": 1, "maximum": SCHEMA_VERSION},
             "meta": {"type": "object", "description": "free-form: name, description, author"},
-            "nodes": {
-                "type": "object",
-                "propertyNames": {"pattern": _ID},
-                "additionalProperties": {
-                    "type": "object",
-                    "required": ["type"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "type": node_type,
-                        "version": {"type": "integer", "minimum": 1},
-                        "title": {"type": "string"},
-                        "mode": {"enum": list(MODES)},
-                        "params": {"type": "object", "description": "param values by name"},
-                    },
-                },
-            },
-            "edges": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["from", "to"],
-                    "additionalProperties": False,
-                    "properties": {"from": endpoint, "to": endpoint},
-                },
-            },
+            "nodes": nodes,
+            "edges": edges,
             "layout": {
                 "type": "object",
                 "description": "editor-only: node positions, frames, reroutes, colours; the runner ignores it",
+            },
+            "definitions": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"subgraphs": {"type": "object", "additionalProperties": subgraph}},
             },
         },
     }

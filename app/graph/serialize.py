@@ -23,6 +23,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from app.files import ASSETS
 from app.fsutil import atomic_write_text
 from app.graph import pngmeta, subgraphs
 from app.graph.model import MODES, Edge, Graph, Node, SpecLookup
@@ -283,6 +284,17 @@ def to_dict(graph: Graph) -> dict[str, Any]:
 def dumps(graph: Graph) -> str:
     """The canonical text of a graph file (2-space indent, UTF-8, trailing newline)."""
     return json.dumps(to_dict(graph), indent=2, ensure_ascii=False) + "\n"
+
+
+def templates(specs: SpecLookup | None = None) -> dict[str, Any]:
+    """The shipped subgraph templates (assets/subgraphs/<name>.json, one definition each), by name."""
+    found = {}
+    for path in sorted((ASSETS / "subgraphs").glob("*.json")):
+        raw, where = json.loads(path.read_text("utf-8")), str(path)
+        found[path.stem] = subgraphs.from_json(
+            path.stem, raw, lambda inner, where=where: from_dict(inner, specs, where)
+        )
+    return found
 
 
 def save(graph: Graph, path: str | os.PathLike[str]) -> Path:

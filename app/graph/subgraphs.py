@@ -9,7 +9,7 @@
 
 An instance is a node of type `subgraph:<name>`: its inputs and outputs are the definition's, its params the
 exposed ones (typed and ranged as the inner param they set; unset means the inner node's own value). Running
-flattens: each instance becomes its inner nodes with ids `<instance>/<inner>`, exposed params written into
+flattens: each instance becomes its inner nodes with ids `<instance>__<inner>`, exposed params written into
 them, links rewired. Keys hold no node ids, so a grouped graph has the ungrouped graph's keys and shares its
 cached results. `Graph.origin` maps each inner id back to its instance; the instance's representative (the
 inner node behind its first output) gives it a key, a state and a picture.
@@ -28,6 +28,7 @@ from app.graph.model import Edge, Graph, Node
 from app.graph.spec import NodeSpec, PortSpec
 
 PREFIX = "subgraph:"
+SEPARATOR = "__"  # a flattened inner node's id: <instance>__<inner>
 VERSION = 1
 MIGRATIONS: dict[int, Any] = {}  # version -> function(raw definition) -> raw definition of version + 1
 Ends = tuple[tuple[str, str], ...]
@@ -61,6 +62,10 @@ def is_instance(node: Node) -> bool:
     return node.type.startswith(PREFIX)
 
 
+def flat_id(instance: str, inner: str) -> str:
+    return f"{instance}{SEPARATOR}{inner}"
+
+
 # -- the file section ---------------------------------------------------------------------------------
 def to_json(definition: Definition, inner: dict[str, Any]) -> dict[str, Any]:
     """A definition as its file entry; `inner` is serialize.to_dict of its graph."""
@@ -68,6 +73,8 @@ def to_json(definition: Definition, inner: dict[str, Any]) -> dict[str, Any]:
     if definition.description:
         entry["description"] = definition.description
     entry.update(nodes=inner["nodes"], edges=inner["edges"])
+    if inner.get("layout"):
+        entry["layout"] = inner["layout"]  # the inner nodes' places, for unpacking
     entry["inputs"] = [{"name": n, "to": [list(e) for e in ends]} for n, ends in definition.inputs.items()]
     entry["outputs"] = [{"name": n, "from": list(end)} for n, end in definition.outputs.items()]
     entry["params"] = [{"name": n, "to": [list(e) for e in ends]} for n, ends in definition.params.items()]
@@ -87,7 +94,8 @@ def from_json(name: str, raw: Any, read_graph: Any) -> Definition:
         raise SubgraphError(f"{where}: version {version} is newer than this Nodeloom reads ({VERSION})")
     while version < VERSION:
         raw, version = MIGRATIONS[version](dict(raw)), version + 1
-    graph = read_graph({"schema_version": 1, "nodes": raw.get("nodes", {}), "edges": raw.get("edges", [])})
+    inner = {"schema_version": 1, "nodes": raw.get("nodes", {}), "edges": raw.get("edges", [])}
+    graph = read_graph({**inner, "layout": raw["layout"]} if "layout" in raw else inner)
     definition = Definition(
         name, str(raw.get("title") or name), graph, description=str(raw.get("description", ""))
     )
@@ -137,13 +145,11 @@ def spec_for(definition: Definition, lookup: Any) -> NodeSpec:
 
     inputs, outputs, params = [], [], []
     for name, ends in definition.inputs.items():
-        node_id, port = ends[0]
-        found = inner_spec(node_id).input_type(port)
-        if found is None:
-            raise SubgraphError(
-                f"subgraph {definition.name!r}: input {name!r}: {node_id} has no input {port!r}"
-            )
-        inputs.append(PortSpec(name, found, f"To {node_id}.{port}.", optional=True))
+        ports = [next((p for p in inner_spec(n).inputs if p.name == port), None) for n, port in ends]
+        if None in ports:
+            raise SubgraphError(f"subgraph {definition.name!r}: input {name!r} feeds a port its node lacks")
+        optional = all(p.optional for p in ports)
+        inputs.append(PortSpec(name, ports[0].type, ports[0].description, optional=optional))
     for name, (node_id, port) in definition.outputs.items():
         found = inner_spec(node_id).output_port(port)
         if found is None:
@@ -204,7 +210,7 @@ def _flatten_once(graph: Graph) -> Graph:
         if definition is None:
             flat.add_node(copy.deepcopy(node))
             continue
-        rename = {inner: f"{node.id}/{inner}" for inner in definition.graph.nodes}
+        rename = {inner: flat_id(node.id, inner) for inner in definition.graph.nodes}
         for inner in definition.graph:
             copied = copy.deepcopy(inner)
             copied.id = rename[inner.id]
@@ -235,5 +241,39 @@ def representatives(graph: Graph) -> dict[str, str]:
     for node in graph:
         definition = graph.definitions.get(node.type[len(PREFIX) :]) if is_instance(node) else None
         if definition is not None and definition.representative() is not None:
-            found[node.id] = f"{node.id}/{definition.representative()}"
+            found[node.id] = flat_id(node.id, definition.representative())
+    return found
+
+
+SILENT = ("finished", "cached")  # what an inner node that does not speak for its instance keeps to itself
+
+
+def speaking_for(emit: Any, origin: dict[str, str], speakers: dict[str, str]) -> Any:
+    """An event sink that says inner nodes' events on their instance: the speaker's all of them (its key is
+    the instance's), the others' progress, previews, errors and outputs (with `inner` naming the node);
+    their finished / cached events stay unsaid (their keys are not the instance's)."""
+    voice = {inner: instance for instance, inner in speakers.items()}
+
+    def said(event: dict[str, Any]) -> None:
+        node = event.get("node")
+        if node in voice:
+            emit({**event, "node": voice[node]})
+        elif node in origin:
+            if event.get("event") not in SILENT:
+                emit({**event, "node": origin[node], "inner": node})
+        else:
+            emit(event)
+
+    return said
+
+
+def instance_outputs(graph: Graph, values: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each instance's outputs by its own port names, from its inner nodes' values (those that ran)."""
+    found: dict[str, dict[str, Any]] = {}
+    for node in graph:
+        definition = graph.definitions.get(node.type[len(PREFIX) :]) if is_instance(node) else None
+        for name, (inner, port) in definition.outputs.items() if definition else ():
+            value = values.get(flat_id(node.id, inner), {})
+            if port in value:
+                found.setdefault(node.id, {})[name] = value[port]
     return found

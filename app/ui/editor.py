@@ -14,11 +14,14 @@ from PySide6.QtCore import QObject, QPoint, QPointF, QRectF, Signal
 from PySide6.QtGui import QGuiApplication, QMouseEvent
 from PySide6.QtWidgets import QMenu, QToolTip
 
+from app.graph import subgraphs
 from app.graph.clipboard import copy_nodes, is_clip
 from app.graph.commands import AddLinked, AddNode, Command, CommandError, Paste, Remove, SetMode
 from app.graph.history import History
 from app.graph.layout_commands import AddFrame
-from app.graph.model import Graph
+from app.graph.model import Graph, unique_name
+from app.graph.subgraph_commands import Group, Ungroup
+from app.jobs import seeds
 from app.registry import Registry
 from app.ui.inline_edit import InlineEditor
 from app.ui.items import EdgeItem, FrameItem, NodeItem, RerouteItem
@@ -37,6 +40,7 @@ class Editor(QObject):
         super().__init__()
         self.registry = registry
         self.graph = graph if graph is not None else Graph()
+        self._unsubscribe = self._know_subgraphs(self.graph)
         self.history = History(self.graph, registry)
         self.scene = GraphScene(self.graph, registry)
         self.view = GraphView(self.scene, self)
@@ -63,16 +67,61 @@ class Editor(QObject):
             "frame_all": self.view.frame_all,
             "minimap": self.view.minimap.toggle,
             "select_all": self.select_all,
+            "make_subgraph": self.make_subgraph,
+            "unpack_subgraph": self.unpack_subgraph,
         }
 
     def set_graph(self, graph: Graph) -> None:
         """Edit another graph (New/Open/recovery): a fresh history, the scene rebuilt."""
         self.inline.close()
+        self._unsubscribe()
+        self._unsubscribe = self._know_subgraphs(graph)
         self.graph = graph
         self.history.graph = graph
         self.history.clear()
         self.scene.set_graph(graph)
         self.graph_replaced.emit()
+
+    def _know_subgraphs(self, graph: Graph) -> Callable[[], None]:
+        """Give the graph's subgraph definitions (and those it gains later) specs, so their nodes draw."""
+        for problem in self.registry.install(graph.definitions):
+            self.message.emit(problem)
+
+        def listen(kind: str, data: dict) -> None:
+            if kind == "definition_changed" and data["value"] is not None:
+                for problem in self.registry.install({data["name"]: data["value"]}):
+                    self.message.emit(problem)
+
+        return graph.subscribe(listen)
+
+    # -- subgraphs ----------------------------------------------------------------------------------
+    def make_subgraph(self) -> None:
+        """Selected nodes -> one subgraph node (its name and exposed params from `ask_subgraph`)."""
+        nodes = self.selected_nodes()
+        if not nodes:
+            self.message.emit("select the nodes to make a subgraph of")
+            return
+        choice = self.ask_subgraph(nodes)
+        if choice is not None:
+            command = Group(nodes, *choice)
+            if self.push(command):
+                self.select_nodes([command.node_id])
+
+    def ask_subgraph(self, nodes: list[str]) -> tuple[str, list[tuple[str, str]]] | None:
+        """The subgraph's name and the (node, param)s it exposes; the window asks in a dialog. Here: a free
+        name and the seeds (so control-after-generate still works on the group)."""
+        name = unique_name("group", self.graph.definitions)
+        return name, [(n, p) for n, p in seeds.seed_params(self.graph, self.registry) if n in nodes]
+
+    def unpack_subgraph(self) -> None:
+        """The selected subgraph node -> its nodes again, in its place."""
+        chosen = [n for n in self.selected_nodes() if self.graph.nodes[n].type.startswith(subgraphs.PREFIX)]
+        if len(chosen) != 1:
+            self.message.emit("select one subgraph node to unpack")
+            return
+        command = Ungroup(chosen[0])
+        if self.push(command):
+            self.select_nodes(command.node_ids)
 
     # -- pushing edits ------------------------------------------------------------------------------
     def push(self, command: Command) -> bool:

@@ -21,7 +21,7 @@ from app.graph.spec import PATH_KINDS_READ
 from app.interop import comfyui
 from app.jobs import Job
 from app.registry import Registry
-from app.ui import document, run_ui
+from app.ui import document, run_ui, subgraph_dialog
 from app.ui.editor import Editor
 from app.ui.inspector import Inspector
 from app.ui.keymap import load_keymap
@@ -80,6 +80,7 @@ class MainWindow(QMainWindow):
         self.runner.set_graph_folder(path.parent if path else None)
         self.queue = RunQueue(self.editor, self.runner)
         self.runner.too_large.connect(self.ask_run_large)
+        self.editor.ask_subgraph = self.ask_subgraph
         self.editor.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.editor.history.subscribe(self.update_title)
         self.actions_by_name: dict[str, QAction] = {}
@@ -144,7 +145,7 @@ class MainWindow(QMainWindow):
         for name in names:
             edit.addSeparator() if name is None else edit.addAction(self.actions_by_name[name])
         node = menus.addMenu("&Node")
-        for name in ("search", "bypass", "mute", "frame_nodes"):
+        for name in ("search", "bypass", "mute", "frame_nodes", "make_subgraph", "unpack_subgraph"):
             node.addAction(self.actions_by_name[name])
         view = menus.addMenu("&View")
         for name in ("frame_selected", "frame_all", "minimap"):
@@ -205,6 +206,11 @@ class MainWindow(QMainWindow):
             QMessageBox.question(self, "Files outside the graph's folder", text)
             == QMessageBox.StandardButton.Yes
         )
+
+    def ask_subgraph(self, nodes: list[str]) -> tuple[str, list[tuple[str, str]]] | None:
+        """Make Subgraph: its name and exposed params, asked in a dialog."""
+        name, ticked = Editor.ask_subgraph(self.editor, nodes)
+        return subgraph_dialog.ask(self, self.editor.graph, self.registry, nodes, name, ticked)
 
     def ask_run_large(self, why: str) -> None:
         """The run was refused by the memory estimate: ask whether to run it anyway."""

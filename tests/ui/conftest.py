@@ -36,6 +36,11 @@ def _isolated_state(tmp_path, monkeypatch, qapp):
     monkeypatch.setattr(MainWindow, "ask_recover", lambda self, path: False)
     monkeypatch.setattr(MainWindow, "ask_outside_paths", lambda self, paths: False)
     monkeypatch.setattr(MainWindow, "warn", lambda self, text: self.statusBar().showMessage(text))
+    from app.ui.editor import Editor
+
+    monkeypatch.setattr(
+        MainWindow, "ask_subgraph", lambda self, nodes: Editor.ask_subgraph(self.editor, nodes)
+    )
 
 
 @pytest.fixture

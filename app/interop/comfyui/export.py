@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.graph import subgraphs
 from app.graph.model import Graph
 from app.interop.comfyui.importer import PLACEHOLDER
 from app.interop.comfyui.widgets import SAMPLER_NAMES, SCHEDULER_NAMES
@@ -183,10 +184,11 @@ def handles(*type_ids: str):
 
 
 def export_api(graph: Graph, registry: Any) -> tuple[dict[str, Any], ExportReport]:
-    """ComfyUI API-format prompt for the graph, and what could not be exported."""
+    """ComfyUI API-format prompt for the graph (subgraphs as their nodes: a KSampler subgraph becomes a
+    KSampler), and what could not be exported."""
     from app.interop.comfyui import export_nodes  # noqa: F401  (registers the handlers)
 
-    exporter = Exporter(graph, registry)
+    exporter = Exporter(subgraphs.flatten(graph)[0], registry)
     return exporter.run(), exporter.report
 
 
