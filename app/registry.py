@@ -72,10 +72,12 @@ class Registry:
         return len(self._specs)
 
     def specs(self) -> list[NodeSpec]:
-        """Every spec (subgraphs' too), sorted by category then title."""
-        return sorted(
-            [*self._specs.values(), *self.subgraph_specs.values()], key=lambda s: (s.category, s.title)
-        )
+        """Every node type's spec, sorted by category then title."""
+        return sorted(self._specs.values(), key=lambda s: (s.category, s.title))
+
+    def offered(self) -> list[NodeSpec]:
+        """What search and the Add Node menu offer: the node types, then the known subgraphs."""
+        return [*self.specs(), *sorted(self.subgraph_specs.values(), key=lambda s: s.title)]
 
 
 def discover(package: str = "nodes") -> Registry:

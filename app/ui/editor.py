@@ -45,7 +45,7 @@ class Editor(QObject):
         self.scene = GraphScene(self.graph, registry)
         self.view = GraphView(self.scene, self)
         self.inline = InlineEditor(self)  # double-click a value on a node
-        self.search = SearchPopup(self.view, registry.specs)
+        self.search = SearchPopup(self.view, registry.offered)
         self.search.chosen.connect(self._add_chosen)
         self._search_at = QPointF()
         self._search_link: tuple[str, str, bool, str] | None = None
@@ -168,7 +168,7 @@ class Editor(QObject):
         is added at `pos`."""
         menu = QMenu(self.view)
         categories: dict[str, list] = {}
-        for spec in self.registry.specs():
+        for spec in self.registry.offered():
             categories.setdefault(spec.category or "other", []).append(spec)
         at = (round(pos.x()), round(pos.y()))
         for category in sorted(categories):

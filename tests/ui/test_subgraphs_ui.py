@@ -23,7 +23,7 @@ def test_make_unpack_and_undo(window, qtbot):
     assert [(e.src, e.dst) for e in graph.edges] == [("blob", "save")]
     text = serialize.dumps(graph)
     assert '"subgraphs"' in text and serialize.dumps(serialize.loads(text, editor.registry)) == text
-    assert any(s.type == "subgraph:blob" for s in editor.registry.specs())  # offered by search
+    assert any(s.type == "subgraph:blob" for s in editor.registry.offered())  # offered by search
     editor.history.undo()
     assert serialize.dumps(graph) == before
     editor.history.redo()
@@ -37,3 +37,25 @@ def test_unpack_wants_one_subgraph_node(window):
     window.editor.select_nodes(["shape"])
     window.actions_by_name["unpack_subgraph"].trigger()
     assert "select one subgraph node" in window.statusBar().currentMessage()
+
+
+def test_search_offers_the_ksampler_template_and_adding_it_brings_its_definition():
+    from app.graph.commands import AddNode
+    from app.graph.history import History
+    from app.graph.model import Graph
+    from app.registry import default_registry
+    from app.ui.search import rank
+
+    registry = default_registry()
+    assert rank(registry.offered(), "KSampler")[0].type == "subgraph:ksampler"
+    graph = Graph()
+    History(graph, registry).push(AddNode("subgraph:ksampler", (0, 0)))
+    assert list(graph.definitions) == ["ksampler"]
+    assert set(graph.nodes["subgraph_ksampler"].params) == {
+        "seed",
+        "steps",
+        "cfg",
+        "sampler_name",
+        "scheduler",
+        "denoise",
+    }
