@@ -104,6 +104,15 @@ class History:
     def is_clean(self) -> bool:
         return self._clean == len(self._done)
 
+    def stash(self) -> tuple[list[Command], list[Command], int | None]:
+        """The stacks and clean marker as they are (to give back with `restore`, e.g. around editing a
+        subgraph's inside, which has a history of its own)."""
+        return list(self._done), list(self._undone), self._clean
+
+    def restore(self, stashed: tuple[list[Command], list[Command], int | None]) -> None:
+        self._done, self._undone, self._clean = list(stashed[0]), list(stashed[1]), stashed[2]
+        self._changed()
+
     def clear(self) -> None:
         self._done.clear()
         self._undone.clear()

@@ -107,6 +107,37 @@ class Group(Command):
             rec.connect(Edge(self.node_id, exposed, dst, port))
 
 
+class SetDefinition(Command):
+    """Replace a subgraph definition (what editing its inside gives): every instance changes with it."""
+
+    label = "Edit subgraph"
+
+    def __init__(self, name: str, definition: Definition) -> None:
+        super().__init__()
+        self.name, self.definition = name, definition
+
+    def build(self, rec: Recorder) -> None:
+        rec.set_definition(self.name, self.definition)
+
+
+def edited(definition: Definition, inner: Graph) -> Definition:
+    """`definition` with its inside replaced by `inner`; exposed ports and params whose inner node is gone
+    are dropped (links to them then show as problems on the instances)."""
+    alive = set(inner.nodes)
+
+    def keep(ends: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        return tuple(end for end in ends if end[0] in alive)
+
+    inputs = {n: keep(e) for n, e in definition.inputs.items() if keep(e)}
+    params = {n: keep(e) for n, e in definition.params.items() if keep(e)}
+    outputs = {n: end for n, end in definition.outputs.items() if end[0] in alive}
+    copy_of = inner.copy()
+    copy_of.definitions, copy_of.origin = {}, {}  # the outer graph's, lent while editing
+    return Definition(
+        definition.name, definition.title, copy_of, inputs, outputs, params, definition.description
+    )
+
+
 class Ungroup(Command):
     """Put an instance's inner nodes back in its place (exposed params written into them, links restored);
     the definition goes when no other instance uses it. `node_ids` is set by build."""

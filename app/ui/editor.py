@@ -14,13 +14,14 @@ from PySide6.QtCore import QObject, QPoint, QPointF, QRectF, Signal
 from PySide6.QtGui import QGuiApplication, QMouseEvent
 from PySide6.QtWidgets import QMenu, QToolTip
 
-from app.graph import subgraphs
+from app.graph import serialize, subgraphs
 from app.graph.clipboard import copy_nodes, is_clip
 from app.graph.commands import AddLinked, AddNode, Command, CommandError, Paste, Remove, SetMode
 from app.graph.history import History
 from app.graph.layout_commands import AddFrame
 from app.graph.model import Graph, unique_name
-from app.graph.subgraph_commands import Group, Ungroup
+from app.graph.subgraph_commands import Group, SetDefinition, Ungroup, edited
+from app.graph.subgraphs import to_json
 from app.jobs import seeds
 from app.registry import Registry
 from app.ui.inline_edit import InlineEditor
@@ -40,6 +41,7 @@ class Editor(QObject):
         super().__init__()
         self.registry = registry
         self.graph = graph if graph is not None else Graph()
+        self._outer: list[tuple[Graph, tuple, str]] = []  # graphs whose subgraph is being edited
         self._unsubscribe = self._know_subgraphs(self.graph)
         self.history = History(self.graph, registry)
         self.scene = GraphScene(self.graph, registry)
@@ -69,10 +71,26 @@ class Editor(QObject):
             "select_all": self.select_all,
             "make_subgraph": self.make_subgraph,
             "unpack_subgraph": self.unpack_subgraph,
+            "enter_subgraph": self.enter_subgraph,
+            "leave_subgraph": self.leave_subgraph,
         }
 
     def set_graph(self, graph: Graph) -> None:
         """Edit another graph (New/Open/recovery): a fresh history, the scene rebuilt."""
+        self._outer.clear()
+        self._show(graph)
+
+    @property
+    def document(self) -> Graph:
+        """The graph the file holds (the outermost one while a subgraph's inside is edited)."""
+        return self._outer[0][0] if self._outer else self.graph
+
+    @property
+    def inside(self) -> str:
+        """The name of the subgraph whose inside is being edited ("" when none)."""
+        return self._outer[-1][2] if self._outer else ""
+
+    def _show(self, graph: Graph) -> None:
         self.inline.close()
         self._unsubscribe()
         self._unsubscribe = self._know_subgraphs(graph)
@@ -112,6 +130,36 @@ class Editor(QObject):
         name and the seeds (so control-after-generate still works on the group)."""
         name = unique_name("group", self.graph.definitions)
         return name, [(n, p) for n, p in seeds.seed_params(self.graph, self.registry) if n in nodes]
+
+    def enter_subgraph(self) -> None:
+        """Edit the selected subgraph node's inside, with its own undo history; `leave_subgraph` writes it
+        back to the definition (every instance changes) as one undo step of the graph outside."""
+        chosen = [n for n in self.selected_nodes() if self.graph.nodes[n].type.startswith(subgraphs.PREFIX)]
+        name = self.graph.nodes[chosen[0]].type[len(subgraphs.PREFIX) :] if len(chosen) == 1 else ""
+        definition = self.graph.definitions.get(name)
+        if definition is None:
+            self.message.emit("select one subgraph node to edit its inside")
+            return
+        inner = definition.graph.copy()
+        inner.definitions = self.graph.definitions  # nested subgraphs still draw
+        self._outer.append((self.graph, self.history.stash(), name))
+        self._show(inner)
+        self.message.emit(f"inside {definition.title}: Leave subgraph (Ctrl+Shift+E) writes it back")
+
+    def leave_subgraph(self) -> bool:
+        """Back to the graph outside, with the edited inside as its definition (see `enter_subgraph`)."""
+        if not self._outer:
+            return False
+        inner = self.graph
+        outer, stashed, name = self._outer.pop()
+        self._show(outer)
+        self.history.restore(stashed)
+        old = outer.definitions.get(name)
+        if old is not None:
+            new = edited(old, inner)
+            if to_json(new, serialize.to_dict(new.graph)) != to_json(old, serialize.to_dict(old.graph)):
+                self.push(SetDefinition(name, new))
+        return True
 
     def unpack_subgraph(self) -> None:
         """The selected subgraph node -> its nodes again, in its place."""

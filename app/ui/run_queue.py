@@ -35,6 +35,7 @@ class QueueRunner(Protocol):
     pending: list
     saved: dict[str, list[str]]
     finished: Any  # Signal(dict): a run ended
+    message: Any  # Signal(str): a status line
 
     def submit_snapshot(self, graph_json: str, targets: list[str] | None) -> int: ...
 
@@ -62,6 +63,9 @@ class RunQueue(QObject):
 
     def enqueue(self, count: int = 1, targets: list[str] | None = None) -> list[int]:
         """Queue `count` runs of the graph as it is now (seeds advancing between them); their job ids."""
+        if getattr(self.editor, "inside", ""):
+            self.runner.message.emit("leave the subgraph (Ctrl+Shift+E) to run the graph")
+            return []
         graph, registry = self.editor.graph, self.editor.registry
         snapshots, metas = [], []
         for _ in range(max(1, count)):

@@ -126,6 +126,9 @@ class Runner(QObject):
     def run(self, targets: list[str] | None = None, save: bool = True) -> None:
         """Run the graph's outputs (or what `targets` need); during a run, queue it behind that one.
         `save=False` runs output nodes without writing files (Save Image only shows its pictures)."""
+        if getattr(self.editor, "inside", ""):
+            self.message.emit("leave the subgraph (Ctrl+Shift+E) to run the graph")
+            return
         if self.run_id is not None:
             self.pending = [(targets, save)]
             self._cancel_if_stale()

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QGraphicsScene
 from app.graph import types as T
 from app.graph.model import Edge, Graph, SpecLookup, can_connect
 from app.graph.ops import reroute_key
+from app.graph.subgraphs import PREFIX
 from app.ui import run_state, theme
 from app.ui.items import EdgeItem, FrameItem, NodeItem, RerouteItem
 
@@ -111,6 +112,9 @@ class GraphScene(QGraphicsScene):
                 self.edges[edge].restyle()
         elif kind == "layout_changed":
             self._layout_changed(data["key"], data.get("item"))
+        elif kind == "definition_changed":  # its instances may have other ports and params now
+            for node_id in [n.id for n in self.graph if n.type == PREFIX + data["name"]]:
+                self._refresh_node(node_id)
 
     def _layout_changed(self, key: str, item: str | None) -> None:
         if key == "positions":

@@ -145,7 +145,11 @@ class MainWindow(QMainWindow):
         for name in names:
             edit.addSeparator() if name is None else edit.addAction(self.actions_by_name[name])
         node = menus.addMenu("&Node")
-        for name in ("search", "bypass", "mute", "frame_nodes", "make_subgraph", "unpack_subgraph"):
+        names = ("search", "bypass", "mute", "frame_nodes", None, "make_subgraph", "unpack_subgraph")
+        for name in (*names, "enter_subgraph", "leave_subgraph"):
+            if name is None:
+                node.addSeparator()
+                continue
             node.addAction(self.actions_by_name[name])
         view = menus.addMenu("&View")
         for name in ("frame_selected", "frame_all", "minimap"):
@@ -306,6 +310,8 @@ class MainWindow(QMainWindow):
         return True
 
     def save(self) -> bool:
+        while self.editor.leave_subgraph():  # a subgraph being edited is written back first
+            pass
         if self.path is None:
             return self.save_as()
         try:
@@ -330,7 +336,7 @@ class MainWindow(QMainWindow):
 
     def autosave(self) -> None:
         if not self.editor.history.is_clean:
-            document.write_recovery(self.editor.graph, self.path)
+            document.write_recovery(self.editor.document, self.path)
 
     def offer_recovery(self) -> bool:
         """After a crash: offer the autosaved graph; either way the recovery file is then removed."""

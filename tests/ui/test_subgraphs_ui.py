@@ -59,3 +59,37 @@ def test_search_offers_the_ksampler_template_and_adding_it_brings_its_definition
         "scheduler",
         "denoise",
     }
+
+
+def test_enter_edit_and_leave_a_subgraph(window):
+    from app.graph.commands import SetParam
+
+    editor = window.editor
+    editor.select_nodes(["shape"])
+    editor.ask_subgraph = lambda nodes: ("blob", [("shape", "size")])
+    window.actions_by_name["make_subgraph"].trigger()
+    outer = editor.graph
+    grouped = serialize.dumps(outer)
+    editor.select_nodes(["blob"])
+    window.actions_by_name["enter_subgraph"].trigger()
+    assert editor.inside == "blob" and editor.document is outer
+    assert set(editor.scene.nodes) == {"shape"} and not editor.history.can_undo  # its own history
+    editor.push(SetParam("shape", "colour", "green"))
+    window.runner.run()
+    assert "leave the subgraph" in window.run_controls.activity_label.text()  # runs wait for the outside
+    assert window.runner.run_id is None
+    window.actions_by_name["leave_subgraph"].trigger()
+    assert editor.graph is outer and editor.inside == ""
+    assert outer.definitions["blob"].graph.nodes["shape"].params["colour"] == "green"
+    assert set(editor.scene.nodes) == {"blob", "save"}
+    assert editor.history.undo_label == "Edit subgraph"
+    editor.history.undo()
+    assert serialize.dumps(outer) == grouped
+    editor.history.redo()
+    editor.select_nodes(["blob"])
+    window.actions_by_name["enter_subgraph"].trigger()
+    saved = []
+    window.path = None
+    window.choose_save_path = lambda: saved.append(1) or ""
+    window.save()  # saving leaves the subgraph first: what is saved is the graph outside
+    assert editor.inside == "" and saved == [1]
