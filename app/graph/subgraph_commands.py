@@ -31,10 +31,13 @@ def definition_of(
     name: str,
     specs: SpecLookup | None,
     params: Sequence[tuple[str, str]] = (),
+    inputs: Sequence[tuple[str, str]] = (),
+    outputs: Sequence[tuple[str, str]] = (),
 ) -> tuple[Definition, list[tuple[str, str, str]], list[tuple[str, str, str]], dict[str, Any]]:
     """The definition grouping `nodes` of `graph`, with the wiring an instance needs: (outside source,
     its port, instance input) for links in, (instance output, outside node, its port) for links out,
-    and the instance's params (the exposed ones' current values)."""
+    and the instance's params (the exposed ones' current values). Beside the links that cross the group's
+    edge, `inputs` and `outputs` name more inner ports to expose (unlinked ones)."""
     inside = set(nodes)
     inner = Graph()
     for node_id in nodes:
@@ -62,6 +65,18 @@ def definition_of(
             exposed = unique_name(edge.src_port, definition.outputs)  # outputs have names of their own
             definition.outputs[exposed] = (edge.src, edge.src_port)
         outgoing.append((exposed, edge.dst, edge.dst_port))
+    for node_id, port in inputs:
+        if node_id not in inside:
+            raise CommandError(f"'{node_id}' is not one of the grouped nodes")
+        if graph.input_edge(node_id, port) is None:  # a linked input is exposed already, or fed inside
+            exposed = unique_name(port, taken)
+            taken.add(exposed)
+            definition.inputs[exposed] = ((node_id, port),)
+    for node_id, port in outputs:
+        if node_id not in inside:
+            raise CommandError(f"'{node_id}' is not one of the grouped nodes")
+        if (node_id, port) not in definition.outputs.values():
+            definition.outputs[unique_name(port, definition.outputs)] = (node_id, port)
     values: dict[str, Any] = {}
     for node_id, param in params:
         if node_id not in inside:
@@ -79,9 +94,17 @@ class Group(Command):
 
     label = "Make subgraph"
 
-    def __init__(self, nodes: Sequence[str], name: str = "", params: Sequence[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self,
+        nodes: Sequence[str],
+        name: str = "",
+        params: Sequence[tuple[str, str]] = (),
+        inputs: Sequence[tuple[str, str]] = (),
+        outputs: Sequence[tuple[str, str]] = (),
+    ) -> None:
         super().__init__()
         self.nodes, self.name, self.params = list(nodes), name, list(params)
+        self.inputs, self.outputs = list(inputs), list(outputs)
         self.node_id = ""
 
     def build(self, rec: Recorder) -> None:
@@ -92,7 +115,9 @@ class Group(Command):
         name = self.name or unique_name("group", graph.definitions)
         if "/" in name or not name.strip():
             raise CommandError(f"{name!r} cannot name a subgraph (no '/', not empty)")
-        definition, incoming, outgoing, values = definition_of(graph, nodes, name, rec.specs, self.params)
+        definition, incoming, outgoing, values = definition_of(
+            graph, nodes, name, rec.specs, self.params, self.inputs, self.outputs
+        )
         placed = list(_positions(graph, nodes).values()) or [[0.0, 0.0]]
         at = [min(p[0] for p in placed), min(p[1] for p in placed)]
         rec.set_definition(name, definition)

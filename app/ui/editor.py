@@ -125,11 +125,12 @@ class Editor(QObject):
             if self.push(command):
                 self.select_nodes([command.node_id])
 
-    def ask_subgraph(self, nodes: list[str]) -> tuple[str, list[tuple[str, str]]] | None:
-        """The subgraph's name and the (node, param)s it exposes; the window asks in a dialog. Here: a free
-        name and the seeds (so control-after-generate still works on the group)."""
+    def ask_subgraph(self, nodes: list[str]) -> tuple[str, list, list, list] | None:
+        """The subgraph's name and the (node, name)s of the params, unlinked inputs and outputs it exposes
+        beside its crossing links; the window asks in a dialog. Here: a free name and the seeds (so
+        control-after-generate still works on the group)."""
         name = unique_name("group", self.graph.definitions)
-        return name, [(n, p) for n, p in seeds.seed_params(self.graph, self.registry) if n in nodes]
+        return name, [(n, p) for n, p in seeds.seed_params(self.graph, self.registry) if n in nodes], [], []
 
     def enter_subgraph(self) -> None:
         """Edit the selected subgraph node's inside, with its own undo history; `leave_subgraph` writes it

@@ -211,9 +211,9 @@ class MainWindow(QMainWindow):
             == QMessageBox.StandardButton.Yes
         )
 
-    def ask_subgraph(self, nodes: list[str]) -> tuple[str, list[tuple[str, str]]] | None:
-        """Make Subgraph: its name and exposed params, asked in a dialog."""
-        name, ticked = Editor.ask_subgraph(self.editor, nodes)
+    def ask_subgraph(self, nodes: list[str]) -> subgraph_dialog.Choice | None:
+        """Make Subgraph: its name and what it exposes, asked in a dialog."""
+        name, ticked, _, _ = Editor.ask_subgraph(self.editor, nodes)
         return subgraph_dialog.ask(self, self.editor.graph, self.registry, nodes, name, ticked)
 
     def ask_run_large(self, why: str) -> None:

@@ -178,3 +178,22 @@ def test_the_shipped_ksampler_graph_sets_through_its_node_and_exports_as_a_comfy
     plain.set_param("sampler", "seed", 5)
     plain.set_param("guidance", "scale", 6.0)
     assert _keys(graph, registry)["decode"] == _keys(plain, registry)["decode"]
+
+
+def test_unlinked_inputs_and_unused_outputs_can_be_exposed(registry):
+    graph = _txt2img(registry)
+    graph.disconnect(graph.input_edge("sampler", "negative"))
+    history = History(graph, registry)
+    command = Group(TRIO, "trio", inputs=[("sampler", "negative"), ("sampler", "model")],
+                    outputs=[("schedule", "schedule"), ("sampler", "latent")])  # fmt: skip
+    history.push(command)
+    definition = graph.definitions["trio"]
+    assert definition.inputs["negative"] == (("sampler", "negative"),)
+    assert definition.inputs["model"] == (("guidance", "model"), ("sampler", "model"))  # linked: once
+    assert definition.outputs == {"latent": ("sampler", "latent"), "schedule": ("schedule", "schedule")}
+    spec = (
+        registry.get("subgraph:trio")
+        or (registry.install(graph.definitions), registry.get("subgraph:trio"))[1]
+    )
+    assert {p.name: p.optional for p in spec.inputs}["negative"] is True
+    assert validate(graph, registry) == []
