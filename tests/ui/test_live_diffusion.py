@@ -84,3 +84,29 @@ def test_the_flux_split_file_graph_with_a_lora_and_a_cache_runs_in_the_editor(qt
         assert {item.run.state for item in win.editor.scene.nodes.values()} == {"cached"}
     finally:
         win.runner.close()
+
+
+def test_a_ksampler_subgraph_runs_in_the_editor_with_its_progress_badge_and_picture(qtbot, tmp_path):
+    from app.ui.window import MainWindow
+
+    registry = default_registry()
+    win = MainWindow(registry, serialize.load("graphs/ksampler.json", registry))
+    win.runner.output_dir = tmp_path / "out"
+    qtbot.addWidget(win)
+    win.show()
+    win.editor.push(SetParam("ksampler", "steps", 3))
+    try:
+        with qtbot.waitSignal(win.runner.finished, timeout=RUN_LIMIT_MS) as done:
+            win.actions_by_name["run"].trigger()
+        assert done.args[0]["status"] == "ok"
+        progress = [e for e in win.runner.log if e["event"] == "progress" and e["node"] == "ksampler"]
+        assert [e["step"] for e in progress][-1] == 3  # the inner Sampler's steps, shown on the subgraph node
+        states = {n: item.run.state for n, item in win.editor.scene.nodes.items()}
+        assert states["ksampler"] == "cached" and states["decode"] == "cached"
+        assert "ksampler" in win.runner.pictures  # its picture is the inner Sampler's
+        win.editor.push(SetParam("ksampler", "cfg", 5.0))  # an exposed param makes the node stale again
+        states = win.runner.tracker.states(win.editor.graph)
+        assert states["ksampler"].state == "stale" and states["decode"].state == "stale"
+        assert states["model"].state == "cached"
+    finally:
+        win.runner.close()
