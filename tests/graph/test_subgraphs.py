@@ -197,3 +197,22 @@ def test_unlinked_inputs_and_unused_outputs_can_be_exposed(registry):
     )
     assert {p.name: p.optional for p in spec.inputs}["negative"] is True
     assert validate(graph, registry) == []
+
+
+def test_an_older_definition_is_migrated_on_load(registry, monkeypatch):
+    """When the definition format moves on, MIGRATIONS lifts files written before: here a pretend v2 that
+    renamed the exposed param `steps` to `count`."""
+    from app.graph import subgraphs
+
+    graph, _, _ = _grouped(registry)
+    data = json.loads(serialize.dumps(graph))  # written as version 1
+
+    def to_v2(raw):
+        raw["params"] = [{**p, "name": "count" if p["name"] == "steps" else p["name"]} for p in raw["params"]]
+        return raw
+
+    monkeypatch.setattr(subgraphs, "VERSION", 2)
+    monkeypatch.setitem(subgraphs.MIGRATIONS, 1, to_v2)
+    loaded = serialize.from_dict(data, registry)
+    assert set(loaded.definitions["trio"].params) == {"seed", "count"}
+    assert json.loads(serialize.dumps(loaded))["definitions"]["subgraphs"]["trio"]["version"] == 2
