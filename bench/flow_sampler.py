@@ -33,7 +33,7 @@ CACHES = [  # the DiT strategies at bench/dit_cache_speed_quality.py's settings,
     ({"sd3", "flux"}, {"strategy": "taylorseer", "interval": 3, "start": 2, "order": 1}),
     ({"flux"}, {"strategy": "magcache", "threshold": 0.06, "interval": 3}),  # SD3's ratios: the other bench
     ({"sd3", "flux"}, {"strategy": "delta_dit", "interval": 2, "blocks": 0}),  # boundary: half the steps
-    ({"sd3"}, {"strategy": "ras", "ratio": 0.25, "start": 4, "end": 0, "interval": 5}),
+    ({"sd3", "flux"}, {"strategy": "ras", "ratio": 0.25, "start": 4, "end": 0, "interval": 5}),
 ]
 
 

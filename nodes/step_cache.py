@@ -92,7 +92,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             "taylorseer (DiTs): predict features between full steps (arXiv 2503.06923); magcache (Flux): "
             "skip while the measured residual magnitudes say it is safe (arXiv 2506.09045); delta_dit "
             "(DiTs): skipped blocks add their cached output delta, the rear blocks early and the front "
-            "blocks late (arXiv 2406.01125); ras (SD3): at cached steps only the busiest share of image "
+            "blocks late (arXiv 2406.01125); ras (SD3, Flux): at cached steps only the busiest share of image "
             "tokens runs (arXiv 2502.10389); none: off (A/B by switching this one param).",
         ),
         Param(
@@ -259,7 +259,7 @@ def cache(
     """Speeds up the Sampler by skipping work across denoising steps (feature caching). The model itself is
     not changed; the Sampler applies the policy for its loop and reports the skipped blocks. UNets:
     deepcache, pab, adaptive; diffusion transformers (SD3, Flux): first_block, taylorseer, magcache (Flux's
-    curve, or one measured on a probe run) through diffusers' cache hooks, delta_dit, adaptive and ras (SD3)."""
+    curve, or one measured on a probe run) through diffusers' cache hooks, delta_dit, adaptive and ras."""
     params = dict(locals())
     try:
         policy = _policy(params)

@@ -329,3 +329,58 @@ def test_magcache_on_sd3_measures_its_curve_on_a_probe_run(root):
     done = next(e for e in events if e.get("event") == "finished" and e.get("node") == "sampler")
     assert 0 < done["skipped_blocks"] < done["cache_total_blocks"]
     assert torch.isfinite(cached).all() and 0 < (cached - plain).abs().max() < 1.0
+
+
+def test_ras_on_flux_with_every_token_equals_no_cache_and_a_quarter_skips_the_rest(root):
+    """Flux keeps each token's rotary position through the cut: every token active equals no cache; a
+    quarter skips three quarters of the blocks (double and single) at the cached steps, and the model's
+    own processors and hooks are back after the run."""
+    from app.runtime.models import manager
+
+    plain, _, _ = _run(_graph("flux_txt2img", f.FLUX))
+    everything, skipped, _ = _run(
+        _graph("flux_txt2img", f.FLUX, strategy="ras", ratio=1.0, start=2, interval=3)
+    )
+    assert torch.equal(everything, plain) and skipped == 0
+    cached, skipped, total = _run(
+        _graph("flux_txt2img", f.FLUX, strategy="ras", ratio=0.25, start=2, end=1, interval=3)
+    )
+    transformer = manager().load(manager().loaded()[-1], torch.device("cpu")).denoiser
+    blocks = len(transformer.transformer_blocks) + len(transformer.single_transformer_blocks)
+    partial = [s for s in range(STEPS) if 2 <= s < STEPS - 1 and (s - 2) % 3]
+    assert skipped == (total // (STEPS * blocks)) * len(partial) * round(blocks * 0.75) > 0
+    assert torch.isfinite(cached).all() and 0 < (cached - plain).abs().max() < 0.5
+    assert not transformer.x_embedder._forward_hooks and not transformer._forward_pre_hooks
+    every = [*transformer.transformer_blocks, *transformer.single_transformer_blocks]
+    assert all(type(b.attn.processor).__name__ == "FluxAttnProcessor" for b in every)
+
+
+def test_ras_on_flux_attends_over_the_cached_tokens_at_their_own_positions(root):
+    """Given the same input and time as the full step before, the active tokens of a cached Flux call (which
+    attend over the others' cached keys, each rotated by its own position) equal a full call; the tokens
+    left out keep the last output exactly."""
+    from app.runtime.families import by_name
+    from app.runtime.step_cache import open_denoiser
+    from app.runtime.step_cache.policy import RegionAdaptive
+
+    transformer = f.pipeline(root / f.FLUX).transformer
+    forward, config = by_name("flux").forward, transformer.config
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(1, config.in_channels // 4, 8, 8, generator=gen)
+    text = torch.randn(1, 7, config.joint_attention_dim, generator=gen)
+    extra = {"pooled_projections": torch.randn(1, config.pooled_projection_dim, generator=gen),
+             "guidance": torch.tensor([3.5])}  # fmt: skip
+    policy = RegionAdaptive(ratio=0.5, start=1, end=0, interval=10)
+    t1, t2 = torch.tensor([800.0]), torch.tensor([700.0])
+    with torch.no_grad(), open_denoiser(policy, transformer, 4, forward) as denoise:
+        denoise(0, x, t1, text, **dict(extra))
+        full = denoise(1, x, t1, text, **dict(extra))
+        same = denoise(2, x, t1, text, **dict(extra))
+        active = denoise.active
+        moved = denoise(3, x, t2, text, **dict(extra))
+    tokens = torch.zeros(16, dtype=torch.bool)
+    tokens[active] = True
+    mask = tokens.view(1, 1, 4, 1, 4, 1).expand(1, x.shape[1], -1, 2, -1, 2).reshape(x.shape)
+    assert mask.float().mean() == 0.5
+    assert (same - full).abs().max() < 1e-5
+    assert torch.equal(moved[~mask], same[~mask]) and 0 < (moved[mask] - same[mask]).abs().max()

@@ -148,3 +148,37 @@ def test_a_flux_controlnet_matches_the_flux_controlnet_pipeline(root, monkeypatc
     assert error < 1e-4
     plain = h.run(h.executor(), f.graph("flux_txt2img", f.FLUX, prompt__text=f.PROMPT, schedule__steps=STEPS))
     assert (ours - plain.outputs["sampler"]["latent"].samples).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("kind", ["sd3", "flux"])
+def test_ras_composes_with_a_controlnet(root, kind):
+    """The ControlNet's per-token residuals are cut to the tokens that run: every token active equals the
+    uncached ControlNet run; a quarter runs and skips blocks."""
+    if kind == "flux":
+        dit.write("flux", root / f.FLUX, seed=2)
+        write_flux_controlnet(root / f.FLUX, root / "controlnet" / "tiny-flux-canny")
+        where = dict(graph="flux_txt2img", model=f.FLUX, controlnet="tiny-flux-canny")
+    else:
+        where = {}
+
+    def run(**cache):
+        g = _graph(root, **where)
+        if cache:
+            g.add_node(
+                Node(
+                    "cache", "sampling.cache", params={"strategy": "ras", "start": 1, "interval": 2, **cache}
+                )
+            )
+            g.connect(Edge("model", "model", "cache", "model"))
+            g.disconnect(g.input_edge("sampler", "model"))
+            g.connect(Edge("cache", "model", "sampler", "model"))
+        events: list[dict] = []
+        latents = h.run(h.executor(), g, events=events).outputs["sampler"]["latent"].samples
+        done = next(e for e in events if e.get("event") == "finished" and e.get("node") == "sampler")
+        return latents, done.get("skipped_blocks", 0)
+
+    plain, _ = run()
+    everything, skipped = run(ratio=1.0)
+    assert torch.equal(everything, plain) and skipped == 0
+    quarter, skipped = run(ratio=0.25)
+    assert skipped > 0 and torch.isfinite(quarter).all() and 0 < (quarter - plain).abs().max() < 0.5

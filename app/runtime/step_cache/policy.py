@@ -290,7 +290,7 @@ class DeltaDiT(CachePolicy):
 
 @dataclass(frozen=True)
 class RegionAdaptive(CachePolicy):
-    """RAS, region-adaptive sampling (Liu et al. 2025, arXiv 2502.10389), on SD3-class DiTs: at cached steps
+    """RAS, region-adaptive sampling (Liu et al. 2025, arXiv 2502.10389), on SD3 and Flux DiTs: at cached steps
     only the `ratio` of image tokens with the largest previous model output run through the transformer
     (attending to every token, the others' keys and values cached); the rest keep their last output.
 
