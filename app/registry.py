@@ -40,7 +40,7 @@ class Registry:
         for name, definition in definitions.items():
             try:
                 spec = subgraphs.spec_for(definition, self.get)
-            except subgraphs.SubgraphError as error:
+            except ValueError as error:  # SubgraphError, or a spec that cannot be (a name used twice)
                 problems.append(str(error))
                 continue
             self.subgraph_specs[spec.type] = spec

@@ -228,7 +228,7 @@ def validate(
         problems.append(Problem(cycle[0][0], None, f"the graph has a cycle: {loop}", ProblemCode.CYCLE))
         order = list(graph.nodes)
     families: dict[str, str | None] = {}
-    orphans = {node for node, _ in unknown}
+    orphans = {n.id for n in graph if subgraphs.is_instance(n)}  # left unflattened: `unknown` said why
     for node_id in order:
         node = graph.nodes[node_id]
         spec = registry.get(node.type)

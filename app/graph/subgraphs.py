@@ -29,6 +29,7 @@ from app.graph.spec import NodeSpec, PortSpec
 
 PREFIX = "subgraph:"
 SEPARATOR = "__"  # a flattened inner node's id: <instance>__<inner>
+MAX_NODES = 20_000  # a flattened graph larger than this is refused (a file nesting subgraphs to explode)
 VERSION = 1
 MIGRATIONS: dict[int, Any] = {}  # version -> function(raw definition) -> raw definition of version + 1
 Ends = tuple[tuple[str, str], ...]
@@ -188,11 +189,21 @@ def flatten(graph: Graph, depth: int = 8) -> tuple[Graph, list[tuple[str, str]]]
     inside definitions too, `depth` levels deep), and the (instance, why) of instances that cannot be
     flattened (no such definition, or nested deeper than `depth`): those stay as they are."""
     if not any(is_instance(n) and n.type[len(PREFIX) :] in graph.definitions for n in graph):
-        return graph, [(graph.origin.get(n.id, n.id), _missing(n)) for n in graph if is_instance(n)]
-    if depth == 0:
-        why = "subgraphs nested too deep (or one inside itself)"
-        return graph, [(graph.origin.get(n.id, n.id), why) for n in graph if is_instance(n)]
+        return graph, _said_once(graph, lambda n: _missing(n))
+    size = sum(len(_definition(graph, n).graph.nodes) if _definition(graph, n) else 1 for n in graph)
+    if depth == 0 or size > MAX_NODES:
+        why = f"subgraphs nested too deep, or expanding past {MAX_NODES} nodes (is one inside itself?)"
+        return graph, _said_once(graph, lambda n: why)
     return flatten(_flatten_once(graph), depth - 1)
+
+
+def _definition(graph: Graph, node: Node) -> Definition | None:
+    return graph.definitions.get(node.type[len(PREFIX) :]) if is_instance(node) else None
+
+
+def _said_once(graph: Graph, why: Any) -> list[tuple[str, str]]:
+    """(the instance the user sees, why) for the instances left in `graph`, each said once."""
+    return list(dict.fromkeys((graph.origin.get(n.id, n.id), why(n)) for n in graph if is_instance(n)))
 
 
 def _missing(node: Node) -> str:

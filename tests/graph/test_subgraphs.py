@@ -216,3 +216,28 @@ def test_an_older_definition_is_migrated_on_load(registry, monkeypatch):
     loaded = serialize.from_dict(data, registry)
     assert set(loaded.definitions["trio"].params) == {"seed", "count"}
     assert json.loads(serialize.dumps(loaded))["definitions"]["subgraphs"]["trio"]["version"] == 2
+
+
+def test_hostile_definitions_end_in_one_clear_problem(registry):
+    """A subgraph that holds copies of itself would grow without end; a definition whose exposed names clash
+    cannot get a spec. Each is named in one sentence, nothing hangs or raises."""
+    loop = {
+        "schema_version": 1,
+        "nodes": {"x": {"type": "subgraph:boom", "params": {}}},
+        "definitions": {"subgraphs": {"boom": {
+            "nodes": {f"n{i}": {"type": "subgraph:boom", "params": {}} for i in range(12)},
+            "edges": [], "inputs": [], "outputs": [], "params": []}}},
+    }  # fmt: skip
+    graph = serialize.from_dict(loop, registry)
+    problems = validate(graph, registry)
+    assert [p.node for p in problems] == ["x"] and "nested too deep, or expanding past" in problems[0].message
+    clash = json.loads(serialize.dumps(_grouped(registry)[0]))
+    trio = clash["definitions"]["subgraphs"]["trio"]
+    trio["inputs"].append({"name": "seed", "to": [["schedule", "model"]]})  # "seed" is a param too
+    trio["inputs"][-1]["to"] = [["guidance", "model"]]
+    from app.registry import Registry
+
+    fresh = Registry(registry.specs())
+    loaded = serialize.from_dict(clash, fresh)
+    problems = fresh.install(loaded.definitions)
+    assert len(problems) == 1 and "seed" in problems[0]
