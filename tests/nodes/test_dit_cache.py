@@ -236,28 +236,35 @@ def test_adaptive_on_a_dit_calibrates_a_plan_per_block_that_reproduces_when_past
     assert "the plan has 7 block plans but the model has" in result.errors["sampler"]
 
 
-def test_ras_with_every_token_equals_no_cache_and_a_quarter_skips_the_rest(root):
+@pytest.mark.parametrize(
+    ("graph", "model", "entry", "processor"),
+    [
+        ("sd3_txt2img", f.SD3, "pos_embed", "JointAttnProcessor2_0"),
+        ("flux_txt2img", f.FLUX, "x_embedder", "FluxAttnProcessor"),  # rotary positions kept through the cut
+    ],
+)
+def test_ras_with_every_token_equals_no_cache_and_a_quarter_skips_the_rest(
+    root, graph, model, entry, processor
+):
+    """Every token active equals no cache exactly; a quarter skips three quarters of the blocks (Flux: double
+    and single) at the cached steps; the model's own processors and hooks are back after the run."""
     from app.runtime.models import manager
 
-    plain, _, _ = _run(_graph("sd3_txt2img", f.SD3))
-    everything, skipped, total = _run(
-        _graph("sd3_txt2img", f.SD3, strategy="ras", ratio=1.0, start=2, interval=3)
-    )
+    plain, _, _ = _run(_graph(graph, model))
+    everything, skipped, total = _run(_graph(graph, model, strategy="ras", ratio=1.0, start=2, interval=3))
     assert torch.equal(everything, plain) and skipped == 0
     cached, skipped, total = _run(
-        _graph("sd3_txt2img", f.SD3, strategy="ras", ratio=0.25, start=2, end=1, interval=3)
+        _graph(graph, model, strategy="ras", ratio=0.25, start=2, end=1, interval=3)
     )
-    loaded = manager().load(manager().loaded()[-1], torch.device("cpu"))
-    blocks = len(loaded.denoiser.transformer_blocks)
+    transformer = manager().load(manager().loaded()[-1], torch.device("cpu")).denoiser
+    every = [*transformer.transformer_blocks, *getattr(transformer, "single_transformer_blocks", ())]
     partial = [s for s in range(STEPS) if 2 <= s < STEPS - 1 and (s - 2) % 3]  # steps 3, 4, 6
-    passes = total // (STEPS * blocks)
-    assert skipped == passes * len(partial) * round(blocks * 0.75) > 0
+    passes = total // (STEPS * len(every))
+    assert skipped == passes * len(partial) * round(len(every) * 0.75) > 0
     assert torch.isfinite(cached).all() and 0 < (cached - plain).abs().max() < 0.5
-    transformer = loaded.denoiser
-    assert not transformer.pos_embed._forward_hooks and not transformer.proj_out._forward_hooks
-    assert all(
-        type(b.attn.processor).__name__ == "JointAttnProcessor2_0" for b in transformer.transformer_blocks
-    )
+    assert not getattr(transformer, entry)._forward_hooks and not transformer.proj_out._forward_hooks
+    assert not transformer._forward_pre_hooks
+    assert all(type(b.attn.processor).__name__ == processor for b in every)
 
 
 def test_ras_keeps_the_tokens_it_leaves_out_and_attends_over_all_of_them(root):
@@ -329,30 +336,6 @@ def test_magcache_on_sd3_measures_its_curve_on_a_probe_run(root):
     done = next(e for e in events if e.get("event") == "finished" and e.get("node") == "sampler")
     assert 0 < done["skipped_blocks"] < done["cache_total_blocks"]
     assert torch.isfinite(cached).all() and 0 < (cached - plain).abs().max() < 1.0
-
-
-def test_ras_on_flux_with_every_token_equals_no_cache_and_a_quarter_skips_the_rest(root):
-    """Flux keeps each token's rotary position through the cut: every token active equals no cache; a
-    quarter skips three quarters of the blocks (double and single) at the cached steps, and the model's
-    own processors and hooks are back after the run."""
-    from app.runtime.models import manager
-
-    plain, _, _ = _run(_graph("flux_txt2img", f.FLUX))
-    everything, skipped, _ = _run(
-        _graph("flux_txt2img", f.FLUX, strategy="ras", ratio=1.0, start=2, interval=3)
-    )
-    assert torch.equal(everything, plain) and skipped == 0
-    cached, skipped, total = _run(
-        _graph("flux_txt2img", f.FLUX, strategy="ras", ratio=0.25, start=2, end=1, interval=3)
-    )
-    transformer = manager().load(manager().loaded()[-1], torch.device("cpu")).denoiser
-    blocks = len(transformer.transformer_blocks) + len(transformer.single_transformer_blocks)
-    partial = [s for s in range(STEPS) if 2 <= s < STEPS - 1 and (s - 2) % 3]
-    assert skipped == (total // (STEPS * blocks)) * len(partial) * round(blocks * 0.75) > 0
-    assert torch.isfinite(cached).all() and 0 < (cached - plain).abs().max() < 0.5
-    assert not transformer.x_embedder._forward_hooks and not transformer._forward_pre_hooks
-    every = [*transformer.transformer_blocks, *transformer.single_transformer_blocks]
-    assert all(type(b.attn.processor).__name__ == "FluxAttnProcessor" for b in every)
 
 
 def test_ras_on_flux_attends_over_the_cached_tokens_at_their_own_positions(root):
