@@ -241,11 +241,13 @@ class GraphView(QGraphicsView):
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        self.minimap.place()
+        if hasattr(self, "minimap"):  # Qt may resize or scroll while __init__ still runs
+            self.minimap.place()
 
     def scrollContentsBy(self, dx: int, dy: int) -> None:
         super().scrollContentsBy(dx, dy)
-        self.minimap.update()
+        if hasattr(self, "minimap"):
+            self.minimap.update()
 
     # -- dropped files (a graph JSON or a PNG carrying a graph) ------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
