@@ -20,6 +20,7 @@ from app.engine.context import NodeError
 from app.graph import types as T
 from app.graph.spec import Input, Output, Param, node
 from app.runtime.families import architecture_of, has_unet
+from app.runtime.schedulers import whole_numbers
 from app.runtime.step_cache import STRATEGIES, AdaptiveCache, CacheError, CachePolicy, make_policy
 from app.runtime.step_cache.policy import SCHEDULES
 from nodes._diffusion import inference, load
@@ -27,12 +28,7 @@ from nodes._diffusion import inference, load
 
 def parse_plan(text: str) -> tuple[int, ...]:
     """ "0, 2, 5" -> (0, 2, 5); raises ValueError with a readable message."""
-    try:
-        steps = tuple(int(part) for part in text.replace(";", ",").split(",") if part.strip())
-    except ValueError:
-        raise ValueError(
-            f"plan must be step numbers separated by commas, like '0,2,5', got {text!r}"
-        ) from None
+    steps = whole_numbers(text, "plan must be step numbers separated by commas, like '0,2,5'")
     if steps and min(steps) != 0:
         raise ValueError(f"plan must include step 0 (the first step always runs in full), got {text!r}")
     return steps

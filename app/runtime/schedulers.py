@@ -164,15 +164,19 @@ def _with(flag: str) -> str:
     return ", ".join(name for name, kind in SCHEDULERS.items() if getattr(kind.diffusion, flag))
 
 
-def parse_timesteps(text: str) -> tuple[int, ...]:
-    """ "999, 850, 736" -> (999, 850, 736); raises ValueError on anything else."""
+def whole_numbers(text: str, rule: str) -> tuple[int, ...]:
+    """ "999, 850; 736" -> (999, 850, 736): whole numbers separated by commas, semicolons or spaces; anything
+    else raises ValueError(f"{rule}, got {text!r}")."""
     parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
     try:
         return tuple(int(p) for p in parts)
     except ValueError:
-        raise ValueError(
-            f"custom timesteps must be whole numbers separated by commas, got {text!r}"
-        ) from None
+        raise ValueError(f"{rule}, got {text!r}") from None
+
+
+def parse_timesteps(text: str) -> tuple[int, ...]:
+    """ "999, 850, 736" -> (999, 850, 736); raises ValueError on anything else."""
+    return whole_numbers(text, "custom timesteps must be whole numbers separated by commas")
 
 
 def make_scheduler(schedule: Schedule, base_config: dict[str, Any], flow: bool = False) -> Any:
