@@ -347,8 +347,19 @@ def _problems_text(path: str, problems) -> str:
 
 
 def cmd_validate(args: argparse.Namespace, registry: Registry) -> int:
+    from app.engine import resources
+    from app.runtime.device import capacity
+
     graph = load_graph(args.graph, registry, args.sets)
     problems = validate(graph, registry, _resolver(args))
+    warning = None
+    if not problems:  # what it would need with nothing cached, against this machine's default device
+        too_large, warning = resources.check(
+            resources.estimate_graph(graph, registry, _resolver(args)), "auto", capacity
+        )
+        problems = too_large
+    if warning and not args.json:
+        print(f"{args.graph}: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps({"valid": not problems, "problems": [p.to_json() for p in problems]}, indent=2))
     elif problems:

@@ -83,6 +83,15 @@ def estimate(
     return Estimate(weights, peak, heaviest, flops)
 
 
+def estimate_graph(graph: Graph, registry: Any, resolver: FileResolver) -> Estimate:
+    """The whole graph's estimate, as if nothing were cached (what `nodeloom validate` reports)."""
+    from app.engine.plan import effective_graph, topological_order
+
+    runnable, _ = effective_graph(graph, registry)
+    order = topological_order(runnable) or list(runnable.nodes)
+    return estimate(runnable, registry, order, set(order), resolver)
+
+
 def _passed_on(inputs: dict[str, dict[str, float]]) -> dict[str, float]:
     merged: dict[str, float] = {}
     for found in inputs.values():

@@ -145,3 +145,17 @@ def test_the_cli_refuses_a_run_too_large_for_this_machine(sd15_root, tmp_path):
     assert result.returncode == 3, result.stderr  # 3: invalid graph or file (README)
     assert "needs about" in result.stderr and "--allow-large" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_validate_reports_a_graph_too_large_for_this_machine(sd15_root):
+    env = {**os.environ, "NODELOOM_MODEL_ROOTS": str(sd15_root), "NODELOOM_MAX_MEGAPIXELS": "1000"}
+    sets = ["--set", "model.checkpoint=sd15-sized.safetensors", "--set", "latent.width=8192",
+            "--set", "latent.height=8192"]  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "app", "validate", "graphs/txt2img.json", *sets, "--json"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    report = json.loads(result.stdout)
+    assert not report["valid"] and report["problems"][0]["code"] == "too_large"
+    small = subprocess.run([sys.executable, "-m", "app", "validate", "graphs/txt2img.json"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert small.returncode == 0 and small.stdout.strip().endswith("valid (9 nodes, 13 links)")
