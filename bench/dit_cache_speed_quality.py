@@ -15,6 +15,8 @@ block-wise adaptive caching "up to 3x"; the goal is their speedups with prompt a
 of uncached. Tests never assert on wall time; this prints numbers to read.
 
     python bench/dit_cache_speed_quality.py --pairs 30                       # (a) and (b) on a CPU
+    python bench/dit_cache_speed_quality.py --only a --strategies none,delta_dit \
+        --variant delta_dit_3of4=delta_dit:blocks=3                         # other settings beside them
     python bench/dit_cache_speed_quality.py --only b --device cuda --dtype bfloat16 --size 1024 --steps 28 --layers 24
 """
 
@@ -44,6 +46,28 @@ STRATEGIES = {  # the cache node's params per strategy (the papers' settings, sc
 }
 
 
+SIMPLE = ("delta_dit", "ras", "taylorseer", "first_block")  # strategies a variant may set (no calibration)
+
+
+def settings_table(args) -> dict[str, tuple[str, dict]]:
+    """label -> (strategy, params): the strategies asked for (--strategies; "none" always), then each
+    --variant LABEL=STRATEGY:key=value,... (other settings of a strategy, e.g. Δ-DiT over more blocks)."""
+    chosen = {
+        n: (n, p) for n, p in STRATEGIES.items() if n == "none" or not args.strategies or n in args.strategies
+    }
+    for text in args.variant:
+        label, _, rest = text.partition("=")
+        strategy, _, assignments = rest.partition(":")
+        if strategy not in SIMPLE:
+            raise SystemExit(f"--variant {text!r}: the strategy must be one of {', '.join(SIMPLE)}")
+        params = dict(STRATEGIES[strategy])
+        for item in filter(None, assignments.split(",")):
+            key, _, value = item.partition("=")
+            params[key] = float(value) if "." in value else int(value)
+        chosen[label] = (strategy, params)
+    return chosen
+
+
 def quality(args) -> None:
     from app.engine.context import RunSettings
     from app.engine.executor import Executor
@@ -56,13 +80,14 @@ def quality(args) -> None:
     graph.set_param("model", "checkpoint", args.model)
     graph.set_param("schedule", "steps", args.steps)
     executor, pairs = Executor(registry), eval_pairs(args.pairs, seed=7000)
-    found = {name: {"times": [], "pictures": [], "marks": [], "skipped": []} for name in STRATEGIES}
+    table = settings_table(args)
+    found = {name: {"times": [], "pictures": [], "marks": [], "skipped": []} for name in table}
     plans: dict[str, str] = {}  # adaptive's and magcache's calibration, made once and reused
     for sample, seed in pairs:  # strategies take turns on each pair: they share the machine's load
         graph.set_param("prompt", "text", sample.caption)
         graph.set_param("sampler", "seed", seed)
-        for strategy, params in STRATEGIES.items():
-            settings = {"strategy": strategy, **params, "boundary": args.steps // 2, "steps": args.steps}
+        for label, (strategy, params) in table.items():
+            settings = {"strategy": strategy, "boundary": args.steps // 2, **params, "steps": args.steps}
             for name, value in {
                 **settings,
                 **({"plan": plans[strategy]} if strategy in plans else {}),
@@ -73,7 +98,7 @@ def quality(args) -> None:
             if result.status != "ok":
                 raise SystemExit(f"{strategy}: {result.errors or result.problems}")
             done = next(e for e in events if e.get("event") == "finished" and e.get("node") == "sampler")
-            row = found[strategy]
+            row = found[label]
             row["times"].append(done["duration"])
             row["skipped"].append(
                 done.get("skipped_blocks", 0) / max(1, done.get("cache_total_blocks", 0) or 1)
@@ -148,6 +173,9 @@ def speed(args) -> None:
         "plan_steps": plan.plan_steps,
         "blocks": plan.blocks,
     }
+    for label, (strategy, params) in settings_table(args).items():
+        if label not in STRATEGIES:
+            caches[label] = {"strategy": strategy, "boundary": args.steps // 2, **params}
     times: dict[str, list[float]] = {"none": []}
     reports = {}
     import time
@@ -187,6 +215,11 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4, help="(b): the first N of SD3.5-medium's 24 blocks")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--strategies", type=lambda t: t.split(","), default=[], help="(a): only these")
+    parser.add_argument(
+        "--variant", action="append", default=[], metavar="LABEL=STRATEGY:key=value,...",
+        help="another setting of delta_dit, ras, taylorseer or first_block, e.g. delta_dit_18=delta_dit:blocks=18",
+    )  # fmt: skip
     args = parser.parse_args()
     import torch
 
