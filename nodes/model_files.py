@@ -197,7 +197,7 @@ TRIPLE = ["clip_name1", "clip_name2", "clip_name3"]
     validate=lambda params, inputs: _clip_problems(SINGLE, SINGLE_CLIP_TYPES.get(params.get("type"), "sd15"))(
         params, inputs
     ),
-    measure=lambda params, _inputs: _measure.weights(params["clip_name"]),
+    measure=lambda params, _inputs: _measure.weights(*(params[name] for name in SINGLE)),
 )
 def load_clip(ctx, clip_name, type, config):  # noqa: A002 (ComfyUI's param name)
     """Loads one text encoder file (ComfyUI: CLIPLoader) for a model that has one, against that model

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from app.engine.plan import Index, Problem, param_values
+from app.engine.plan import Index, Problem, effective_graph, param_values, topological_order
 from app.files import FileResolver
 from app.graph.codes import ProblemCode
 from app.graph.model import Graph
@@ -85,8 +85,6 @@ def estimate(
 
 def estimate_graph(graph: Graph, registry: Any, resolver: FileResolver) -> Estimate:
     """The whole graph's estimate, as if nothing were cached (what `nodeloom validate` reports)."""
-    from app.engine.plan import effective_graph, topological_order
-
     runnable, _ = effective_graph(graph, registry)
     order = topological_order(runnable) or list(runnable.nodes)
     return estimate(runnable, registry, order, set(order), resolver)

@@ -63,6 +63,11 @@ def is_instance(node: Node) -> bool:
     return node.type.startswith(PREFIX)
 
 
+def definition_of(graph: Graph, node: Node) -> Definition | None:
+    """The definition `node` is an instance of, when it is one and `graph` holds it."""
+    return graph.definitions.get(node.type[len(PREFIX) :]) if is_instance(node) else None
+
+
 def flat_id(instance: str, inner: str) -> str:
     return f"{instance}{SEPARATOR}{inner}"
 
@@ -188,17 +193,13 @@ def flatten(graph: Graph, depth: int = 8) -> tuple[Graph, list[tuple[str, str]]]
     """The graph with every instance replaced by its inner nodes (`origin` says whose they are; instances
     inside definitions too, `depth` levels deep), and the (instance, why) of instances that cannot be
     flattened (no such definition, or nested deeper than `depth`): those stay as they are."""
-    if not any(is_instance(n) and n.type[len(PREFIX) :] in graph.definitions for n in graph):
+    if not any(definition_of(graph, n) for n in graph):
         return graph, _said_once(graph, lambda n: _missing(n))
-    size = sum(len(_definition(graph, n).graph.nodes) if _definition(graph, n) else 1 for n in graph)
+    size = sum(len(d.graph.nodes) if (d := definition_of(graph, n)) else 1 for n in graph)
     if depth == 0 or size > MAX_NODES:
         why = f"subgraphs nested too deep, or expanding past {MAX_NODES} nodes (is one inside itself?)"
         return graph, _said_once(graph, lambda n: why)
     return flatten(_flatten_once(graph), depth - 1)
-
-
-def _definition(graph: Graph, node: Node) -> Definition | None:
-    return graph.definitions.get(node.type[len(PREFIX) :]) if is_instance(node) else None
 
 
 def _said_once(graph: Graph, why: Any) -> list[tuple[str, str]]:
@@ -217,7 +218,7 @@ def _flatten_once(graph: Graph) -> Graph:
     outside: dict[tuple[str, str], tuple[str, str]] = {}  # (instance, output) -> inner (node, port) in flat
     inside: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (instance, input) -> inner ends in flat
     for node in graph:
-        definition = graph.definitions.get(node.type[len(PREFIX) :]) if is_instance(node) else None
+        definition = definition_of(graph, node)
         if definition is None:
             flat.add_node(copy.deepcopy(node))
             continue
@@ -250,7 +251,7 @@ def representatives(graph: Graph) -> dict[str, str]:
     """instance id -> the inner id (in the flattened graph) that speaks for it."""
     found = {}
     for node in graph:
-        definition = graph.definitions.get(node.type[len(PREFIX) :]) if is_instance(node) else None
+        definition = definition_of(graph, node)
         if definition is not None and definition.representative() is not None:
             found[node.id] = flat_id(node.id, definition.representative())
     return found
@@ -282,7 +283,7 @@ def instance_outputs(graph: Graph, values: dict[str, dict[str, Any]]) -> dict[st
     """Each instance's outputs by its own port names, from its inner nodes' values (those that ran)."""
     found: dict[str, dict[str, Any]] = {}
     for node in graph:
-        definition = graph.definitions.get(node.type[len(PREFIX) :]) if is_instance(node) else None
+        definition = definition_of(graph, node)
         for name, (inner, port) in definition.outputs.items() if definition else ():
             value = values.get(flat_id(node.id, inner), {})
             if port in value:

@@ -76,14 +76,30 @@ def parameter_count(path: Path, prefix: str = "") -> int:
     """How many numbers a .safetensors file holds (every one in a folder), names under `prefix` only; from
     the headers alone. Pickled and missing files count nothing."""
     files = sorted(path.rglob("*.safetensors")) if path.is_dir() else [path]
-    total = 0
-    for file in files:
-        if file.suffix != ".safetensors" or not file.is_file():
-            continue
-        for key, value in safetensors_header(file).items():
-            if key != "__metadata__" and key.startswith(prefix) and isinstance(value, dict):
-                total += math.prod(int(n) for n in value.get("shape", ()))
-    return total
+    return sum(
+        count
+        for file in files
+        if file.suffix == ".safetensors" and file.is_file()
+        for key, count in _numbers(file)
+        if key.startswith(prefix)
+    )
+
+
+_NUMBERS: dict[tuple[str, int, int], tuple[tuple[str, int], ...]] = {}
+
+
+def _numbers(file: Path) -> tuple[tuple[str, int], ...]:
+    """(tensor name, element count) of every tensor in a .safetensors file: its header read once per
+    version of the file (a run estimate asks for the same file under several prefixes, on every run)."""
+    stat = file.stat()
+    stamp = (str(file), stat.st_size, stat.st_mtime_ns)
+    if stamp not in _NUMBERS:
+        _NUMBERS[stamp] = tuple(
+            (key, math.prod(int(n) for n in value.get("shape", ())))
+            for key, value in safetensors_header(file).items()
+            if key != "__metadata__" and isinstance(value, dict)
+        )
+    return _NUMBERS[stamp]
 
 
 def detect_layout(path: Path) -> str | None:

@@ -135,12 +135,12 @@ class Editor(QObject):
     def enter_subgraph(self) -> None:
         """Edit the selected subgraph node's inside, with its own undo history; `leave_subgraph` writes it
         back to the definition (every instance changes) as one undo step of the graph outside."""
-        chosen = [n for n in self.selected_nodes() if self.graph.nodes[n].type.startswith(subgraphs.PREFIX)]
-        name = self.graph.nodes[chosen[0]].type[len(subgraphs.PREFIX) :] if len(chosen) == 1 else ""
-        definition = self.graph.definitions.get(name)
+        chosen = self._selected_instance()
+        definition = subgraphs.definition_of(self.graph, self.graph.nodes[chosen]) if chosen else None
         if definition is None:
             self.message.emit("select one subgraph node to edit its inside")
             return
+        name = definition.name
         inner = definition.graph.copy()
         inner.definitions = self.graph.definitions  # nested subgraphs still draw
         self._outer.append((self.graph, self.history.stash(), name))
@@ -162,13 +162,18 @@ class Editor(QObject):
                 self.push(SetDefinition(name, new))
         return True
 
+    def _selected_instance(self) -> str | None:
+        """The one selected subgraph node, or None (none selected, or several)."""
+        chosen = [n for n in self.selected_nodes() if subgraphs.is_instance(self.graph.nodes[n])]
+        return chosen[0] if len(chosen) == 1 else None
+
     def unpack_subgraph(self) -> None:
         """The selected subgraph node -> its nodes again, in its place."""
-        chosen = [n for n in self.selected_nodes() if self.graph.nodes[n].type.startswith(subgraphs.PREFIX)]
-        if len(chosen) != 1:
+        chosen = self._selected_instance()
+        if chosen is None:
             self.message.emit("select one subgraph node to unpack")
             return
-        command = Ungroup(chosen[0])
+        command = Ungroup(chosen)
         if self.push(command):
             self.select_nodes(command.node_ids)
 
