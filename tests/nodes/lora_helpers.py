@@ -124,3 +124,17 @@ def save(state: dict[str, torch.Tensor], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     return path
+
+
+def assert_changes(converted, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A converted DiT LoRA (app.runtime.lora.convert) changes exactly the weights `expected` names, each by
+    its expected change; returns the changes by weight name."""
+    assert not converted.skipped
+    got = {
+        f"{layer.module}.weight": layer.change((layer.up.shape[0], layer.down.shape[1]))
+        for layer in converted.layers
+    }
+    assert got.keys() == expected.keys()
+    for key, change in got.items():
+        assert torch.allclose(change, expected[key], atol=1e-6), key
+    return got

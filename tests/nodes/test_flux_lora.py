@@ -13,6 +13,7 @@ from app.runtime import families, lora
 from app.runtime.families import flux_keys
 from tests.nodes import diffusion_helpers as h
 from tests.nodes import flow_helpers as f
+from tests.nodes.lora_helpers import assert_changes
 from tools import make_tiny_random_dit as dit
 
 FLUX = families.by_name("flux")
@@ -140,15 +141,7 @@ def test_kohya_and_comfyui_flux_loras_change_each_weight_as_the_model_converter_
     comfy, _ = _bfl_lora(pipe, seed=3, comfy=True)
     expected = flux_keys.to_diffusers(changes)  # the BFL-layout change, through the weights' converter
     for tensors in (state, comfy):
-        converted = lora.convert(tensors, pipe.transformer.config, "x", FLUX)
-        assert not converted.skipped
-        got = {
-            f"{layer.module}.weight": layer.change((layer.up.shape[0], layer.down.shape[1]))
-            for layer in converted.layers
-        }
-        assert got.keys() == expected.keys()
-        for key, change in got.items():
-            assert torch.allclose(change, expected[key], atol=1e-6), key
+        assert_changes(lora.convert(tensors, pipe.transformer.config, "x", FLUX), expected)
 
 
 def test_a_kohya_flux_lora_runs_in_the_graph_and_leaves_the_model_as_it_was(root):

@@ -13,6 +13,7 @@ from app.runtime import lora
 from app.runtime.families import by_name
 from tests.nodes import diffusion_helpers as h
 from tests.nodes import flow_helpers as f
+from tests.nodes.lora_helpers import assert_changes
 from tools import make_tiny_random_dit as dit
 
 SD3 = by_name("sd3")
@@ -74,15 +75,7 @@ def _stability_lora(config, seed=4, rank=2, comfy=False):
 def test_each_stability_module_changes_the_weight_it_maps_to(root, comfy):
     pipe = f.pipeline(root / f.SD3)
     state, expected = _stability_lora(pipe.transformer.config, comfy=comfy)
-    converted = lora.convert(state, pipe.transformer.config, "x", SD3)
-    assert not converted.skipped
-    got = {
-        f"{layer.module}.weight": layer.change((layer.up.shape[0], layer.down.shape[1]))
-        for layer in converted.layers
-    }
-    assert got.keys() == expected.keys()
-    for key, change in got.items():
-        assert torch.allclose(change, expected[key], atol=1e-6), key
+    got = assert_changes(lora.convert(state, pipe.transformer.config, "x", SD3), expected)
     module = pipe.transformer
     for key, change in got.items():  # every target exists on the model with the change's shape
         assert module.get_parameter(key).shape == change.shape, key
