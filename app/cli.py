@@ -1,4 +1,5 @@
-"""The `nodeloom` command: run, validate, nodes, models, schema, edit, render-graph.
+"""The `nodeloom` command: run, validate, edit, render-graph; nodes, models and schema are in cli_catalog,
+import/export in cli_interop, sweep in cli_sweep, serve/submit/status/cancel in cli_server.
 
 Exit codes: 0 done; 2 usage error (bad flag, bad --set); 3 the graph file or graph is invalid;
 4 a node failed while running; 130 cancelled. A user mistake never prints a traceback.
@@ -17,18 +18,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app import cli_interop, cli_server, cli_sweep
+from app import cli_catalog, cli_interop, cli_server, cli_sweep
 from app.engine.context import CancelToken, RunSettings
 from app.engine.events import EventKind, jsonable
 from app.engine.executor import Executor
 from app.engine.plan import validate
 from app.engine.store import DEFAULT_DISK_BYTES, DEFAULT_MEMORY_BYTES, DiskStore, MemoryStore
-from app.files import MODEL_FOLDERS, FileProblem, FileResolver, input_dirs
+from app.files import FileProblem, FileResolver, input_dirs
 from app.fsutil import user_cache_dir
-from app.graph import pngmeta, serialize
+from app.graph import pngmeta, serialize, subgraphs
 from app.graph.codes import ProblemCode
 from app.graph.model import Edge, Graph, Node
-from app.graph.schema import graph_schema
 from app.interop import comfyui
 from app.jobs import sweep
 from app.registry import Registry, RegistryError, default_registry
@@ -110,17 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the problems as JSON")
     check.add_argument("--allow-outside-paths", action="store_true", help="as for run")
 
-    listing = commands.add_parser("nodes", help="list the node types")
-    listing.add_argument("--json", action="store_true", help="print full specs as JSON")
-
-    commands.add_parser("schema", help="print the JSON Schema of graph files")
-
-    models = commands.add_parser(
-        "models", help="list the models under every model root, per kind and family (headers only)"
-    )
-    models.add_argument("--kind", action="append", choices=tuple(MODEL_FOLDERS), help="only this kind")
-    models.add_argument("--json", action="store_true", help="print one JSON object per model")
-
+    cli_catalog.add_parsers(commands)
     cli_interop.add_parsers(commands)
     cli_sweep.add_parser(commands, _device)
     cli_server.add_parsers(commands, _device)
@@ -328,12 +318,22 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> int:
         raise InvalidGraph(_problems_text(args.graph, result.problems))
     if not args.json_events:
         if result.cached:
-            print(f"from cache: {', '.join(result.cached)}", file=sys.stderr)
+            print(f"from cache: {', '.join(_cached_names(graph, result.cached))}", file=sys.stderr)
         for path in printer.written:
             print(path)
     if result.status == "error":
         return EXIT_RUNTIME
     return EXIT_CANCELLED if result.status == "cancelled" else EXIT_OK
+
+
+def _cached_names(graph: Graph, cached: list[str]) -> list[str]:
+    """The nodes served from the cache as the user's graph names them: a subgraph's inner nodes (run as
+    `<instance>__<inner>`) are counted on their instance."""
+    inside: dict[str, int] = {}
+    for node_id in cached:
+        owner = node_id if node_id in graph.nodes else node_id.split(subgraphs.SEPARATOR, 1)[0]
+        inside[owner] = inside.get(owner, 0) + (owner != node_id)
+    return [f"{name} ({count} inside)" if count else name for name, count in inside.items()]
 
 
 def _interrupt(_signal: int, _frame: Any) -> None:
@@ -369,44 +369,6 @@ def cmd_validate(args: argparse.Namespace, registry: Registry) -> int:
     return EXIT_INVALID if problems else EXIT_OK
 
 
-def cmd_nodes(args: argparse.Namespace, registry: Registry) -> int:
-    specs = registry.specs()
-    if args.json:
-        print(json.dumps([s.to_json() for s in specs], indent=2, ensure_ascii=False))
-        return EXIT_OK
-    width = max(len(s.type) for s in specs)
-    for spec in specs:
-        print(f"{spec.type:<{width}}  {spec.category:<12} {spec.title}")
-    return EXIT_OK
-
-
-def cmd_models(args: argparse.Namespace, registry: Registry) -> int:
-    from app.runtime import inventory
-
-    resolver = FileResolver()
-    entries = inventory.scan(resolver, tuple(args.kind or MODEL_FOLDERS))
-    if args.json:
-        print(json.dumps([e.to_json() for e in entries], indent=2))
-        return EXIT_OK
-    roots = ", ".join(str(r) for r in resolver.model_roots)
-    print(f"model roots, first wins: {roots}")
-    for root in resolver.model_roots:
-        mine = [e for e in entries if e.root == str(root)]
-        if not mine:
-            continue
-        print(root)
-        for kind in MODEL_FOLDERS:
-            rows = [e for e in mine if e.kind == kind]
-            if rows:
-                print(f"  {kind}")
-                width = max(len(e.name) for e in rows)
-                for entry in rows:
-                    print(f"    {entry.name:<{width}}  {entry.family:<12} {entry.detail}")
-    if not entries:
-        print("no models found (set $NODELOOM_MODEL_ROOTS or model_roots in the config file)")
-    return EXIT_OK
-
-
 def cmd_ui(args: argparse.Namespace, registry: Registry) -> int:
     try:
         from app.ui import launch
@@ -430,8 +392,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         handler = {
             "run": cmd_run,
             "validate": cmd_validate,
-            "nodes": cmd_nodes,
-            "models": cmd_models,
+            "nodes": cli_catalog.cmd_nodes,
+            "models": cli_catalog.cmd_models,
+            "schema": cli_catalog.cmd_schema,
             "edit": cmd_ui,
             "render-graph": cmd_ui,
             "import": cli_interop.cmd_import,
@@ -442,9 +405,6 @@ def _dispatch(args: argparse.Namespace) -> int:
             "status": cli_server.cmd_status,
             "cancel": cli_server.cmd_cancel,
         }.get(args.command)
-        if args.command == "schema":
-            print(json.dumps(graph_schema([s.type for s in registry.specs()]), indent=2))
-            return EXIT_OK
         return handler(args, registry)
     except UsageError as error:
         print(f"nodeloom: {error}", file=sys.stderr)

@@ -201,3 +201,13 @@ def test_validate_json_and_events_use_the_shared_vocabulary(tmp_path):
     assert report.returncode == 3 and [p["code"] for p in problems] == [ProblemCode.VALUE_BIGGER_THAN_MAX]
     run = nodeloom("run", str(SHAPES), "--json-events", "--no-disk-cache", "-o", str(tmp_path / "out"))
     assert run.returncode == 0 and {e["event"] for e in events(run)} <= set(EventKind)
+
+
+def test_the_from_cache_line_names_subgraph_instances_not_their_inner_ids():
+    from app.cli import _cached_names
+    from app.graph import serialize
+    from app.registry import default_registry
+
+    graph = serialize.load(str(ROOT / "graphs" / "ksampler.json"), default_registry())
+    cached = ["model", "ksampler__schedule", "ksampler__guidance", "decode"]
+    assert _cached_names(graph, cached) == ["model", "ksampler (2 inside)", "decode"]
