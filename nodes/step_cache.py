@@ -217,7 +217,8 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             min=0,
             max=1000,
             when={"strategy": ("delta_dit",)},
-            description="delta_dit: how many transformer blocks each stage caches (0 = half of them).",
+            description="delta_dit: how many transformer blocks each stage caches (0 = three quarters of them, "
+            "the paper's setting).",
         ),
         Param(
             "ratio",

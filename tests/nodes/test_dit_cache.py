@@ -151,7 +151,7 @@ def test_delta_dit_reuses_the_rear_blocks_early_and_the_front_blocks_late():
     policy = DeltaDiT(boundary=4, blocks=2, interval=2)
     plan = [sorted(policy.reused(step, 8, 6)) for step in range(8)]
     assert plan == [[], [4, 5], [], [4, 5], [], [0, 1], [], [0, 1]]
-    assert DeltaDiT(boundary=20, interval=3).reused(4, 8, 6) == frozenset({3, 4, 5})  # half, all early
+    assert DeltaDiT(boundary=20, interval=3).reused(4, 8, 6) == frozenset({2, 3, 4, 5})  # 3/4, all early
 
 
 def test_delta_dit_adds_each_skipped_blocks_delta_from_its_last_computed_call(root):

@@ -261,7 +261,9 @@ class DeltaDiT(CachePolicy):
     Args:
         boundary (int, default 10): the first step of the late stage (the paper's 20-step setting halves the
             loop); a boundary past the last step keeps the whole loop in the early stage.
-        blocks (int, default 0): how many blocks each stage caches; 0 = half the model's blocks.
+        blocks (int, default 0): how many blocks each stage caches; 0 = three quarters of the model's
+            blocks, the paper's setting (with a full step every 2, its 1.6x on PixArt-α's 28 blocks means 21
+            cached).
         interval (int, default 2): one full step every `interval` steps; 1 = no caching.
     """
 
@@ -284,7 +286,7 @@ class DeltaDiT(CachePolicy):
         start = min(self.boundary, total_steps) if late else 0
         if (step - start) % self.interval == 0:
             return frozenset()
-        size = min(count, self.blocks or count // 2)
+        size = min(count, self.blocks or 3 * count // 4)
         return frozenset(range(size) if late else range(count - size, count))
 
 
