@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -23,8 +22,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QScrollArea,
-    QSlider,
-    QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -38,9 +35,9 @@ from app.graph.layout_commands import SetLayout
 from app.graph.spec import ParamSpec
 from app.jobs import seeds
 from app.ui.editor import Editor
+from app.ui.fields import FocusOut, Gesture, number_field
 from app.ui.items import FrameItem
 
-SLIDER_STEPS = 1000
 NODE_COLOURS: dict[str, str | None] = {
     "default": None,
     "red": "#4a2a2a",
@@ -65,16 +62,6 @@ def _palette_combo(palette: dict[str, str | None], current: str | None) -> QComb
     names = [name for name, value in palette.items() if value == current]
     combo.setCurrentText(names[0] if names else next(iter(palette)))
     return combo
-
-
-class _Gesture:
-    """A token shared by the edits of one gesture; `end()` starts a new one."""
-
-    def __init__(self) -> None:
-        self.token = object()
-
-    def end(self) -> None:
-        self.token = object()
 
 
 class Inspector(QScrollArea):
@@ -263,16 +250,16 @@ class Inspector(QScrollArea):
             self.widgets[name] = combo
             return combo
         if param.type in (T.INT, T.FLOAT):
-            return self._number(param, value, set_value)
+            return number_field(param, value, set_value, self.widgets)
         if param.path is not None:
             return self._path(param, value, set_value)
-        gesture = _Gesture()
+        gesture = Gesture()
         if param.multiline or param.type != T.STRING:
             text = QPlainTextEdit(str(value)) if param.multiline else QLineEdit(str(value))
             if param.multiline:
                 text.setMaximumHeight(90)
                 text.textChanged.connect(lambda: set_value(text.toPlainText(), gesture.token))
-                text.installEventFilter(_FocusOut(text, gesture.end))
+                text.installEventFilter(FocusOut(text, gesture.end))
             else:
                 text.textEdited.connect(lambda t: self._typed(param, t, set_value, gesture))
                 text.editingFinished.connect(gesture.end)
@@ -308,7 +295,7 @@ class Inspector(QScrollArea):
         self.widgets[f"{name}@control"] = combo
         return combo
 
-    def _typed(self, param: ParamSpec, text: str, set_value, gesture: _Gesture) -> None:
+    def _typed(self, param: ParamSpec, text: str, set_value, gesture: Gesture) -> None:
         """A typed value: taken when it parses; otherwise the field turns red with the reason and, when
         editing ends, shows the value the param still has (invalid text is never silently dropped)."""
         field = self.widgets.get(param.name)
@@ -335,50 +322,6 @@ class Inspector(QScrollArea):
             field.setText(str(node.params.get(param.name, param.default)))
             field.setStyleSheet("")
 
-    def _number(self, param: ParamSpec, value: Any, set_value) -> QWidget:
-        is_int = param.type == T.INT
-        spin = QSpinBox() if is_int else QDoubleSpinBox()
-        low = param.min if param.min is not None else (-(2**31) + 1 if is_int else -1e9)
-        high = param.max if param.max is not None else (2**31 - 1 if is_int else 1e9)
-        if not is_int:
-            spin.setDecimals(4)
-            spin.setSingleStep(param.step or 0.1)
-        elif param.step:
-            spin.setSingleStep(int(param.step))
-        spin.setRange(int(low) if is_int else float(low), int(high) if is_int else float(high))
-        spin.setValue(value)
-        typing = _Gesture()
-        spin.valueChanged.connect(lambda v: set_value(v, typing.token))
-        spin.editingFinished.connect(typing.end)
-        self.widgets[param.name] = spin
-        if param.min is None or param.max is None:
-            return spin
-        slider = QSlider(Qt.Orientation.Horizontal)
-        slider.setRange(0, SLIDER_STEPS)
-        span = (high - low) or 1.0
-        slider.setValue(round((value - low) / span * SLIDER_STEPS))
-        drag = _Gesture()
-
-        def slid(position: int) -> None:
-            raw = low + span * position / SLIDER_STEPS
-            if param.step:
-                raw = low + round((raw - low) / param.step) * param.step
-            new = int(round(raw)) if is_int else round(float(raw), 6)
-            spin.blockSignals(True)
-            spin.setValue(new)
-            spin.blockSignals(False)
-            set_value(new, drag.token)
-
-        slider.valueChanged.connect(slid)
-        slider.sliderReleased.connect(drag.end)
-        self.widgets[f"{param.name}@slider"] = slider
-        box = QWidget()
-        row = QHBoxLayout(box)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(slider, 2)
-        row.addWidget(spin, 1)
-        return box
-
     def _path(self, param: ParamSpec, value: Any, set_value) -> QWidget:
         box = QWidget()
         row = QHBoxLayout(box)
@@ -390,7 +333,7 @@ class Inspector(QScrollArea):
             combo.setEditable(True)
             combo.addItems(self.resolver.list_models(param.path.split(":", 1)[1]))
             combo.setCurrentText(str(value))
-            typing = _Gesture()
+            typing = Gesture()
             combo.currentTextChanged.connect(lambda text: set_value(text, typing.token))
             combo.activated.connect(lambda _: typing.end())
             self.widgets[param.name] = combo
@@ -398,7 +341,7 @@ class Inspector(QScrollArea):
             setter = combo.setCurrentText
         else:
             line = QLineEdit(str(value))
-            gesture = _Gesture()
+            gesture = Gesture()
             line.textEdited.connect(lambda t: set_value(t, gesture.token))
             line.editingFinished.connect(gesture.end)
             self.widgets[param.name] = line
@@ -413,16 +356,3 @@ class Inspector(QScrollArea):
         browse.clicked.connect(pick)
         row.addWidget(browse)
         return box
-
-
-class _FocusOut(QObject):
-    """Ends a typing gesture when a text box loses focus."""
-
-    def __init__(self, parent: QObject, callback) -> None:
-        super().__init__(parent)
-        self.callback = callback
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.FocusOut:
-            self.callback()
-        return False
