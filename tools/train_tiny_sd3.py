@@ -20,7 +20,6 @@ Imports torch, diffusers and transformers; never Qt.
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from app.runtime import tokenizers
 from tools.tiny_shapes_data import build_tokenizer
 from tools.tiny_shapes_model import Config as ShapesConfig
 from tools.tiny_shapes_model import load, make_text_encoder, save_atomic
-from tools.train_tiny_shapes import Runtime, cosine_lr, encode_pool, optimise
+from tools.train_tiny_shapes import Runtime, StepLoop, cosine_lr, encode_pool, optimise
 
 ROOT = Path(__file__).resolve().parents[1]
 VAE = ROOT / "assets" / "models" / "tiny-shapes" / "vae"
@@ -196,48 +195,27 @@ def train(
         for k, v in m.state_dict().items()
         if v.dtype.is_floating_point
     ]
-    live, averaged = [p[0] for p in pairs], [p[1] for p in pairs]
-    step, elapsed, started, saved = state["step"], state["elapsed"], time.time(), time.time()
     empty = tokenizer([""], padding="max_length", return_tensors="pt").input_ids[0].to(rt.device)
-    scale, first, losses = vae.config.scaling_factor, state["step"], []
+    scale = vae.config.scaling_factor
 
     def checkpoint() -> dict:
         data = {n: m.state_dict() for n, m in modules.items()}
-        data.update(
-            opt=opt.state_dict(),
-            ema=ema,
-            step=step,
-            elapsed=elapsed + time.time() - started,
-            config=asdict(cfg),
-        )
+        data.update(opt=opt.state_dict(), ema=ema, step=loop.step, elapsed=loop.elapsed())
+        data.update(config=asdict(replace(cfg, steps=loop.total)))
         save_atomic(data, path)
         return data
 
-    while step < cfg.steps and time.time() - started < max_seconds:
-        noisy, t, ids, target = draw_batch(cfg, pool, step, scale, empty)
+    loop = StepLoop("sd3", state, cfg.steps, pairs, rt, cfg.ema, log, checkpoint, ckpt_seconds, max_seconds)
+    while loop.going():
+        noisy, t, ids, target = draw_batch(cfg, pool, loop.step, scale, empty)
         for group in opt.param_groups:
-            group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
+            group["lr"] = cosine_lr(loop.step, loop.total, cfg.lr, cfg.warmup)
         context, pooled = encode_text((clip_l, clip_g), ids, zeros=1)
         pred = transformer(
             hidden_states=noisy, encoder_hidden_states=context, pooled_projections=pooled, timestep=t
         ).sample
-        loss = F.mse_loss(pred, target)
-        optimise(opt, params, loss)
-        step += 1
-        with torch.no_grad():
-            torch._foreach_lerp_(averaged, live, 1 - min(cfg.ema, (1 + step) / (10 + step)))
-        losses.append(loss.detach())  # no .item() per step: a GPU would wait on each one
-        if rt.fit_minutes is not None and step - first == 100:
-            rate = 100 / (time.time() - started)
-            cfg = replace(cfg, steps=step + int(rate * (rt.fit_minutes * 60 - (time.time() - started))))
-            log(f"schedule fitted to {rt.fit_minutes} min: {cfg.steps} steps at {rate:.1f} steps/s")
-        if step % 50 == 0:
-            rate = (step - first) / max(1e-6, time.time() - started)
-            mean = torch.stack(losses[-50:]).mean().item()
-            log(f"sd3 step {step}/{cfg.steps} loss {mean:.4f} {rate:.2f} steps/s")
-        if time.time() - saved > ckpt_seconds:
-            checkpoint()
-            saved = time.time()
+        optimise(opt, params, loss := F.mse_loss(pred, target))
+        loop.stepped(loss, opt.param_groups[0]["lr"])
     return checkpoint()
 
 

@@ -118,6 +118,59 @@ class Runtime:
     init: Path | None = None  # start the UNet and text encoder from this diffusers folder's weights
 
 
+class StepLoop:
+    """The bookkeeping every trainer's step loop shares, around its own draw / forward / optimiser step:
+    whether to go on (steps left, wall-clock budget), the EMA update, sizing the cosine schedule to
+    `rt.fit_minutes` from the speed of the first 100 steps (`total` changes then), a progress line every 50
+    steps and a checkpoint (`save()`) every `ckpt_seconds`."""
+
+    def __init__(self, name: str, state: dict, total: int, pairs: list, rt: Runtime, ema: float, log,
+                 save, ckpt_seconds: float, max_seconds: float) -> None:  # fmt: skip
+        self.name, self.step, self.total, self.rt, self.decay, self.log = (
+            name,
+            state["step"],
+            total,
+            rt,
+            ema,
+            log,
+        )
+        self.live, self.averaged = [p[0] for p in pairs], [p[1] for p in pairs]
+        self.save, self.ckpt_seconds, self.max_seconds = save, ckpt_seconds, max_seconds
+        self.first, self.before = self.step, state["elapsed"]
+        self.started = self.saved = time.time()
+        self.losses: list[torch.Tensor] = []
+
+    def going(self) -> bool:
+        return self.step < self.total and time.time() - self.started < self.max_seconds
+
+    def elapsed(self) -> float:
+        """Training seconds over every run of this workdir."""
+        return self.before + time.time() - self.started
+
+    def stepped(self, loss: torch.Tensor, lr: float) -> None:
+        self.step += 1
+        with torch.no_grad():
+            torch._foreach_lerp_(
+                self.averaged, self.live, 1 - min(self.decay, (1 + self.step) / (10 + self.step))
+            )
+        self.losses.append(loss.detach())  # no .item() per step: a GPU would wait on each one
+        if self.rt.fit_minutes is not None and self.step - self.first == 100:
+            rate = 100 / (time.time() - self.started)
+            self.total = self.step + int(rate * (self.rt.fit_minutes * 60 - (time.time() - self.started)))
+            self.log(
+                f"schedule fitted to {self.rt.fit_minutes} min: {self.total} {self.name} steps at {rate:.1f} steps/s"
+            )
+        if self.step % 50 == 0 or self.step == self.total:
+            rate = (self.step - self.first) / max(1e-6, time.time() - self.started)
+            mean = torch.stack(self.losses[-50:]).mean().item()
+            self.log(
+                f"{self.name} step {self.step}/{self.total} loss {mean:.4f} lr {lr:.2e} {rate:.2f} steps/s"
+            )
+        if time.time() - self.saved > self.ckpt_seconds:
+            self.save()
+            self.saved = time.time()
+
+
 def _draw_chunk(args: tuple[int, int, int]) -> tuple[np.ndarray, list[str]]:
     seed, chunk, count = args
     images, samples = random_batch(np.random.default_rng([seed, 2, chunk]), count)
@@ -249,42 +302,28 @@ def train_unet(
         for name, value in model.state_dict().items()
         if value.dtype.is_floating_point
     ]
-    live, averaged = [p[0] for p in pairs], [p[1] for p in pairs]
-    step, elapsed, started, saved = state["step"], state["elapsed"], time.time(), time.time()
     alphas = training_alphas().to(rt.device)
     empty = tokenizer([""], padding="max_length", return_tensors="pt").input_ids[0].to(rt.device)
     scale = vae.config.scaling_factor
-    losses: list[torch.Tensor] = []
-    first = step
 
     def checkpoint() -> dict:
         data = {"unet": unet.state_dict(), "text": text.state_dict(), "opt": opt.state_dict(), "ema": ema}
-        data.update(step=step, elapsed=elapsed + time.time() - started, config=asdict(cfg))
+        data.update(
+            step=loop.step, elapsed=loop.elapsed(), config=asdict(replace(cfg, unet_steps=loop.total))
+        )
         save_atomic(data, path)
         return data
 
-    while step < cfg.unet_steps and time.time() - started < max_seconds:
-        noisy, t, ids, target, weight = draw_batch(cfg, pool, step, scale, empty, alphas)
+    loop = StepLoop(
+        "unet", state, cfg.unet_steps, pairs, rt, cfg.ema, log, checkpoint, ckpt_seconds, max_seconds
+    )
+    while loop.going():
+        noisy, t, ids, target, weight = draw_batch(cfg, pool, loop.step, scale, empty, alphas)
         for group in opt.param_groups:
-            group["lr"] = cosine_lr(step, cfg.unet_steps, cfg.unet_lr, cfg.warmup)
+            group["lr"] = cosine_lr(loop.step, loop.total, cfg.unet_lr, cfg.warmup)
         loss = weighted_mse(unet(noisy, t, text(ids)[0]).sample, target, weight)
         optimise(opt, params, loss)
-        step += 1
-        with torch.no_grad():
-            torch._foreach_lerp_(averaged, live, 1 - min(cfg.ema, (1 + step) / (10 + step)))
-        losses.append(loss.detach())
-        if rt.fit_minutes is not None and step - first == 100:
-            rate = 100 / (time.time() - started)
-            cfg = replace(cfg, unet_steps=step + int(rate * (rt.fit_minutes * 60 - (time.time() - started))))
-            log(f"schedule fitted to {rt.fit_minutes} min: {cfg.unet_steps} UNet steps at {rate:.1f} steps/s")
-        if step % 50 == 0 or step == cfg.unet_steps:
-            rate = (step - first) / max(1e-6, time.time() - started)
-            mean = torch.stack(losses[-50:]).mean().item()
-            lr = opt.param_groups[0]["lr"]
-            log(f"unet step {step}/{cfg.unet_steps} loss {mean:.4f} lr {lr:.2e} {rate:.2f} steps/s")
-        if time.time() - saved > ckpt_seconds:
-            checkpoint()
-            saved = time.time()
+        loop.stepped(loss, opt.param_groups[0]["lr"])
     return checkpoint()
 
 
