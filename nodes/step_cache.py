@@ -25,6 +25,8 @@ from app.runtime.step_cache import STRATEGIES, AdaptiveCache, CacheError, CacheP
 from app.runtime.step_cache.policy import SCHEDULES
 from nodes._diffusion import inference, load
 
+FLUX1_BLOCKS = (19, 38)  # FLUX.1 dev / schnell: double-stream, single-stream blocks
+
 
 def parse_plan(text: str) -> tuple[int, ...]:
     """ "0, 2, 5" -> (0, 2, 5); raises ValueError with a readable message."""
@@ -168,7 +170,8 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             max=1000,
             when={"strategy": ("adaptive", "magcache")},
             description="adaptive: the Sampler's step count the plan is made for (other counts rescale it); "
-            "magcache on a model without a shipped curve (SD3): the probe run's step count.",
+            "magcache on a model without a shipped curve (SD3, Flux-architecture models other than FLUX.1): the "
+            "probe run's step count.",
         ),
         Param(
             "plan",
@@ -263,7 +266,7 @@ def cache(
     except (ValueError, CacheError) as error:
         raise NodeError(str(error)) from None
     transformer = model.family and not has_unet(model.family)
-    if strategy == "magcache" and transformer and architecture_of(model.family) != "flux":
+    if strategy == "magcache" and transformer and not _has_shipped_curve(ctx, model):
         policy = _measured_magnitudes(ctx, params, model, policy)
     if policy.needs == "unet" or strategy == "adaptive":
         loaded, device = load(ctx, model.source)
@@ -277,6 +280,15 @@ def cache(
             except CacheError as error:
                 raise NodeError(str(error)) from None
     return {"model": dataclasses.replace(model, patches=(*model.patches, policy))}
+
+
+def _has_shipped_curve(ctx, model: Any) -> bool:
+    """diffusers' MagCache curve was measured on FLUX.1 (19 double- and 38 single-stream blocks); another
+    Flux-architecture transformer (a tiny or pruned one) gets its own curve measured, as any other DiT."""
+    if architecture_of(model.family) != "flux":
+        return False
+    config = load(ctx, model.source)[0].denoiser.config
+    return (config.num_layers, config.num_single_layers) == FLUX1_BLOCKS
 
 
 def _measured_magnitudes(ctx, params: dict[str, Any], model: Any, policy: CachePolicy) -> CachePolicy:

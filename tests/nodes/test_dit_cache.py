@@ -4,6 +4,8 @@ blocks are reported, the shared model is left without hooks, and what a model ca
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -336,6 +338,24 @@ def test_magcache_on_sd3_measures_its_curve_on_a_probe_run(root):
     done = next(e for e in events if e.get("event") == "finished" and e.get("node") == "sampler")
     assert 0 < done["skipped_blocks"] < done["cache_total_blocks"]
     assert torch.isfinite(cached).all() and 0 < (cached - plain).abs().max() < 1.0
+
+
+def test_magcache_takes_diffusers_flux_curve_only_for_flux1s_shape(root, monkeypatch):
+    """diffusers' curve was measured on FLUX.1 (19 + 38 blocks): a smaller Flux-architecture model gets its own
+    curve from a probe run; with FLUX.1's block counts the shipped curve is used and nothing is measured."""
+    import nodes.step_cache as node
+
+    def cache_event(g):
+        events: list[dict] = []
+        h.run(h.executor(), g, events=events)
+        return next(e for e in events if e.get("event") == "finished" and e.get("node") == "cache")
+
+    settings = {"strategy": "magcache", "threshold": 0.5, "interval": 3, "steps": STEPS}
+    measured = cache_event(_graph("flux_txt2img", f.FLUX, **settings))
+    assert len(measured["ratios"].split(",")) == STEPS
+    config = json.loads((root / f.FLUX / "transformer" / "config.json").read_text())
+    monkeypatch.setattr(node, "FLUX1_BLOCKS", (config["num_layers"], config["num_single_layers"]))
+    assert "ratios" not in cache_event(_graph("flux_txt2img", f.FLUX, **settings))
 
 
 def test_ras_on_flux_attends_over_the_cached_tokens_at_their_own_positions(root):

@@ -226,8 +226,9 @@ class TaylorSeer(CachePolicy):
 @dataclass(frozen=True)
 class MagCache(CachePolicy):
     """MagCache (Ma et al. 2025, arXiv 2506.09045, diffusers' MagCacheConfig), on DiTs: the residual's
-    magnitude ratio between steps follows a curve measured once per model (diffusers ships Flux's; for
-    another model the Step Cache node measures it on a probe run, `ratios`); after
+    magnitude ratio between steps follows a curve measured once per model (diffusers ships FLUX.1's; for
+    another model, a smaller Flux-architecture one included, the Step Cache node measures it on a probe run,
+    `ratios`); after
     the first fifth of the steps, steps whose accumulated error stays within `threshold` reuse the last
     residual, at most `interval` in a row.
 
