@@ -186,6 +186,8 @@ def teacher_velocity(teacher, table: dict, rows, noisy, sigma, guidance) -> torc
 
 
 def train(cfg: Config, workdir: Path, max_seconds: float, ckpt_seconds: float, log=print, rt=None) -> dict:
+    """Train (or resume) under `workdir` on the CPU; `rt.fit_minutes` may size the cosine schedule from the
+    speed of the first 100 steps. Returns the last checkpoint (EMA weights under "ema")."""
     from diffusers import AutoencoderKL
 
     rt = rt or Runtime()
