@@ -138,3 +138,18 @@ def assert_changes(converted, expected: dict[str, torch.Tensor]) -> dict[str, to
     for key, change in got.items():
         assert torch.allclose(change, expected[key], atol=1e-6), key
     return got
+
+
+def peft_transformer_lora(transformer, seed: int, rank: int = 2) -> dict[str, torch.Tensor]:
+    """diffusers' own format for a DiT: transformer.<module>.lora_A/B on every attention query/key/value and
+    MLP linear (Flux's single blocks' proj_mlp included), scaled to change the output visibly."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, module in transformer.named_modules():
+        if isinstance(module, torch.nn.Linear) and name.endswith(
+            ("to_q", "to_k", "to_v", "proj_mlp", "ff.net.2")
+        ):
+            out, inp = module.weight.shape
+            state[f"transformer.{name}.lora_A.weight"] = torch.randn(rank, inp, generator=generator) * 0.3
+            state[f"transformer.{name}.lora_B.weight"] = torch.randn(out, rank, generator=generator) * 0.3
+    return state

@@ -13,7 +13,7 @@ from app.runtime import families, lora
 from app.runtime.families import flux_keys
 from tests.nodes import diffusion_helpers as h
 from tests.nodes import flow_helpers as f
-from tests.nodes.lora_helpers import assert_changes
+from tests.nodes.lora_helpers import assert_changes, peft_transformer_lora
 from tools import make_tiny_random_dit as dit
 
 FLUX = families.by_name("flux")
@@ -26,20 +26,6 @@ def root(tmp_path_factory):
         dit.write("flux", folder / f.FLUX, seed=2)
         (folder / "loras").mkdir()
         yield folder
-
-
-def _peft_lora(pipe, seed: int, rank: int = 2) -> dict[str, torch.Tensor]:
-    """diffusers' own format: transformer.<module>.lora_A/B on every attention and MLP linear."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for name, module in pipe.transformer.named_modules():
-        if isinstance(module, torch.nn.Linear) and name.endswith(
-            ("to_q", "to_k", "to_v", "proj_mlp", "ff.net.2")
-        ):
-            out, inp = module.weight.shape
-            state[f"transformer.{name}.lora_A.weight"] = torch.randn(rank, inp, generator=generator) * 0.3
-            state[f"transformer.{name}.lora_B.weight"] = torch.randn(out, rank, generator=generator) * 0.3
-    return state
 
 
 def _with_lora(name: str, strength: float):
@@ -63,7 +49,7 @@ def _with_lora(name: str, strength: float):
 
 def test_a_diffusers_format_flux_lora_equals_load_lora_weights(root):
     pipe = f.pipeline(root / f.FLUX)
-    save_file(_peft_lora(pipe, seed=1), root / "loras" / "peft.safetensors")
+    save_file(peft_transformer_lora(pipe.transformer, seed=1), root / "loras" / "peft.safetensors")
     ours = h.run(h.executor(), _with_lora("peft.safetensors", 0.8)).outputs["sampler"]["latent"].samples
     plain = h.run(h.executor(), f.graph("flux_txt2img", f.FLUX, prompt__text=f.PROMPT, schedule__steps=3))
     pipe.load_lora_weights(str(root / "loras" / "peft.safetensors"), adapter_name="x", local_files_only=True)
