@@ -5,7 +5,9 @@ and magcache against the uncached loop.
       graphs/sd3_txt2img_cache.json with `cache.strategy` switched: for each strategy the Sampler's median
       time per picture over fresh prompt/seed pairs, its speedup over `none`, the judge's all-correct
       prompt accuracy (tools/eval_tiny_shapes.judge) and PSNR / SSIM of the pictures against the uncached
-      ones. The adaptive plan is calibrated once (the Step Cache node's probe run) and reused.
+      ones, and how many pairs each strategy lost and won against uncached (the same prompt and seed).
+      Adaptive plans are calibrated once per setting (the Step Cache node's probe run) and reused.
+      `--family flux`: tiny-shapes-flux through graphs/flux_txt2img_cache.json instead.
   (b) a random-weight transformer of SD3.5-medium's width (the shipped skeleton; `--layers` keeps the
       first N of its 24 blocks on a CPU) through our sampling loop (bench/flow_sampler.py's harness): time
       per strategy, speedup, skipped blocks. Weight values do not change the speed.
@@ -16,7 +18,8 @@ of uncached. Tests never assert on wall time; this prints numbers to read.
 
     python bench/dit_cache_speed_quality.py --pairs 30                       # (a) and (b) on a CPU
     python bench/dit_cache_speed_quality.py --only a --strategies none,delta_dit \
-        --variant delta_dit_3of4=delta_dit:blocks=3                         # other settings beside them
+        --variant delta_dit_half=delta_dit:blocks=2                         # other settings beside them
+    python bench/dit_cache_speed_quality.py --only a --family flux --pairs 90
     python bench/dit_cache_speed_quality.py --only b --device cuda --dtype bfloat16 --size 1024 --steps 28 --layers 24
 """
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +50,7 @@ STRATEGIES = {  # the cache node's params per strategy (the papers' settings, sc
 }
 
 
-SIMPLE = ("delta_dit", "ras", "taylorseer", "first_block")  # strategies a variant may set (no calibration)
+SIMPLE = ("delta_dit", "ras", "taylorseer", "first_block", "adaptive")  # strategies a variant may set
 
 
 def settings_table(args) -> dict[str, tuple[str, dict]]:
@@ -76,8 +80,8 @@ def quality(args) -> None:
     from tools.eval_tiny_shapes import correct, eval_pairs, judge
 
     registry = default_registry()
-    graph = serialize.load(str(ROOT / "graphs" / "sd3_txt2img_cache.json"), registry)
-    graph.set_param("model", "checkpoint", args.model)
+    graph = serialize.load(str(ROOT / "graphs" / f"{args.family}_txt2img_cache.json"), registry)
+    graph.set_param("model", "checkpoint", args.model or f"tiny-shapes-{args.family}")
     graph.set_param("schedule", "steps", args.steps)
     executor, pairs = Executor(registry), eval_pairs(args.pairs, seed=7000)
     table = settings_table(args)
@@ -90,7 +94,7 @@ def quality(args) -> None:
             settings = {"strategy": strategy, "boundary": args.steps // 2, **params, "steps": args.steps}
             for name, value in {
                 **settings,
-                **({"plan": plans[strategy]} if strategy in plans else {}),
+                **({"plan": plans[label]} if label in plans else {}),
             }.items():
                 graph.set_param("cache", name, value)
             events: list[dict] = []
@@ -110,8 +114,8 @@ def quality(args) -> None:
             )
             cache = next((e for e in events if e.get("event") == "finished" and e.get("node") == "cache"), {})
             if strategy == "adaptive" and "plan" in cache:
-                plans[strategy] = cache["plan"]
-    reference = found["none"]["pictures"]
+                plans[label] = cache["plan"]
+    reference, right = found["none"]["pictures"], found["none"]["marks"]
     rows = {}
     for strategy, row in found.items():
         pictures = row["pictures"]
@@ -121,18 +125,24 @@ def quality(args) -> None:
             float(np.mean([psnr(p, r, 1.0) for p, r in zip(pictures, reference, strict=True)])),
             float(np.mean([ssim(p, r) for p, r in zip(pictures, reference, strict=True)])),
             float(np.mean(row["skipped"])),
+            sum(a and not b for a, b in zip(right, row["marks"], strict=True)),
+            sum(b and not a for a, b in zip(right, row["marks"], strict=True)),
         )
     base = rows["none"][0]
     print(
-        f"(a) {args.model}, 64x64, {args.steps} steps euler, CFG 5, {args.pairs} fresh prompt/seed pairs, CPU"
+        f"(a) {graph.nodes['model'].params['checkpoint']}, 64x64, {args.steps} steps euler, "
+        f"{'CFG' if args.family == 'sd3' else 'distilled guidance'} {graph.nodes['guidance'].params['scale']:g}, "
+        f"{args.pairs} fresh prompt/seed pairs, CPU"
     )
     print(
         f"    {'strategy':<12} {'sampler':>9} {'speedup':>8} {'all-correct':>12} {'PSNR':>8} {'SSIM':>6} {'skipped':>8}"
+        "  pairs lost/won vs uncached"
     )
-    for strategy, (median, accuracy, p, s, share) in rows.items():
-        shown = "  exact" if strategy == "none" else f"{p:6.1f}dB"
+    for strategy, (median, accuracy, p, s, share, lost, won) in rows.items():
+        shown = f"{p:6.1f}dB" if np.isfinite(p) else "  exact"
         print(
             f"    {strategy:<12} {median:8.3f}s {base / median:7.2f}x {accuracy:11.1%} {shown:>8} {s:6.3f} {share:7.0%}"
+            f"  -{lost}/+{won}"
         )
 
 
@@ -153,12 +163,22 @@ def speed(args) -> None:
     schedule = Schedule("euler", args.steps)
     scheduler = make_scheduler(schedule, scheduler_config, flow=True)
     steps, _ = timesteps(scheduler, schedule, device)
-    plan = calibrate_blocks(
-        transformer, family.forward, steps, latents.to(device, dtype),
-        step=lambda v, t, x: scheduler.step(v, t, x, return_dict=False)[0], budget=-(-args.steps // 2),
-        encoder_hidden_states=texts[0], pooled_projections=texts[1],
-    )  # fmt: skip
-    steps, _ = timesteps(scheduler, schedule, device)  # the scheduler's step count starts again
+
+    def adaptive(interval: int) -> dict:
+        """The adaptive strategy with a plan calibrated for ceil(steps / interval) refreshes per block."""
+        plan = calibrate_blocks(
+            transformer, family.forward, timesteps(scheduler, schedule, device)[0], latents.to(device, dtype),
+            step=lambda v, t, x: scheduler.step(v, t, x, return_dict=False)[0], budget=-(-args.steps // interval),
+            encoder_hidden_states=texts[0], pooled_projections=texts[1],
+        )  # fmt: skip
+        return {
+            "strategy": "adaptive",
+            "plan": plan.plan,
+            "plan_steps": plan.plan_steps,
+            "blocks": plan.blocks,
+        }
+
+    steps, _ = timesteps(scheduler, schedule, device)
     ratios = magnitude_ratios(
         transformer, family.forward, steps, latents.to(device, dtype),
         step=lambda v, t, x: scheduler.step(v, t, x, return_dict=False)[0],
@@ -167,19 +187,17 @@ def speed(args) -> None:
     caches = {name: {"strategy": name, **params} for name, params in STRATEGIES.items() if name != "none"}
     caches["magcache"]["ratios"] = ratios
     caches["delta_dit"]["boundary"] = args.steps // 2
-    caches["adaptive"] = {
-        "strategy": "adaptive",
-        "plan": plan.plan,
-        "plan_steps": plan.plan_steps,
-        "blocks": plan.blocks,
-    }
+    caches["adaptive"] = adaptive(STRATEGIES["adaptive"]["interval"])
     for label, (strategy, params) in settings_table(args).items():
         if label not in STRATEGIES:
-            caches[label] = {"strategy": strategy, "boundary": args.steps // 2, **params}
+            caches[label] = (
+                adaptive(params["interval"])
+                if strategy == "adaptive"
+                else {"strategy": strategy, "boundary": args.steps // 2, **params}
+            )
     times: dict[str, list[float]] = {"none": []}
     reports = {}
-    import time
-
+    flow_sampler.run_ours("sd3", transformer, scheduler_config, texts, args.size, args.steps, None)  # warm-up
     for _ in range(args.rounds):
         for name in ["none", *caches]:
             start = time.perf_counter()
@@ -206,7 +224,8 @@ def speed(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=("a", "b"))
-    parser.add_argument("--model", default="tiny-shapes-sd3")
+    parser.add_argument("--family", choices=("sd3", "flux"), default="sd3", help="(a): the graph and model")
+    parser.add_argument("--model", default=None, help="(a): default tiny-shapes-FAMILY")
     parser.add_argument("--pairs", type=int, default=30)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--device", default="cpu")
@@ -218,7 +237,7 @@ def main() -> None:
     parser.add_argument("--strategies", type=lambda t: t.split(","), default=[], help="(a): only these")
     parser.add_argument(
         "--variant", action="append", default=[], metavar="LABEL=STRATEGY:key=value,...",
-        help="another setting of delta_dit, ras, taylorseer or first_block, e.g. delta_dit_18=delta_dit:blocks=18",
+        help="another setting of a strategy, e.g. delta_dit_18=delta_dit:blocks=18 or adaptive_3=adaptive:interval=3",
     )  # fmt: skip
     args = parser.parse_args()
     import torch
