@@ -4,7 +4,8 @@ policies describe them. If the hook API changes, only this file does.
 
 The hooks go on the transformer for one sampling loop (diffusers' `apply_*` functions, which also take
 models without diffusers' CacheMixin, such as SD3's) and come off by their hook names when it ends, also
-on an error, so the shared model is never left cached. Each call runs in a cache context named by its
+on an error, so the shared model is never left cached (nor with the instance `forward` attributes diffusers
+leaves behind). Each call runs in a cache context named by its
 pass in the step (its order: cond, uncond, ... keep separate states, as the pipelines' "cond" / "uncond"
 contexts do) with the step index. Skipped work is counted the same way for
 every strategy: a forward hook on each block's attention query projection counts the blocks that really
@@ -83,6 +84,7 @@ class DiffusersCacheDenoiser(Denoiser):
             raise CacheError(f"{policy.strategy} caches transformer blocks; {type(model).__name__} has none")
         config = diffusers_config(policy, total_steps, model)
         apply, self._names = _hooks(config)
+        self._had_forward = {id(m) for m in model.modules() if "forward" in vars(m)}
         self._ran = 0
         probes = [getattr(getattr(block, "attn", None), "to_q", None) or block for block in self.blocks]
         self._counters = [probe.register_forward_hook(self._count) for probe in probes]
@@ -126,3 +128,8 @@ class DiffusersCacheDenoiser(Denoiser):
         for name in self._names:
             registry.remove_hook(name, recurse=True)
         registry.invalidate_child_registries_cache()
+        for module in self.model.modules():  # diffusers puts the class's own forward back as an instance
+            own = vars(module).get("forward")  # attribute; take it off, so the module is as it was
+            bound = getattr(own, "__self__", None) is module
+            if id(module) not in self._had_forward and bound and own.__func__ is type(module).forward:
+                del module.forward
