@@ -17,6 +17,7 @@ v_u + w (v_c - v_u) in one pass, w going in through Flux's guidance embedding.
 Every batch is a pure function of (seed, step): a resumed run draws the same data. Checkpoints under --workdir.
 
     python -m tools.train_tiny_flux --workdir .train/tiny-flux --out assets/models/tiny-shapes-flux --max-minutes 60
+    python -m tools.train_tiny_flux --device cuda --workers 15 --batch 1024 --lr 1e-3 --fit-minutes 3 ...  # a GPU
 
 Imports torch, diffusers and transformers; never Qt.
 """
@@ -186,27 +187,31 @@ def teacher_velocity(teacher, table: dict, rows, noisy, sigma, guidance) -> torc
 
 
 def train(cfg: Config, workdir: Path, max_seconds: float, ckpt_seconds: float, log=print, rt=None) -> dict:
-    """Train (or resume) under `workdir` on the CPU; `rt.fit_minutes` may size the cosine schedule from the
-    speed of the first 100 steps. Returns the last checkpoint (EMA weights under "ema")."""
+    """Train (or resume) under `workdir`; `rt` says where (device, pool-drawing workers) and may size the
+    cosine schedule to `rt.fit_minutes` from the speed of the first 100 steps. Returns the last checkpoint
+    (EMA weights under "ema")."""
     from diffusers import AutoencoderKL
 
     rt = rt or Runtime()
     tokenizer = build_tokenizer()
     vae = AutoencoderKL.from_pretrained(sd3.VAE, local_files_only=True).eval().requires_grad_(False)
     pool = encode_pool(vae, tokenizer, ShapesConfig(seed=cfg.seed, pool=cfg.pool), workdir, rt, log)
+    pool = {k: v.to(rt.device) if torch.is_tensor(v) else v for k, v in pool.items()}
     teacher, clips, clip_l = teacher_models()
-    table = caption_table(tokenizer, clips, clip_l)
+    table = {k: v.to(rt.device) for k, v in caption_table(tokenizer, clips, clip_l).items()}
+    teacher.to(rt.device)
     torch.manual_seed(cfg.seed)
-    modules = {"transformer": make_transformer(cfg), "t5": make_t5(cfg)}
+    modules = {"transformer": make_transformer(cfg).to(rt.device), "t5": make_t5(cfg).to(rt.device)}
     params = [p for m in modules.values() for p in m.parameters()]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    fused = {"fused": True} if torch.device(rt.device).type == "cuda" else {}
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, **fused)
     path = workdir / "flux.pt"
     state = load(path)
     if state is not None:
         for name, module in modules.items():
             module.load_state_dict(state[name])
         opt.load_state_dict(state["opt"])
-        ema = state["ema"]
+        ema = {n: {k: v.to(rt.device) for k, v in m.items()} for n, m in state["ema"].items()}
     else:
         ema = {n: {k: v.detach().clone() for k, v in m.state_dict().items()} for n, m in modules.items()}
         state = {"step": 0, "elapsed": 0.0}
@@ -225,7 +230,7 @@ def train(cfg: Config, workdir: Path, max_seconds: float, ckpt_seconds: float, l
     while loop.going():
         noisy, t, ids, _ = sd3.draw_batch(draw, pool, loop.step, vae.config.scaling_factor, empty)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_037 + loop.step)
-        guidance = cfg.guidance_low + span * torch.rand(cfg.batch, generator=gen)
+        guidance = (cfg.guidance_low + span * torch.rand(cfg.batch, generator=gen)).to(rt.device)
         rows, sigma = row_of(table, ids), t / 1000
         target = teacher_velocity(teacher, table, rows, noisy, sigma, guidance)
         for group in opt.param_groups:
@@ -278,10 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=Config.batch)
     parser.add_argument("--lr", type=float, default=Config.lr, help="peak learning rate")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--workers", type=int, default=1, help="processes drawing the training pool")
     parser.add_argument("--fit-minutes", type=float, default=None, help="size the schedule to this")
     parser.add_argument("--export-only", action="store_true", help="write --out from the last checkpoint")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     cfg = Config(steps=args.steps, batch=args.batch, lr=args.lr)
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.export_only:
@@ -290,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"no checkpoint in {args.workdir}")
     else:
         log = lambda m: print(m, flush=True)  # noqa: E731
-        rt = Runtime(fit_minutes=args.fit_minutes)
+        rt = Runtime(args.device, args.workers, args.fit_minutes)
         state = train(cfg, args.workdir, args.max_minutes * 60, args.ckpt_minutes * 60, log, rt)
     if args.out:
         print(export(cfg, state, args.out))
