@@ -24,9 +24,8 @@ Imports torch, diffusers and transformers; never Qt.
 
 from __future__ import annotations
 
-import argparse
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,7 +34,6 @@ from app.runtime import tokenizers
 from tools import train_tiny_sd3 as sd3
 from tools.tiny_shapes_data import all_combinations, build_tokenizer, caption
 from tools.tiny_shapes_model import Config as ShapesConfig
-from tools.tiny_shapes_model import load, save_atomic
 from tools.train_tiny_shapes import Runtime, StepLoop, cosine_lr, encode_pool, optimise
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,28 +203,11 @@ def train(cfg: Config, workdir: Path, max_seconds: float, ckpt_seconds: float, l
     params = [p for m in modules.values() for p in m.parameters()]
     fused = {"fused": True} if torch.device(rt.device).type == "cuda" else {}
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, **fused)
-    path = workdir / "flux.pt"
-    state = load(path)
-    if state is not None:
-        for name, module in modules.items():
-            module.load_state_dict(state[name])
-        opt.load_state_dict(state["opt"])
-        ema = {n: {k: v.to(rt.device) for k, v in m.items()} for n, m in state["ema"].items()}
-    else:
-        ema = {n: {k: v.detach().clone() for k, v in m.state_dict().items()} for n, m in modules.items()}
-        state = {"step": 0, "elapsed": 0.0}
-    pairs = [(v, ema[n][k]) for n, m in modules.items() for k, v in m.state_dict().items()]
+    saved = sd3.Checkpoint(workdir / "flux.pt", modules, opt, rt.device)
     draw = sd3.Config(seed=cfg.seed, batch=cfg.batch, pool=cfg.pool, caption_dropout=0.0, shift=flux_shift())
     empty, span = table["clip_ids"][-1], cfg.guidance_high - cfg.guidance_low
-
-    def checkpoint() -> dict:
-        data = {n: m.state_dict() for n, m in modules.items()}
-        data.update(opt=opt.state_dict(), ema=ema, step=loop.step, elapsed=loop.elapsed())
-        data.update(config=asdict(replace(cfg, steps=loop.total)))
-        save_atomic(data, path)
-        return data
-
-    loop = StepLoop("flux", state, cfg.steps, pairs, rt, cfg.ema, log, checkpoint, ckpt_seconds, max_seconds)
+    loop = StepLoop("flux", saved.state, cfg.steps, saved.pairs, rt, cfg.ema, log,
+                    lambda: saved.save(loop, cfg), ckpt_seconds, max_seconds)  # fmt: skip
     while loop.going():
         noisy, t, ids, _ = sd3.draw_batch(draw, pool, loop.step, vae.config.scaling_factor, empty)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_037 + loop.step)
@@ -238,7 +219,7 @@ def train(cfg: Config, workdir: Path, max_seconds: float, ckpt_seconds: float, l
         pred = student_velocity(modules["transformer"], modules["t5"], table, rows, noisy, sigma, guidance)
         optimise(opt, params, loss := torch.nn.functional.mse_loss(pred, target))
         loop.stepped(loss, opt.param_groups[0]["lr"])
-    return checkpoint()
+    return saved.save(loop, cfg)
 
 
 def export(cfg: Config, state: dict, out: Path) -> Path:
@@ -274,35 +255,7 @@ def export(cfg: Config, state: dict, out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", type=Path, default=Path(".train/tiny-flux"))
-    parser.add_argument("--out", type=Path, help="write the diffusers folder here when done")
-    parser.add_argument("--max-minutes", type=float, default=60.0)
-    parser.add_argument("--ckpt-minutes", type=float, default=5.0)
-    parser.add_argument("--steps", type=int, default=Config.steps)
-    parser.add_argument("--batch", type=int, default=Config.batch)
-    parser.add_argument("--lr", type=float, default=Config.lr, help="peak learning rate")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--workers", type=int, default=1, help="processes drawing the training pool")
-    parser.add_argument("--fit-minutes", type=float, default=None, help="size the schedule to this")
-    parser.add_argument("--export-only", action="store_true", help="write --out from the last checkpoint")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    cfg = Config(steps=args.steps, batch=args.batch, lr=args.lr)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    if args.export_only:
-        state = load(args.workdir / "flux.pt")
-        if state is None:
-            raise SystemExit(f"no checkpoint in {args.workdir}")
-    else:
-        log = lambda m: print(m, flush=True)  # noqa: E731
-        rt = Runtime(args.device, args.workers, args.fit_minutes)
-        state = train(cfg, args.workdir, args.max_minutes * 60, args.ckpt_minutes * 60, log, rt)
-    if args.out:
-        print(export(cfg, state, args.out))
-    return 0
+    return sd3.main_for(argv, __doc__, Path(".train/tiny-flux"), "flux.pt", Config, train, export)
 
 
 if __name__ == "__main__":

@@ -177,35 +177,14 @@ def train(
     params = [p for m in modules.values() for p in m.parameters()]
     fused = {"fused": True} if torch.device(rt.device).type == "cuda" else {}
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, **fused)
-    state = load(path)
-    if state is not None:
-        for name, module in modules.items():
-            module.load_state_dict(state[name])
-        opt.load_state_dict(state["opt"])
-        ema = {n: {k: v.to(rt.device) for k, v in m.items()} for n, m in state["ema"].items()}
-    else:
-        ema = {n: {k: v.detach().clone() for k, v in m.state_dict().items()} for n, m in modules.items()}
-        state = {"step": 0, "elapsed": 0.0}
+    saved = Checkpoint(path, modules, opt, rt.device)
     for module in modules.values():
         module.train()
     transformer.set_attn_processor(OneZeroForMany())
-    pairs = [
-        (v, ema[n][k])
-        for n, m in modules.items()
-        for k, v in m.state_dict().items()
-        if v.dtype.is_floating_point
-    ]
     empty = tokenizer([""], padding="max_length", return_tensors="pt").input_ids[0].to(rt.device)
     scale = vae.config.scaling_factor
-
-    def checkpoint() -> dict:
-        data = {n: m.state_dict() for n, m in modules.items()}
-        data.update(opt=opt.state_dict(), ema=ema, step=loop.step, elapsed=loop.elapsed())
-        data.update(config=asdict(replace(cfg, steps=loop.total)))
-        save_atomic(data, path)
-        return data
-
-    loop = StepLoop("sd3", state, cfg.steps, pairs, rt, cfg.ema, log, checkpoint, ckpt_seconds, max_seconds)
+    loop = StepLoop("sd3", saved.state, cfg.steps, saved.pairs, rt, cfg.ema, log,
+                    lambda: saved.save(loop, cfg), ckpt_seconds, max_seconds)  # fmt: skip
     while loop.going():
         noisy, t, ids, target = draw_batch(cfg, pool, loop.step, scale, empty)
         for group in opt.param_groups:
@@ -216,7 +195,42 @@ def train(
         ).sample
         optimise(opt, params, loss := F.mse_loss(pred, target))
         loop.stepped(loss, opt.param_groups[0]["lr"])
-    return checkpoint()
+    return saved.save(loop, cfg)
+
+
+class Checkpoint:
+    """A DiT trainer's checkpoint file: its modules' weights (by name), the optimizer, the EMA weights, the
+    step, the training time and the config. Made from `path` when it exists (the modules and `opt` are
+    loaded from it), else a fresh start whose EMA is a copy of the modules' weights."""
+
+    def __init__(self, path: Path, modules: dict[str, torch.nn.Module], opt, device) -> None:
+        self.path, self.modules, self.opt = path, modules, opt
+        state = load(path)
+        if state is None:
+            self.state = {"step": 0, "elapsed": 0.0}
+            self.ema = {
+                n: {k: v.detach().clone() for k, v in m.state_dict().items()} for n, m in modules.items()
+            }
+        else:
+            for name, module in modules.items():
+                module.load_state_dict(state[name])
+            opt.load_state_dict(state["opt"])
+            self.state = state
+            self.ema = {n: {k: v.to(device) for k, v in m.items()} for n, m in state["ema"].items()}
+        self.pairs = [  # (live weight, its average) for StepLoop's EMA update
+            (v, self.ema[n][k])
+            for n, m in modules.items()
+            for k, v in m.state_dict().items()
+            if v.dtype.is_floating_point
+        ]
+
+    def save(self, loop: StepLoop, cfg) -> dict:
+        """Write the checkpoint (atomically) as the loop stands; the config's step count is the loop's."""
+        data = {n: m.state_dict() for n, m in self.modules.items()}
+        data.update(opt=self.opt.state_dict(), ema=self.ema, step=loop.step, elapsed=loop.elapsed())
+        data.update(config=asdict(replace(cfg, steps=loop.total)))
+        save_atomic(data, self.path)
+        return data
 
 
 def export(cfg: Config, state: dict, out: Path) -> Path:
@@ -263,16 +277,22 @@ def silent_t5(cfg: Config):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", type=Path, default=Path(".train/tiny-sd3"))
+    return main_for(argv, __doc__, Path(".train/tiny-sd3"), "sd3.pt", Config, train, export)
+
+
+def main_for(argv, doc: str, workdir: Path, checkpoint: str, config: type, train, export) -> int:
+    """The command line of a DiT trainer (this one's and train_tiny_flux's): train or resume under --workdir
+    (or only --export-only the last `checkpoint`), then write the diffusers folder to --out."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=workdir)
     parser.add_argument("--out", type=Path, help="write the diffusers folder here when done")
     parser.add_argument("--max-minutes", type=float, default=60.0)
     parser.add_argument("--ckpt-minutes", type=float, default=5.0)
-    parser.add_argument("--steps", type=int, default=Config.steps)
-    parser.add_argument("--batch", type=int, default=Config.batch)
-    parser.add_argument("--lr", type=float, default=Config.lr, help="peak learning rate")
-    parser.add_argument("--warmup", type=int, default=Config.warmup, help="learning-rate warmup steps")
-    parser.add_argument("--pool", type=int, default=Config.pool, help="pre-encoded training images")
+    parser.add_argument("--steps", type=int, default=config.steps)
+    parser.add_argument("--batch", type=int, default=config.batch)
+    parser.add_argument("--lr", type=float, default=config.lr, help="peak learning rate")
+    parser.add_argument("--warmup", type=int, default=config.warmup, help="learning-rate warmup steps")
+    parser.add_argument("--pool", type=int, default=config.pool, help="pre-encoded training images")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--workers", type=int, default=1, help="processes drawing the training pool")
@@ -281,10 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    cfg = Config(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup, pool=args.pool)
+    cfg = config(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup, pool=args.pool)
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.export_only:
-        state = load(args.workdir / "sd3.pt")
+        state = load(args.workdir / checkpoint)
         if state is None:
             raise SystemExit(f"no checkpoint in {args.workdir}")
     else:
