@@ -14,18 +14,13 @@ from app.graph.model import Edge, Node
 from app.registry import default_registry
 from tests.nodes import diffusion_helpers as h
 from tests.nodes import flow_helpers as f
-from tools import make_tiny_random_dit as dit
 
 STEPS = 8
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("dit-cache")
-    with h.model_root(folder):
-        dit.write("flux", folder / f.FLUX, seed=2)
-        dit.write("sd3", folder / f.SD3, seed=0)
-        yield folder
+def root(dit_root):
+    return dit_root
 
 
 def _graph(name, model, **cache):

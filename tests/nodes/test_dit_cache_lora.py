@@ -12,7 +12,6 @@ from app.graph.model import Edge, Node
 from tests.nodes import diffusion_helpers as h
 from tests.nodes import flow_helpers as f
 from tests.nodes.lora_helpers import peft_transformer_lora
-from tools import make_tiny_random_dit as dit
 
 STEPS = 6
 MODELS = {"sd3": ("sd3_txt2img", f.SD3), "flux": ("flux_txt2img", f.FLUX)}
@@ -22,18 +21,14 @@ SOME = {"delta_dit": {"interval": 2, "boundary": 3}, "ras": {"ratio": 0.25, "sta
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
+def root(dit_root):
     from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
 
-    folder = tmp_path_factory.mktemp("dit-cache-lora")
-    with h.model_root(folder):
-        dit.write("flux", folder / f.FLUX, seed=2)
-        dit.write("sd3", folder / f.SD3, seed=0)
-        (folder / "loras").mkdir()
-        for family, kind in (("sd3", SD3Transformer2DModel), ("flux", FluxTransformer2DModel)):
-            transformer = kind.from_pretrained(folder / MODELS[family][1], subfolder="transformer")
-            save_file(peft_transformer_lora(transformer, seed=5), folder / "loras" / f"{family}.safetensors")
-        yield folder
+    (dit_root / "loras").mkdir()
+    for family, kind in (("sd3", SD3Transformer2DModel), ("flux", FluxTransformer2DModel)):
+        transformer = kind.from_pretrained(dit_root / MODELS[family][1], subfolder="transformer")
+        save_file(peft_transformer_lora(transformer, seed=5), dit_root / "loras" / f"{family}.safetensors")
+    return dit_root
 
 
 def _graph(family: str, lora: bool, cache: dict | None, cache_first: bool = False):

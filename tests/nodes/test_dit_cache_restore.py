@@ -11,20 +11,17 @@ from app.runtime.families import Flux, StableDiffusion3
 from app.runtime.step_cache import AdaptiveCache, FirstBlockCache, MagCache, TaylorSeer, open_denoiser
 from app.runtime.step_cache.blocks import blocks_of
 from app.runtime.step_cache.policy import DeltaDiT, RegionAdaptive
-from tests.nodes import diffusion_helpers as h
 from tests.nodes import flow_helpers as f
-from tools import make_tiny_random_dit as dit
 
 STEPS = 4
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("dit-restore")
-    with h.model_root(folder):
-        dit.write("flux", folder / f.FLUX, seed=2)
-        dit.write("sd3", folder / f.SD3, seed=0)
-        yield {"sd3": f.pipeline(folder / f.SD3).transformer, "flux": f.pipeline(folder / f.FLUX).transformer}
+def models(dit_root):
+    return {
+        "sd3": f.pipeline(dit_root / f.SD3).transformer,
+        "flux": f.pipeline(dit_root / f.FLUX).transformer,
+    }
 
 
 def _policies(count: int) -> dict[str, object]:

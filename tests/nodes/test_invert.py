@@ -163,19 +163,14 @@ def test_a_sampler_on_other_timesteps_or_a_non_ddim_schedule_says_what_to_connec
 
 
 @pytest.fixture(scope="module")
-def flow_root(tmp_path_factory):
+def flow_root(dit_root):
     import cv2
 
     from tests.nodes import flow_helpers as f
-    from tools import make_tiny_random_dit as dit
 
-    folder = tmp_path_factory.mktemp("flow-invert")
-    with h.model_root(folder):
-        dit.write("sd3", folder / f.SD3, seed=0)
-        dit.write("flux", folder / f.FLUX, seed=2)
-        rng = np.random.default_rng(4)
-        cv2.imwrite(str(folder / "picture.png"), (rng.random((f.SIZE, f.SIZE, 3)) * 255).astype(np.uint8))
-        yield folder
+    rng = np.random.default_rng(4)
+    cv2.imwrite(str(dit_root / "picture.png"), (rng.random((f.SIZE, f.SIZE, 3)) * 255).astype(np.uint8))
+    return dit_root
 
 
 @pytest.mark.parametrize("model", ["tiny-sd3", "tiny-flux"])
