@@ -87,7 +87,7 @@ def _validate(params: dict[str, Any], inputs: dict[str, str | None]) -> list[str
             "steps (arXiv 2312.00858); pab: diffusers' Pyramid Attention Broadcast (reuse attention "
             "outputs); adaptive: DeepCache with full passes where a calibration run saw the features move "
             "most; first_block (DiTs): skip the other blocks while the first block's output barely moves; "
-            "taylorseer (DiTs): predict features between full steps (arXiv 2503.06923); magcache (Flux): "
+            "taylorseer (DiTs): predict features between full steps (arXiv 2503.06923); magcache (DiTs): "
             "skip while the measured residual magnitudes say it is safe (arXiv 2506.09045); delta_dit "
             "(DiTs): skipped blocks add their cached output delta, the rear blocks early and the front "
             "blocks late (arXiv 2406.01125); ras (SD3, Flux): at cached steps only the busiest share of image "
@@ -258,7 +258,7 @@ def cache(
 ):
     """Speeds up the Sampler by skipping work across denoising steps (feature caching). The model itself is
     not changed; the Sampler applies the policy for its loop and reports the skipped blocks. UNets:
-    deepcache, pab, adaptive; diffusion transformers (SD3, Flux): first_block, taylorseer, magcache (Flux's
+    deepcache, pab, adaptive; diffusion transformers (SD3, Flux): first_block, taylorseer, magcache (FLUX.1's
     curve, or one measured on a probe run) through diffusers' cache hooks, delta_dit, adaptive and ras."""
     params = dict(locals())
     try:
